@@ -1,0 +1,3 @@
+from scenetune.cli import main
+
+raise SystemExit(main())

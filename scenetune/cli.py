@@ -1,0 +1,198 @@
+"""The `scenetune` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from scenetune.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_TRIALS_FAILED = 1
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values: JSON numbers, booleans and lists; true/false in any case; anything else a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_pins(assignments: Sequence[str]) -> dict[str, Any]:
+    pinned: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects KEY=VALUE, got {assignment!r}")
+        pinned[key.strip()] = parse_value(value)
+    return pinned
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser("sweep", help="run a hyperparameter sweep of one task")
+    sweep.add_argument("task", help="the task to sweep (see `scenetune presets`)")
+    sweep.add_argument("--data", default="digits", help="`digits` (built in) or a folder DIR/{train,test}/<class>/<image>")
+    sweep.add_argument("--space", default="optuna", help="`optuna` (joint search with ASHA) or one of the study's presets")
+    sweep.add_argument("--samples", type=int, help="trials of the optuna space (default 20; presets run their grid)")
+    sweep.add_argument("--epochs", type=int, help="epochs per trial (ASHA's maximum)")
+    sweep.add_argument("--seed", type=int, default=0, help="seeds suggestions, splits, initialisation and batch order")
+    sweep.add_argument("--set", dest="pins", action="append", default=[], metavar="KEY=VALUE", help="pin a parameter, e.g. --set image_size=16")
+    sweep.add_argument("--cpus-per-trial", type=float, default=1.0)
+    sweep.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials onto one GPU, e.g. 0.25")
+    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
+    sweep.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS", help="stop starting trials after this long")
+    validation = sweep.add_mutually_exclusive_group()
+    validation.add_argument("--val-fraction", type=float, default=0.15, help="validation share carved from train (stratified)")
+    validation.add_argument("--val", choices=["test"], help="`test`: use the test folder as validation (the study's protocol)")
+    sweep.add_argument("--storage", default="results", help="where experiments live: a folder or a URI (s3://...)")
+    sweep.add_argument("--name", help="experiment name (default TASK-SPACE-TIME)")
+    sweep.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
+    sweep.add_argument("--address", help="join a running Ray cluster (e.g. auto or HOST:6379)")
+    sweep.add_argument("--cache-dir", help="dataset array cache (default $SCENETUNE_CACHE or ~/.cache/scenetune)")
+    sweep.add_argument("--skip-bad-images", action="store_true", help="go on past unreadable images, with a warning")
+    sweep.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
+    sweep.add_argument("--verbose", action="store_true", help="show Ray's own progress tables and logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scenetune", description="Hyperparameter search for image-classification studies on Ray Tune.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_sweep_parser(commands)
+    presets = commands.add_parser("presets", help="list the search spaces of each task")
+    presets.add_argument("task", nargs="?")
+    layer = commands.add_parser("layer-output", help="activations of one layer of a trained model for some images")
+    layer.add_argument("checkpoint", help="a checkpoint directory, or an experiment directory (its best trial)")
+    layer.add_argument("images", nargs="+", help="image files")
+    layer.add_argument("--layer", required=True, help="layer name, e.g. second, third, output")
+    layer.add_argument("--out", help="where to write the array (.npy); default layer-output-LAYER.npy")
+    return parser
+
+
+def command_presets(args: argparse.Namespace) -> int:
+    from scenetune.registry import TASKS, get_task
+
+    tasks = [get_task(args.task)] if args.task else list(TASKS.values())
+    for task in tasks:
+        space = task.space
+        print(f"{task.name}: {space.description}")
+        print(f"  optuna (default)  joint search with ASHA over {space.optuna_description}")
+        for preset in space.presets.values():
+            print(f"  {preset.name:<17} {preset.description} ({len(preset.points)} trials)")
+    return 0
+
+
+def command_sweep(args: argparse.Namespace) -> int:
+    from scenetune.progress import describe_config
+    from scenetune.sweep import SweepRequest, prepare, run
+
+    request = SweepRequest(
+        task=args.task,
+        data=args.data,
+        space=args.space,
+        samples=args.samples,
+        epochs=args.epochs,
+        seed=args.seed,
+        pinned=parse_pins(args.pins),
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        time_budget_s=args.time_budget_s,
+        val_fraction=args.val_fraction,
+        val_from_test=args.val == "test",
+        storage=args.storage,
+        name=args.name,
+        resume=args.resume,
+        address=args.address,
+        verbose=args.verbose,
+        cache_dir=args.cache_dir,
+        skip_bad_images=args.skip_bad_images,
+        max_failures=args.max_failures,
+    )
+    plan = prepare(request)
+    action = "resuming" if plan.restoring else "sweeping"
+    sizes = {name: len(split) for name, split in next(iter(plan.trial_data.splits.values())).items()}
+    print(
+        f"scenetune: {action} {plan.task.name} ({plan.request.space}, {plan.samples} trials, {plan.epochs} epochs) on "
+        f"{plan.request.data}: {len(plan.trial_data.classes)} classes, "
+        f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test images"
+    )
+    outcome = run(plan)
+    print(f"experiment: {outcome.experiment} ({outcome.trials} trials)")
+    if outcome.best_config is not None:
+        print(
+            f"best trial {outcome.best_trial}: val_acc {outcome.best_val_acc:.4f}, test_acc {outcome.best_test_acc:.4f} "
+            f"({describe_config(outcome.best_config, plan.task.space.defaults)})"
+        )
+        print(f"best checkpoint: {outcome.best_checkpoint}")
+    if outcome.errors:
+        print(f"scenetune: {outcome.errors} of {outcome.trials} trials failed, e.g.: {outcome.error_messages[0]}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0
+
+
+def _resolve_checkpoint(path: Path) -> Path:
+    from analysis.results import best_trial, is_experiment_dir
+    from trainables.checkpoints import is_checkpoint_dir
+
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist")
+    if is_checkpoint_dir(path):
+        return path
+    if is_experiment_dir(path):
+        trial = best_trial(path)
+        if trial is None:
+            raise UserError(f"experiment {path} has no trial with a checkpoint yet")
+        return trial.checkpoints()[-1]
+    raise UserError(f"{path} is neither a checkpoint (model.pt and model.json) nor a scenetune experiment directory")
+
+
+def command_layer_output(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from scenetune.data import load_images
+    from trainables.checkpoints import load_model
+    from trainables.models import check_layer_name, layer_output
+
+    checkpoint = _resolve_checkpoint(Path(args.checkpoint))
+    out = Path(args.out or f"layer-output-{args.layer}.npy")
+    if out.exists():
+        raise UserError(f"output file {out} already exists; choose another --out")
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"image file {missing[0]} does not exist")
+    model, description = load_model(checkpoint)
+    try:
+        check_layer_name(model, args.layer)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    try:
+        images = load_images(args.images, int(description["image_size"]))
+    except OSError as error:
+        raise UserError(f"cannot read image: {error}") from None
+    activations = layer_output(model, images, args.layer).cpu().numpy()
+    np.save(out, activations)
+    print(f"checkpoint: {checkpoint}")
+    print(f"layer {args.layer}: shape {tuple(activations.shape)} -> {out}")
+    return 0
+
+
+COMMANDS = {"sweep": command_sweep, "presets": command_presets, "layer-output": command_layer_output}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"scenetune: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\nscenetune: interrupted; continue with the same command plus --name NAME --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,115 @@
+"""One concise, updating progress line for a sweep, in place of Ray's tables."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from ray import tune
+
+SHOWN_PARAMS = 4
+
+
+def describe_config(config: dict[str, Any], defaults: dict[str, Any], limit: int | None = None) -> str:
+    """`key=value` for what differs from the task's defaults (the part a reader cares about)."""
+    changed = [
+        f"{key}={_short(value)}"
+        for key, value in config.items()
+        if key not in ("seed", "epochs") and defaults.get(key, object()) != value and key in defaults
+    ]
+    if limit is not None and len(changed) > limit:
+        changed = changed[:limit] + ["..."]
+    return " ".join(changed) or "defaults"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+class ProgressLine(tune.Callback):
+    """Trials finished / running / stopped early / failed, and the best val_acc so far with its config.
+
+    On a terminal the line is rewritten in place; in a log it is printed when a trial ends.
+    Holds no stream (the callback is saved with the experiment and must pickle).
+    """
+
+    def __init__(self, total: int, epochs: int, defaults: dict[str, Any]):
+        self.total = total
+        self.epochs = epochs
+        self.defaults = defaults
+        self.started = time.monotonic()
+        self.best_val_acc = -math.inf
+        self.best_config: dict[str, Any] = {}
+        self._last_width = 0
+        self._ended: dict[str, str] = {}  # trial_id -> "done" | "error"; Ray updates status after the hooks
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.started = time.monotonic()  # a resumed sweep counts its own time
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        best = result.get("best_val_acc", result.get("val_acc"))
+        if best is not None and best > self.best_val_acc:
+            self.best_val_acc = best
+            self.best_config = trial.config
+        if sys.stdout.isatty():
+            self._show(trials, final=False)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended[trial.trial_id] = "done"
+        self._show(trials, final=not sys.stdout.isatty())
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended[trial.trial_id] = "error"
+        self._show(trials, final=not sys.stdout.isatty())
+
+    def _state(self, trial: Any) -> str:
+        if trial.trial_id in self._ended:
+            return self._ended[trial.trial_id]
+        return {"TERMINATED": "done", "ERROR": "error", "RUNNING": "running"}.get(trial.status, "pending")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if sys.stdout.isatty():
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+    def _stopped_early(self, trial: Any) -> bool:
+        last = trial.last_result or {}
+        return not last.get("diverged", False) and last.get("epoch", self.epochs) < self.epochs
+
+    def render(self, trials: list) -> str:
+        states = {t.trial_id: self._state(t) for t in trials}
+        finished = [t for t in trials if states[t.trial_id] == "done"]
+        running = sum(state == "running" for state in states.values())
+        errors = sum(state == "error" for state in states.values())
+        stopped = sum(self._stopped_early(t) for t in finished)
+        diverged = sum(bool((t.last_result or {}).get("diverged")) for t in finished)
+        elapsed = int(time.monotonic() - self.started)
+        parts = [
+            f"[{elapsed // 60:02d}:{elapsed % 60:02d}]",
+            f"trials {len(finished) + errors}/{self.total} done",
+            f"{running} running",
+            f"{stopped} stopped early",
+        ]
+        if diverged:
+            parts.append(f"{diverged} diverged")
+        if errors:
+            parts.append(f"{errors} failed")
+        if self.best_val_acc > -math.inf:
+            config = describe_config(self.best_config, self.defaults, SHOWN_PARAMS)
+            parts.append(f"best val_acc {self.best_val_acc:.4f} ({config})")
+        return " | ".join(parts)
+
+    def _show(self, trials: list, final: bool) -> None:
+        line = self.render(trials)
+        if final:
+            sys.stdout.write(line + "\n")
+        else:
+            padding = max(0, self._last_width - len(line))
+            sys.stdout.write("\r" + line + " " * padding)
+            self._last_width = len(line)
+        sys.stdout.flush()

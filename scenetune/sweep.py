@@ -1,0 +1,375 @@
+"""Assemble and run a sweep: validate everything, load the data once, build the Tuner, summarise.
+
+Everything a user can get wrong is checked in `prepare` before Ray starts; `run` only executes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scenetune import __version__
+from scenetune.data import TrialData, check_data_source, load_dataset, make_trial_data
+from scenetune.errors import UserError
+from scenetune.registry import Task, get_task
+from search_spaces.base import OPTUNA_SPACE
+
+METRIC = "val_acc"
+MODE = "max"
+EXPERIMENT_FILE = "scenetune.json"
+DEFAULT_OPTUNA_SAMPLES = 20
+# Experiment state is saved this often (seconds), so a killed sweep loses little when resumed.
+EXPERIMENT_STATE_PERIOD_S = "5"
+
+
+@dataclass
+class SweepRequest:
+    task: str
+    data: str = "digits"
+    space: str = OPTUNA_SPACE
+    samples: int | None = None
+    epochs: int | None = None
+    seed: int = 0
+    pinned: dict[str, Any] = field(default_factory=dict)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    time_budget_s: float | None = None
+    val_fraction: float = 0.15
+    val_from_test: bool = False
+    storage: str = "results"
+    name: str | None = None
+    resume: bool = False
+    address: str | None = None
+    verbose: bool = False
+    cache_dir: str | None = None
+    skip_bad_images: bool = False
+    max_failures: int = 2
+
+
+# Settings that define an experiment; `--resume` takes them from scenetune.json, not the command line.
+RECORDED_FIELDS = ("task", "data", "space", "samples", "epochs", "seed", "pinned", "val_fraction", "val_from_test", "time_budget_s")
+
+
+@dataclass
+class SweepPlan:
+    request: SweepRequest
+    task: Task
+    experiment_dir: Path | None  # None for remote storage (URIs)
+    storage_path: str
+    name: str
+    trial_data: TrialData
+    fingerprint: str
+    configs: list[dict[str, Any]]  # preset grid points (empty for the optuna space)
+    constants: dict[str, Any]
+    samples: int
+    epochs: int
+    restoring: bool
+
+
+def _is_uri(storage: str) -> bool:
+    return "://" in storage
+
+
+def default_name(task: str, space: str) -> str:
+    return f"{task}-{space}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _check_numbers(request: SweepRequest) -> None:
+    if request.samples is not None and request.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {request.samples}")
+    if request.epochs is not None and request.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {request.epochs}")
+    if request.cpus_per_trial <= 0:
+        raise UserError(f"--cpus-per-trial must be positive, got {request.cpus_per_trial}")
+    if request.gpus_per_trial < 0:
+        raise UserError(f"--gpus-per-trial cannot be negative, got {request.gpus_per_trial}")
+    if request.max_concurrent is not None and request.max_concurrent < 1:
+        raise UserError(f"--max-concurrent must be at least 1, got {request.max_concurrent}")
+    if request.time_budget_s is not None and request.time_budget_s <= 0:
+        raise UserError(f"--time-budget must be positive, got {request.time_budget_s}")
+
+
+def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
+    space = task.space
+    if request.space not in space.space_names:
+        raise UserError(f"unknown space {request.space!r} for task {task.name}; choose one of: {', '.join(space.space_names)}")
+    for key in request.pinned:
+        if key not in space.defaults:
+            raise UserError(f"--set {key}: {task.name} has no parameter {key!r}; its parameters are: {', '.join(space.defaults)}")
+    if request.space != OPTUNA_SPACE:
+        swept = set(space.presets[request.space].factors) & set(request.pinned)
+        if swept:
+            raise UserError(f"--set {', '.join(sorted(swept))} conflicts with preset {request.space!r}, which sweeps it")
+
+
+def _recorded(experiment_dir: Path) -> dict[str, Any]:
+    path = experiment_dir / EXPERIMENT_FILE
+    if not path.is_file():
+        raise UserError(f"{experiment_dir} is not a scenetune experiment (no {EXPERIMENT_FILE}); nothing to resume")
+    return json.loads(path.read_text())
+
+
+def _apply_recorded(request: SweepRequest, recorded: dict[str, Any]) -> SweepRequest:
+    return dataclasses.replace(request, **{key: recorded["request"][key] for key in RECORDED_FIELDS})
+
+
+def _experiment_location(request: SweepRequest) -> tuple[str, str, Path | None]:
+    name = request.name or default_name(request.task, request.space)
+    if _is_uri(request.storage):
+        return request.storage, name, None
+    storage = Path(request.storage).expanduser().resolve()
+    return str(storage), name, storage / name
+
+
+def prepare(request: SweepRequest) -> SweepPlan:
+    """Check the request and load the data; raises UserError before anything is started or written."""
+    if request.resume and not request.name:
+        raise UserError("--resume needs --name, the name of the experiment to continue")
+    storage_path, name, experiment_dir = _experiment_location(request)
+    if experiment_dir is not None:
+        if request.resume:
+            if not experiment_dir.is_dir():
+                raise UserError(f"cannot resume: experiment directory {experiment_dir} does not exist")
+            request = _apply_recorded(request, _recorded(experiment_dir))
+        elif experiment_dir.exists():
+            raise UserError(f"experiment directory {experiment_dir} already exists; pass --resume to continue it or choose another --name")
+    task = get_task(request.task)
+    _check_numbers(request)
+    _check_space_and_pins(request, task)
+    check_data_source(request.data)
+    epochs = int(request.epochs or request.pinned.get("epochs") or task.space.defaults.get("epochs", 10))
+    constants = {"seed": request.seed, "epochs": epochs}
+    configs: list[dict[str, Any]] = []
+    if request.space != OPTUNA_SPACE:
+        configs = [{**config, **constants} for config in task.space.preset_configs(request.space, request.pinned)]
+        samples = len(configs)
+    else:
+        samples = request.samples or DEFAULT_OPTUNA_SAMPLES
+    image_sizes = task.space.possible_values("image_size", request.space, request.pinned)
+    n_classes_hint = 2
+    for config in configs or [{**task.space.defaults, **request.pinned, **constants}]:
+        try:
+            task.check_config(config, n_classes_hint)
+        except (ValueError, TypeError, KeyError) as error:
+            raise UserError(f"invalid configuration for {task.name}: {error}") from None
+    dataset = load_dataset(
+        request.data,
+        image_sizes,
+        Path(request.cache_dir) if request.cache_dir else None,
+        request.skip_bad_images,
+    )
+    if request.resume and experiment_dir is not None:
+        recorded_fingerprint = _recorded(experiment_dir)["data"]["fingerprint"]
+        if recorded_fingerprint != dataset.fingerprint:
+            raise UserError(f"the dataset {request.data} changed since experiment {experiment_dir} started; resume would mix results, so start a new experiment")
+    trial_data = make_trial_data(dataset, request.val_fraction, request.val_from_test, request.seed)
+    return SweepPlan(
+        request=request,
+        task=task,
+        experiment_dir=experiment_dir,
+        storage_path=storage_path,
+        name=name,
+        trial_data=trial_data,
+        fingerprint=dataset.fingerprint,
+        configs=configs,
+        constants=constants,
+        samples=samples,
+        epochs=epochs,
+        restoring=request.resume,
+    )
+
+
+def experiment_record(plan: SweepPlan) -> dict[str, Any]:
+    """What scenetune.json holds: enough to understand, compare and resume the experiment."""
+    any_size = next(iter(plan.trial_data.splits))
+    splits = plan.trial_data.splits[any_size]
+    return {
+        "scenetune_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": sys.argv,
+        "task": plan.task.name,
+        "space": plan.request.space,
+        "metric": METRIC,
+        "mode": MODE,
+        "seed": plan.request.seed,
+        "samples": plan.samples,
+        "epochs": plan.epochs,
+        "defaults": plan.task.space.defaults,
+        "data": {
+            "source": plan.request.data,
+            "fingerprint": plan.fingerprint,
+            "classes": plan.trial_data.classes,
+            "image_sizes": sorted(plan.trial_data.splits),
+            "validation": "test folder" if plan.request.val_from_test else f"{plan.request.val_fraction:g} of train, stratified",
+            "sizes": {name: len(split) for name, split in splits.items()},
+        },
+        "request": dataclasses.asdict(plan.request),
+    }
+
+
+def _write_record(plan: SweepPlan) -> None:
+    if plan.experiment_dir is None:
+        return
+    plan.experiment_dir.mkdir(parents=True, exist_ok=True)
+    path = plan.experiment_dir / EXPERIMENT_FILE
+    if not path.exists():  # never overwrite the record of a resumed experiment
+        path.write_text(json.dumps(experiment_record(plan), indent=2, default=str))
+
+
+def _start_ray(request: SweepRequest) -> None:
+    import optuna
+    import ray
+
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
+    if not request.verbose:
+        # The legacy console output honours verbose=0 completely; the new one still prints a banner.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    ray.init(
+        address=request.address,
+        include_dashboard=False,
+        log_to_driver=request.verbose,
+        logging_level=logging.INFO if request.verbose else logging.ERROR,
+        ignore_reinit_error=True,
+    )
+
+
+def _check_gpus(request: SweepRequest) -> None:
+    import ray
+
+    if request.gpus_per_trial <= 0:
+        return
+    largest = max((node.get("Resources", {}).get("GPU", 0.0) for node in ray.nodes() if node.get("Alive")), default=0.0)
+    if largest == 0:
+        raise UserError(f"--gpus-per-trial {request.gpus_per_trial:g} asks for GPUs, but the Ray cluster has none")
+    if request.gpus_per_trial > largest:
+        raise UserError(f"--gpus-per-trial {request.gpus_per_trial:g} is more than the largest node's {largest:g} GPU(s)")
+
+
+def _default_concurrency(request: SweepRequest) -> int:
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    return max(1, int(cpus // request.cpus_per_trial))
+
+
+def build_tuner(plan: SweepPlan):
+    """The Tuner for a plan: OptunaSearch + ASHA for the optuna space, the preset grid otherwise."""
+    from optuna.samplers import TPESampler
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from scenetune.progress import ProgressLine
+
+    request = plan.request
+    space = plan.task.space
+    trainable = _trainable(plan)
+    max_concurrent = request.max_concurrent or _default_concurrency(request)
+    if request.space == OPTUNA_SPACE:
+        searcher = OptunaSearch(
+            space=space.define_by_run(request.pinned, plan.constants),
+            metric=METRIC,
+            mode=MODE,
+            sampler=TPESampler(seed=request.seed),
+        )
+        search_alg = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+        scheduler = ASHAScheduler(time_attr="epoch", metric=METRIC, mode=MODE, max_t=plan.epochs, grace_period=1, reduction_factor=3)
+        param_space: dict[str, Any] = {}
+    else:
+        search_alg = BasicVariantGenerator(points_to_evaluate=[dict(c) for c in plan.configs], max_concurrent=max_concurrent, random_state=request.seed)
+        scheduler = FIFOScheduler()
+        param_space = dict(plan.configs[0])  # every key of the grid; each point overrides it
+    callbacks = [ProgressLine(plan.samples, plan.epochs, space.defaults), JsonLoggerCallback(), CSVLoggerCallback()]
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=plan.samples,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+            time_budget_s=request.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name,
+            storage_path=plan.storage_path,
+            verbose=2 if request.verbose else 0,
+            callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=request.max_failures),
+        ),
+    )
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folders (Ray's default packs every parameter into the name)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def _trainable(plan: SweepPlan):
+    from ray import tune
+
+    resources = {"cpu": plan.request.cpus_per_trial, "gpu": plan.request.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(plan.task.trainable(), data=plan.trial_data), resources)
+
+
+@dataclass
+class SweepOutcome:
+    experiment: str
+    trials: int
+    errors: int
+    best_trial: str | None
+    best_val_acc: float | None
+    best_test_acc: float | None
+    best_config: dict[str, Any] | None
+    best_checkpoint: str | None
+    error_messages: list[str]
+
+
+def run(plan: SweepPlan) -> SweepOutcome:
+    """Start (or join) Ray, run the sweep to its end, and summarise the result grid."""
+    from ray import tune
+
+    _start_ray(plan.request)
+    _check_gpus(plan.request)
+    location = os.path.join(plan.storage_path, plan.name)
+    if plan.restoring and tune.Tuner.can_restore(location):
+        tuner = tune.Tuner.restore(location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True)
+    else:
+        _write_record(plan)
+        tuner = build_tuner(plan)
+    results = tuner.fit()
+    return summarise(results, location)
+
+
+def summarise(results, location: str) -> SweepOutcome:
+    errors = [str(r.error).strip().splitlines()[-1] if str(r.error).strip() else type(r.error).__name__ for r in results if r.error]
+    finished = [r for r in results if r.metrics and r.metrics.get("best_val_acc") is not None]
+    if not finished:
+        return SweepOutcome(location, len(results), len(errors), None, None, None, None, None, errors)
+    best = max(finished, key=lambda r: r.metrics["best_val_acc"])
+    return SweepOutcome(
+        experiment=location,
+        trials=len(results),
+        errors=len(errors),
+        best_trial=best.metrics.get("trial_id"),
+        best_val_acc=best.metrics["best_val_acc"],
+        best_test_acc=best.metrics.get("test_acc"),
+        best_config=best.config,
+        best_checkpoint=best.checkpoint.path if best.checkpoint else None,
+        error_messages=errors,
+    )

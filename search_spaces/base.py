@@ -1,0 +1,96 @@
+"""What a task's search space is: defaults, an Optuna define-by-run space, and the study's presets.
+
+Pure Python (no torch): the driver imports it to validate arguments before anything starts.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+OPTUNA_SPACE = "optuna"
+
+
+class Pick:
+    """Hands a define-by-run space its values: Optuna suggests, unless the user pinned the name (--set)."""
+
+    def __init__(self, trial: Any, pinned: dict[str, Any]):
+        self.trial = trial
+        self.pinned = pinned
+
+    def float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        if name in self.pinned:
+            return self.pinned[name]
+        return self.trial.suggest_float(name, low, high, log=log)
+
+    def int(self, name: str, low: int, high: int, log: bool = False) -> int:
+        if name in self.pinned:
+            return self.pinned[name]
+        return self.trial.suggest_int(name, low, high, log=log)
+
+    def categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        if name in self.pinned:
+            return self.pinned[name]
+        return self.trial.suggest_categorical(name, list(choices))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One of the study's one-factor sweeps: a grid of overrides applied to the task's defaults."""
+
+    name: str
+    description: str
+    points: list[dict[str, Any]]
+
+    @property
+    def factors(self) -> list[str]:
+        """The parameters this preset varies."""
+        keys = {k for point in self.points for k in point}
+        return sorted(k for k in keys if len({repr(p.get(k)) for p in self.points}) > 1)
+
+
+@dataclass(frozen=True)
+class TaskSpace:
+    task: str
+    description: str
+    defaults: dict[str, Any]
+    optuna_space: Callable[[Pick], dict[str, Any] | None]  # define-by-run body; returns extra constants
+    presets: dict[str, Preset]
+    optuna_description: str
+    # Values the optuna space may choose for keys that shape the data the trials need (image_size).
+    optuna_choices: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def space_names(self) -> list[str]:
+        return [OPTUNA_SPACE, *self.presets]
+
+    def preset_configs(self, preset: str, pinned: dict[str, Any]) -> list[dict[str, Any]]:
+        """The full configuration of every grid point: defaults, then pins, then the point."""
+        return [{**self.defaults, **pinned, **point} for point in self.presets[preset].points]
+
+    def define_by_run(self, pinned: dict[str, Any], constants: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
+        """A picklable define-by-run function for OptunaSearch (it is saved with the experiment)."""
+        return functools.partial(_define_by_run, self.optuna_space, self.defaults, pinned, constants)
+
+    def possible_values(self, key: str, space: str, pinned: dict[str, Any]) -> list[Any]:
+        """Every value `key` can take in this space (the data is prepared for each of them)."""
+        if key in pinned:
+            return [pinned[key]]
+        if space == OPTUNA_SPACE:
+            return list(self.optuna_choices.get(key, [self.defaults[key]]))
+        return sorted({config[key] for config in self.preset_configs(space, pinned)})
+
+
+def _define_by_run(
+    body: Callable[[Pick], dict[str, Any] | None],
+    defaults: dict[str, Any],
+    pinned: dict[str, Any],
+    constants: dict[str, Any],
+    trial: Any,
+) -> dict[str, Any]:
+    extra = body(Pick(trial, pinned)) or {}
+    searched = set(trial.params)
+    # Everything not suggested is a constant of the trial: defaults, pins, sweep-wide settings.
+    fixed = {k: v for k, v in {**defaults, **pinned}.items() if k not in searched}
+    return {**fixed, **extra, **constants}

@@ -1,0 +1,1 @@
+"""Ray Tune trainables, one module per task, and the parts they are built of."""

@@ -1,0 +1,60 @@
+"""A trial's checkpoint: the best-validation weights, how to rebuild the model, and training state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from trainables.models import MLP, MLPSpec
+
+WEIGHTS_FILE = "model.pt"
+MODEL_FILE = "model.json"
+TRAINING_STATE_FILE = "training_state.pt"
+
+
+def _build_mlp(description: dict[str, Any]) -> nn.Module:
+    return MLP(MLPSpec(**description["spec"]))
+
+
+# Model kinds a checkpoint can hold; a new architecture adds its builder here.
+MODEL_BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"mlp": _build_mlp}
+
+
+def save_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    description: dict[str, Any],
+    training_state: dict[str, Any] | None = None,
+) -> None:
+    """Write weights (model.pt), what rebuilds the model (model.json) and optionally optimizer state."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    (directory / MODEL_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
+    if training_state is not None:
+        torch.save(training_state, directory / TRAINING_STATE_FILE)
+
+
+def is_checkpoint_dir(directory: Path) -> bool:
+    return (directory / WEIGHTS_FILE).is_file() and (directory / MODEL_FILE).is_file()
+
+
+def read_description(directory: Path) -> dict[str, Any]:
+    return json.loads((Path(directory) / MODEL_FILE).read_text())
+
+
+def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved in a checkpoint directory, in evaluation mode, on `device`."""
+    directory = Path(directory)
+    description = read_description(directory)
+    model = MODEL_BUILDERS[description["model"]](description)
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return model.to(device).eval(), description
+
+
+def load_training_state(directory: Path) -> dict[str, Any] | None:
+    path = Path(directory) / TRAINING_STATE_FILE
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None

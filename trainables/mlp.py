@@ -1,0 +1,31 @@
+"""Task 1 as a Ray Tune trainable: an MLP on the image's pixels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from scenetune.data import TrialData
+from trainables.models import MLP, MLPSpec, channel_statistics
+from trainables.training import TrainingPlan, fit_and_report, make_optimizer
+
+
+def check_config(config: dict[str, Any], n_classes: int) -> None:
+    """Raise ValueError for a configuration that cannot be built, before any trial starts."""
+    MLPSpec.from_config(config, n_classes)
+    make_optimizer(config, [torch.zeros(1, requires_grad=True)])
+
+
+def build_mlp(config: dict[str, Any], data: TrialData) -> tuple[MLP, dict[str, Any]]:
+    """The model a config describes, normalised with the training split's channel statistics."""
+    splits = data.at_size(int(config["image_size"]))
+    spec = MLPSpec.from_config(config, n_classes=len(data.classes))
+    mean, std = channel_statistics(splits["train"].x)
+    description = {"model": "mlp", "spec": spec.to_dict(), "classes": data.classes, "image_size": spec.input_size}
+    return MLP(spec, mean, std), description
+
+
+def train_mlp(config: dict[str, Any], data: TrialData) -> None:
+    model, description = build_mlp(config, data)
+    fit_and_report(TrainingPlan(model, description), data.at_size(int(config["image_size"])), config)

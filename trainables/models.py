@@ -1,0 +1,201 @@
+"""The study's networks, built from plain config dicts, with the study's layer names.
+
+Layers are named as in the study's Keras models: `first` (the reshape), `second`, `third`, ... for
+the hidden layers, `output` for the class scores. Input normalisation lives inside the model (as
+buffers), so a checkpoint alone maps raw uint8 images to predictions and layer outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+ORDINALS = (
+    "second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+    "fourteenth fifteenth sixteenth seventeenth"
+).split()
+MIN_HALVED_WIDTH = 4
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+WIDTH_SCHEDULES = ("halve", "constant")
+KERAS_SMALL_STDDEV = 0.05  # Keras' default for RandomNormal, TruncatedNormal and RandomUniform
+TRUNCATED_NORMAL_STD_CORRECTION = 0.87962566103423978  # std of N(0,1) truncated to [-2, 2]
+
+
+def hidden_layer_name(index: int) -> str:
+    """Name of the index-th hidden layer (0-based): second, third, ..."""
+    return ORDINALS[index] if index < len(ORDINALS) else f"hidden{index + 1}"
+
+
+def _truncated_normal(weight: torch.Tensor, std: float) -> None:
+    nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+def _fans(weight: torch.Tensor) -> tuple[int, int]:
+    fan_out, fan_in = weight.shape
+    return fan_in, fan_out
+
+
+def _glorot_normal(weight: torch.Tensor) -> None:
+    # Keras' GlorotNormal: a truncated normal whose std is corrected for the truncation.
+    fan_in, fan_out = _fans(weight)
+    _truncated_normal(weight, math.sqrt(2.0 / (fan_in + fan_out)) / TRUNCATED_NORMAL_STD_CORRECTION)
+
+
+def _he_normal(weight: torch.Tensor) -> None:
+    fan_in, _ = _fans(weight)
+    _truncated_normal(weight, math.sqrt(2.0 / fan_in) / TRUNCATED_NORMAL_STD_CORRECTION)
+
+
+INITIALIZERS: dict[str, Callable[[torch.Tensor], None]] = {
+    "glorot_normal": _glorot_normal,
+    "glorot_uniform": nn.init.xavier_uniform_,
+    "truncated_normal": lambda w: _truncated_normal(w, KERAS_SMALL_STDDEV),
+    "random_normal": lambda w: nn.init.normal_(w, std=KERAS_SMALL_STDDEV),
+    "random_uniform": lambda w: nn.init.uniform_(w, -KERAS_SMALL_STDDEV, KERAS_SMALL_STDDEV),
+    "he_normal": _he_normal,
+}
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """Everything that fixes an MLP's architecture. Built from a sweep config by `from_config`."""
+
+    input_size: int  # side of the square RGB input the MLP sees (an image or a patch)
+    n_classes: int
+    depth: int = 1
+    width: int = 2048
+    width_schedule: str = "halve"
+    batch_norm: bool = False
+    dropout: float = 0.0
+    activation: str = "relu"
+    initializer: str = "glorot_normal"
+
+    def __post_init__(self) -> None:
+        if self.depth < 0:
+            raise ValueError(f"depth must be >= 0, got {self.depth}")
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+        if self.width_schedule not in WIDTH_SCHEDULES:
+            raise ValueError(f"width_schedule must be one of {WIDTH_SCHEDULES}, got {self.width_schedule!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.initializer not in INITIALIZERS:
+            raise ValueError(f"initializer must be one of {sorted(INITIALIZERS)}, got {self.initializer!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], n_classes: int, input_size: int | None = None) -> MLPSpec:
+        known = {f.name for f in fields(cls)} - {"input_size", "n_classes"}
+        chosen = {k: config[k] for k in known if k in config}
+        size = int(input_size if input_size is not None else config["image_size"])
+        return cls(input_size=size, n_classes=n_classes, **chosen)
+
+    def hidden_widths(self) -> list[int]:
+        if self.width_schedule == "constant":
+            return [self.width] * self.depth
+        return [max(self.width >> i, MIN_HALVED_WIDTH) for i in range(self.depth)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MLP(nn.Module):
+    """Flatten -> hidden dense blocks (Linear, optional BatchNorm, activation, optional Dropout) -> output."""
+
+    def __init__(self, spec: MLPSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None):
+        super().__init__()
+        self.spec = spec
+        mean = np.zeros(3) if channel_mean is None else np.asarray(channel_mean, dtype=np.float64)
+        std = np.ones(3) if channel_std is None else np.asarray(channel_std, dtype=np.float64)
+        # Normalisation statistics travel with the weights (in state_dict), in pixel units (0..255).
+        self.register_buffer("channel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 1, 3))
+        self.register_buffer("channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(1, 1, 1, 3))
+        layers: OrderedDict[str, nn.Module] = OrderedDict(first=nn.Flatten())
+        in_features = spec.input_size * spec.input_size * 3
+        for index, width in enumerate(spec.hidden_widths()):
+            block: list[nn.Module] = [nn.Linear(in_features, width)]
+            if spec.batch_norm:
+                block.append(nn.BatchNorm1d(width))
+            block.append(ACTIVATIONS[spec.activation]())
+            if spec.dropout > 0:
+                block.append(nn.Dropout(spec.dropout))
+            layers[hidden_layer_name(index)] = nn.Sequential(*block)
+            in_features = width
+        layers["output"] = nn.Linear(in_features, spec.n_classes)
+        self.layers = nn.ModuleDict(layers)
+        self._initialize(INITIALIZERS[spec.initializer])
+
+    def _initialize(self, initializer: Callable[[torch.Tensor], None]) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                initializer(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.layers.keys())
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or float pixel values (N, S, S, 3) in 0..255 -> standardised float."""
+        return (images.float() - self.channel_mean) / self.channel_std
+
+    def forward_until(self, images: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+        hidden = self.normalize(images)
+        for name, module in self.layers.items():
+            hidden = module(hidden)
+            if name == layer:
+                return hidden
+        return hidden
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_until(images)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 images (N, S, S, 3), in pixel units."""
+    flat = images.reshape(-1, 3).astype(np.float64)
+    return flat.mean(axis=0), flat.std(axis=0)
+
+
+def check_layer_name(model: nn.Module, layer: str) -> None:
+    names = model.layer_names
+    if layer not in names:
+        raise ValueError(f"unknown layer {layer!r}; valid layers: {', '.join(names)}")
+
+
+@torch.inference_mode()
+def layer_output(model: nn.Module, images: np.ndarray | torch.Tensor, layer: str, batch_size: int = 1024) -> torch.Tensor:
+    """Activations of the named layer for a batch of images (N, S, S, 3, pixel values 0..255).
+
+    Runs in evaluation mode, in batches, on the model's device; returns a tensor on that device.
+    """
+    check_layer_name(model, layer)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    tensor = torch.as_tensor(images)
+    try:
+        outputs = [
+            model.forward_until(tensor[start : start + batch_size].to(device), layer)
+            for start in range(0, len(tensor), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs)

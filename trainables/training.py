@@ -1,0 +1,213 @@
+"""The training loop every neural trainable shares: epochs over in-memory tensors, per-epoch
+`tune.report` of the core metrics, the best-validation weights as the trial's checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import ray
+from ray import tune
+
+from scenetune.data import Split
+from trainables.checkpoints import load_model, load_training_state, save_checkpoint
+from trainables.models import count_parameters
+
+EVAL_BATCH_SIZE = 2048
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SGD_MOMENTUM = 0.9
+
+
+def trial_seed(config: dict[str, Any]) -> int:
+    """One seed per (sweep seed, configuration): the same config in a re-run trains identically."""
+    described = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
+    return (int(config.get("seed", 0)) * 1_000_003 + zlib.crc32(described.encode())) % (2**31)
+
+
+def trial_device() -> torch.device:
+    """The GPU Ray assigned to this trial, or the CPU."""
+    if torch.cuda.is_available() and ray.get_gpu_ids():
+        return torch.device("cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU(s)
+    return torch.device("cpu")
+
+
+def match_threads_to_cpu_share() -> int:
+    """Use as many intra-op threads as CPUs reserved for this trial, so trials do not oversubscribe."""
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    except Exception:  # outside Ray (tests calling the loop directly)
+        cpus = os.cpu_count() or 1
+    threads = max(1, int(cpus))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def make_optimizer(config: dict[str, Any], parameters) -> torch.optim.Optimizer:
+    name = config.get("optimizer", "adam")
+    lr = float(config.get("lr", 1e-3))
+    weight_decay = float(config.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+@dataclass
+class DeviceSplit:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def from_split(cls, split: Split, device: torch.device) -> DeviceSplit:
+        # torch.from_numpy shares memory with the (read-only, object-store) array: no copy on the CPU.
+        return cls(torch.from_numpy(np.asarray(split.x)).to(device), torch.from_numpy(np.asarray(split.y)).to(device))
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: DeviceSplit,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[float, float]:
+    """One pass in a seeded random order; returns the running mean loss and accuracy."""
+    model.train()
+    n = len(data.y)
+    order = torch.randperm(n, generator=generator).to(data.x.device)
+    # Sums stay on the device: no synchronisation per batch.
+    loss_sum = torch.zeros((), device=data.x.device)
+    correct = torch.zeros((), device=data.x.device, dtype=torch.long)
+    for start in range(0, n, batch_size):
+        batch = order[start : start + batch_size]
+        if len(batch) < 2 and start > 0 and _has_batch_norm(model):
+            continue  # BatchNorm cannot train on a single sample; drop a last batch of one
+        loss, predictions = loss_fn(model, data.x[batch], data.y[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(batch)
+        correct += (predictions == data.y[batch]).sum()
+    return float(loss_sum) / n, int(correct) / n
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits.argmax(dim=1)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    data: DeviceSplit,
+    predict_log_proba: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[float, float]:
+    """Mean negative log-likelihood and accuracy, in large batches."""
+    model.eval()
+    predict = predict_log_proba or (lambda m, x: F.log_softmax(m(x), dim=1))
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(data.y), EVAL_BATCH_SIZE):
+        log_proba = predict(model, data.x[start : start + EVAL_BATCH_SIZE])
+        target = data.y[start : start + EVAL_BATCH_SIZE]
+        loss_sum += float(F.nll_loss(log_proba, target, reduction="sum"))
+        correct += int((log_proba.argmax(dim=1) == target).sum())
+    return loss_sum / len(data.y), correct / len(data.y)
+
+
+@dataclass
+class TrainingPlan:
+    """How a trainable wants its model trained; the loop is the same for every task."""
+
+    model: nn.Module
+    description: dict[str, Any]  # what rebuilds the model from its checkpoint
+    loss_fn: Callable = classification_loss
+    predict_log_proba: Callable | None = None
+
+
+def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[str, Any]) -> None:
+    """Train for config['epochs'], reporting the core metrics after every epoch.
+
+    The checkpoint holds the weights of the best validation epoch; `test_acc` is measured on those
+    weights whenever they change, so every report (also the last one of a trial ASHA stops) carries
+    the test accuracy of the trial's best model.
+    """
+    started = time.perf_counter()
+    threads = match_threads_to_cpu_share()
+    device = trial_device()
+    seed = trial_seed(config)
+    torch.manual_seed(seed)
+    model = plan.model.to(device)
+    optimizer = make_optimizer(config, model.parameters())
+    generator = torch.Generator().manual_seed(seed)
+    data = {name: DeviceSplit.from_split(split, device) for name, split in splits.items()}
+    epochs = int(config.get("epochs", 10))
+    batch_size = int(config.get("batch_size", 16))
+    best = {"val_acc": -1.0, "epoch": 0, "test_acc": float("nan"), "val_loss": float("inf")}
+    first_epoch = 1
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as directory:
+            state = load_training_state(Path(directory))
+            weights, _ = load_model(Path(directory), device)
+        model.load_state_dict(weights.state_dict())
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            best = state["best"]
+            first_epoch = state["epoch"] + 1
+    n_params = count_parameters(model)
+    node_id = ray.get_runtime_context().get_node_id()
+    for epoch in range(first_epoch, epochs + 1):
+        train_loss, train_acc = train_one_epoch(model, data["train"], optimizer, batch_size, generator, plan.loss_fn)
+        diverged = not math.isfinite(train_loss)
+        val_loss, val_acc = evaluate(model, data["val"], plan.predict_log_proba)
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "n_params": n_params,
+            "diverged": diverged,
+            "node_id": node_id,
+            "device": str(device),
+            "threads": threads,
+        }
+        improved = not diverged and val_acc > best["val_acc"]
+        if improved:
+            _, test_acc = evaluate(model, data["test"], plan.predict_log_proba)
+            best = {"val_acc": val_acc, "epoch": epoch, "test_acc": test_acc, "val_loss": val_loss}
+        metrics.update(
+            best_val_acc=best["val_acc"],
+            best_epoch=best["epoch"],
+            test_acc=best["test_acc"],
+            trial_seconds=time.perf_counter() - started,
+        )
+        with tempfile.TemporaryDirectory(prefix="scenetune-checkpoint-") as staging:
+            checkpoint = None
+            if improved:  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
+                state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "best": best, "epoch": epoch}
+                save_checkpoint(Path(staging), model, plan.description, state)
+                checkpoint = tune.Checkpoint.from_directory(staging)
+            tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
+        if diverged:
+            return  # a NaN or infinite loss ends the trial; the sweep goes on
