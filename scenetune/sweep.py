@@ -316,8 +316,10 @@ def build_tuner(plan: SweepPlan):
 
 
 def trial_dirname(trial) -> str:
-    """Short trial folders (Ray's default packs every parameter into the name)."""
-    return f"{trial.trainable_name}_{trial.trial_id}"
+    """Short trial folders in creation order (Ray's default packs every parameter into the name)."""
+    counter = str(trial.experiment_tag).split("_", 1)[0]
+    order = f"{int(counter):05d}_" if counter.isdigit() else ""
+    return f"{trial.trainable_name}_{order}{trial.trial_id}"
 
 
 def _trainable(plan: SweepPlan):

@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated dataset cache, tiny image folders, and one real sweep reused by many tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MIT_SPLIT = REPO_ROOT.parent / "shared" / "datasets" / "MIT_split"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("scenetune-cache")
+    os.environ["SCENETUNE_CACHE"] = str(cache)
+    return cache
+
+
+def write_image(path: Path, color: tuple[int, int, int], size: int = 12, mode: str = "RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (size, size), color)
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path)
+    return path
+
+
+def make_image_folder(root: Path, classes: dict[str, tuple[int, int, int]], per_class: int = 4, test_per_class: int = 2) -> Path:
+    """root/{train,test}/<class>/*.png, each class a solid colour with a little noise."""
+    rng = np.random.default_rng(0)
+    for name, color in classes.items():
+        for split, count in (("train", per_class), ("test", test_per_class)):
+            for index in range(count):
+                pixels = np.clip(np.array(color) + rng.integers(-20, 20, size=(12, 12, 3)), 0, 255).astype(np.uint8)
+                path = root / split / name / f"{index}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(path)
+    return root
+
+
+@pytest.fixture()
+def image_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "scenes", {"coast": (30, 80, 200), "forest": (20, 140, 30), "city street": (120, 120, 120)})
+
+
+@pytest.fixture(scope="session")
+def mit_split() -> Path:
+    if not (MIT_SPLIT / "train").is_dir():
+        pytest.skip(f"the MIT_split dataset is not at {MIT_SPLIT}")
+    return MIT_SPLIT
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the in-process sweeps of the whole session."""
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target

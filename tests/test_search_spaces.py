@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import optuna
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+import torch
+
+from search_spaces import mlp
+from search_spaces.base import OPTUNA_SPACE
+from trainables.models import MLP, MLPSpec
+
+
+def _suggest(count: int, pinned: dict | None = None, seed: int = 0) -> list[dict]:
+    define = mlp.SPACE.define_by_run(pinned or {}, {"seed": seed, "epochs": 3})
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
+    configs = []
+    for _ in range(count):
+        trial = study.ask()
+        constants = define(trial)
+        config = {**trial.params, **constants}  # as OptunaSearch merges them
+        configs.append(config)
+        study.tell(trial, float(config["lr"]))  # any objective: TPE kicks in after its startup trials
+    return configs
+
+
+def test_two_hundred_optuna_suggestions_all_build_a_model() -> None:
+    configs = _suggest(200)
+    for config in configs:
+        with torch.device("meta"):  # builds the real modules without allocating their weights
+            model = MLP(MLPSpec.from_config(config, n_classes=10))
+        assert model.layer_names[0] == "first" and model.layer_names[-1] == "output"
+        assert 1e-5 <= config["lr"] <= 1e-1 and config["image_size"] in mlp.IMAGE_SIZES
+        assert config["batch_size"] in mlp.BATCH_SIZES and 1 <= config["depth"] <= 8
+        assert (config["dropout"] == 0.0) == (not config["use_dropout"])
+        assert config["epochs"] == 3 and config["seed"] == 0
+    assert len({c["depth"] for c in configs}) == 8
+    assert {c["optimizer"] for c in configs} == {"adam", "adamw", "sgd"}
+
+
+def test_same_seed_same_suggestions_and_pins_are_respected() -> None:
+    assert _suggest(12, seed=5) == _suggest(12, seed=5)
+    assert _suggest(3, seed=5) != _suggest(3, seed=6)
+    pinned = _suggest(20, {"image_size": 16, "optimizer": "sgd"})
+    assert {c["image_size"] for c in pinned} == {16} and {c["optimizer"] for c in pinned} == {"sgd"}
+
+
+def _grid(preset: str, key: str) -> list:
+    return [config[key] for config in mlp.SPACE.preset_configs(preset, {})]
+
+
+def test_presets_are_the_studys_grids() -> None:
+    assert _grid("lr", "lr") == [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+    assert _grid("image_size", "image_size") == [8, 16, 32, 64, 128]
+    assert _grid("batch_size", "batch_size") == [1, 8, 16, 32, 64, 128, 256, 512]
+    assert _grid("depth", "depth") == list(range(1, 9))
+    regularization = mlp.SPACE.preset_configs("regularization", {})
+    assert [(c["batch_norm"], c["dropout"] > 0) for c in regularization] == [(False, False), (True, False), (False, True), (True, True)]
+    assert {c["depth"] for c in regularization} == {4}
+    assert [(c["width"], c["width_schedule"]) for c in mlp.SPACE.preset_configs("width", {})] == [(2048, "halve"), (4096, "halve"), (4096, "constant")]
+    assert _grid("initializer", "initializer") == ["glorot_normal", "truncated_normal", "random_normal", "random_uniform"]
+    for config in mlp.SPACE.preset_configs("lr", {}):  # the study's fixed defaults around the swept factor
+        assert (config["image_size"], config["optimizer"], config["batch_size"], config["depth"], config["width"]) == (32, "adam", 16, 1, 2048)
+
+
+def test_presets_list_their_factors_and_the_data_they_need() -> None:
+    assert mlp.PRESETS["regularization"].factors == ["batch_norm", "dropout"]
+    assert mlp.SPACE.possible_values("image_size", "image_size", {}) == [8, 16, 32, 64, 128]
+    assert mlp.SPACE.possible_values("image_size", OPTUNA_SPACE, {}) == mlp.IMAGE_SIZES
+    assert mlp.SPACE.possible_values("image_size", "lr", {"image_size": 16}) == [16]

@@ -1,0 +1,183 @@
+"""Real sweeps end to end: Ray Tune's Tuner, OptunaSearch, ASHA and PyTorch on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.results import load_trials, read_experiment_record
+from scenetune.cli import main
+from trainables.checkpoints import load_model
+
+CORE_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "epoch", "n_params", "trial_seconds", "test_acc"}
+TINY = ["--set", "image_size=8", "--set", "width=64"]
+
+
+def sweep(storage: Path, name: str, *arguments: str) -> int:
+    return main(["sweep", "mlp", "--storage", str(storage), "--name", name, *arguments])
+
+
+@pytest.fixture(scope="module")
+def optuna_experiment(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
+    storage = tmp_path_factory.mktemp("results")
+    # One trial at a time keeps ASHA's decisions independent of timing.
+    arguments = ["--samples", "6", "--epochs", "3", "--seed", "7", "--max-concurrent", "1", *TINY]
+    assert sweep(storage, "optuna", *arguments) == 0
+    return storage / "optuna"
+
+
+def _first_configs(experiment: Path, count: int) -> list[dict]:
+    trials = sorted(load_trials(experiment), key=lambda t: t.directory.name)
+    searched = ("lr", "batch_size", "depth", "optimizer", "initializer")
+    return [{k: t.config[k] for k in searched} for t in trials[:count]]
+
+
+def test_optuna_sweep_writes_an_experiment_with_the_core_metrics(optuna_experiment: Path) -> None:
+    record = read_experiment_record(optuna_experiment)
+    assert record["task"] == "mlp" and record["space"] == "optuna" and record["seed"] == 7
+    assert record["data"]["source"] == "digits" and len(record["data"]["classes"]) == 10
+    trials = load_trials(optuna_experiment)
+    assert len(trials) == 6
+    for trial in trials:
+        assert trial.history, f"{trial.directory} reported nothing"
+        assert CORE_METRICS <= set(trial.last)
+        assert [r["epoch"] for r in trial.history] == list(range(1, len(trial.history) + 1))
+        assert len(trial.history) <= 3 and trial.config["image_size"] == 8 and trial.config["width"] == 64
+        assert len(trial.checkpoints()) == 1  # only the best epoch's weights are kept
+    # ASHA stopped the trials below the top third of a rung after their first or second epoch.
+    stopped = [t for t in trials if len(t.history) < 3]
+    assert stopped and all(not t.last["diverged"] for t in stopped)
+    assert max(t.best_val_acc for t in trials) > 0.5
+
+
+def test_best_checkpoint_loads_and_reproduces_its_test_accuracy(optuna_experiment: Path) -> None:
+    from scenetune.data import load_dataset
+
+    trials = [t for t in load_trials(optuna_experiment) if t.checkpoints()]
+    best = max(trials, key=lambda t: t.best_val_acc)
+    model, description = load_model(best.checkpoints()[-1])
+    test = load_dataset("digits", [8]).test[8]
+    predictions = model(__import__("torch").as_tensor(test.x)).argmax(dim=1).numpy()
+    assert description["image_size"] == 8 and description["classes"] == [str(d) for d in range(10)]
+    assert np.mean(predictions == test.y) == pytest.approx(best.last["test_acc"])
+
+
+def test_layer_output_command_on_the_experiment(optuna_experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    images = []
+    for index in range(3):
+        path = tmp_path / f"digit{index}.png"
+        Image.fromarray(np.full((20, 20, 3), 40 * index, dtype=np.uint8)).save(path)
+        images.append(str(path))
+    out = tmp_path / "second.npy"
+    assert main(["layer-output", str(optuna_experiment), *images, "--layer", "second", "--out", str(out)]) == 0
+    assert f"layer second: shape (3, 64) -> {out}" in capsys.readouterr().out
+    assert np.load(out).shape == (3, 64)
+    assert main(["layer-output", str(optuna_experiment), *images, "--layer", "tenth"]) == 2
+    assert "valid layers: first, second" in capsys.readouterr().err
+
+
+def test_same_seed_suggests_the_same_first_configs(optuna_experiment: Path, tmp_path: Path) -> None:
+    assert sweep(tmp_path, "again", "--samples", "2", "--epochs", "1", "--seed", "7", *TINY) == 0
+    assert _first_configs(tmp_path / "again", 2) == _first_configs(optuna_experiment, 2)
+
+
+def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(tmp_path: Path, ray_session, capsys) -> None:
+    assert sweep(tmp_path, "lr", "--space", "lr", "--set", "epochs=1", "--set", "optimizer=sgd", *TINY) == 0
+    trials = load_trials(tmp_path / "lr")
+    assert sorted(t.config["lr"] for t in trials) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    assert all(t.last["epoch"] == 1 for t in trials)
+    assert sweep(tmp_path, "diverge", "--samples", "1", "--epochs", "3", "--set", "lr=1e12", "--set", "optimizer=sgd", *TINY) == 0
+    (trial,) = load_trials(tmp_path / "diverge")
+    assert trial.last["diverged"] is True and len(trial.history) == 1
+    assert "1 diverged" in capsys.readouterr().out
+
+
+def test_mit_split_lr_preset(mit_split: Path, tmp_path: Path, ray_session) -> None:
+    assert main(["sweep", "mlp", "--data", str(mit_split), "--space", "lr", "--set", "epochs=1", "--set", "image_size=16",
+                 "--set", "width=128", "--storage", str(tmp_path), "--name", "mit"]) == 0
+    trials = load_trials(tmp_path / "mit")
+    assert sorted(t.config["lr"] for t in trials) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    record = read_experiment_record(tmp_path / "mit")
+    assert record["data"]["classes"] == sorted(p.name for p in (mit_split / "train").iterdir())
+    assert record["data"]["sizes"] == {"train": 1599, "val": 282, "test": 807}
+
+
+def _experiment_state(experiment: Path) -> dict[str, str]:
+    """trial id -> status, from the newest experiment state Ray has saved."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        saved = json.loads(states[-1].read_text())
+    except json.JSONDecodeError:
+        return {}  # being written
+    trials = [json.loads(entry[0]) for entry in saved["trial_data"]]
+    return {t["trial_id"]: t["status"] for t in trials}
+
+
+def _scenetune(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "scenetune", *arguments]
+
+
+def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path) -> None:
+    command = ["sweep", "mlp", "--samples", "6", "--epochs", "2", "--max-concurrent", "1", "--seed", "3",
+               "--storage", str(tmp_path), "--name", "killed", *TINY]
+    experiment = tmp_path / "killed"
+    process = subprocess.Popen(_scenetune(*command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while sum(s == "TERMINATED" for s in _experiment_state(experiment).values()) < 2:
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finished_before = {tid for tid, status in _experiment_state(experiment).items() if status == "TERMINATED"}
+    histories_before = {t.trial_id: t.history for t in load_trials(experiment) if t.trial_id in finished_before}
+    assert len(histories_before) >= 2
+    resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "killed", "--resume"),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming mlp" in resumed.stdout
+    trials = load_trials(experiment)
+    assert len(trials) == 6
+    assert set(_experiment_state(experiment).values()) == {"TERMINATED"}
+    for trial in trials:
+        if trial.trial_id in histories_before:
+            assert trial.history == histories_before[trial.trial_id], f"{trial.trial_id} ran again"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--data", "/no/such/folder"], "scenetune: error: dataset directory /no/such/folder does not exist"),
+        (["--space", "nope"], "scenetune: error: unknown space 'nope' for task mlp; choose one of: optuna, lr,"),
+        (["--set", "colour=red"], "scenetune: error: --set colour: mlp has no parameter 'colour'"),
+        (["--space", "lr", "--set", "lr=0.1"], "scenetune: error: --set lr conflicts with preset 'lr'"),
+        (["--set", "initializer=zeros"], "scenetune: error: invalid configuration for mlp: initializer must be one of"),
+        (["--resume"], "scenetune: error: cannot resume: experiment directory"),
+    ],
+)
+def test_bad_input_exits_2_with_one_sentence_before_ray_starts(tmp_path: Path, arguments: list[str], message: str) -> None:
+    result = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "x", *arguments), capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_an_existing_experiment_is_never_overwritten(tmp_path: Path) -> None:
+    existing = tmp_path / "taken"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("earlier work")
+    result = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "taken"), capture_output=True, text=True)
+    assert result.returncode == 2 and "already exists; pass --resume" in result.stderr
+    assert (existing / "keep.txt").read_text() == "earlier work"
