@@ -38,7 +38,8 @@ def parse_pins(assignments: Sequence[str]) -> dict[str, Any]:
 def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser("sweep", help="run a hyperparameter sweep of one task")
     sweep.add_argument("task", help="the task to sweep (see `scenetune presets`)")
-    sweep.add_argument("--data", default="digits", help="`digits` (built in) or a folder DIR/{train,test}/<class>/<image>")
+    sweep.add_argument("--data", help="`digits` (built in, the default) or a folder DIR/{train,test}/<class>/<image>; feature tasks default to their --from experiment's data")
+    sweep.add_argument("--from", dest="source", metavar="EXPERIMENT_OR_CHECKPOINT", help="feature tasks: the trained network (an experiment means its best trial)")
     sweep.add_argument("--space", default="optuna", help="`optuna` (joint search with ASHA) or one of the study's presets")
     sweep.add_argument("--samples", type=int, help="trials of the optuna space (default 20; presets run their grid)")
     sweep.add_argument("--epochs", type=int, help="epochs per trial (ASHA's maximum)")
@@ -95,6 +96,7 @@ def command_sweep(args: argparse.Namespace) -> int:
     request = SweepRequest(
         task=args.task,
         data=args.data,
+        source=args.source,
         space=args.space,
         samples=args.samples,
         epochs=args.epochs,
@@ -130,27 +132,12 @@ def command_sweep(args: argparse.Namespace) -> int:
             f"best trial {outcome.best_trial}: val_acc {outcome.best_val_acc:.4f}, test_acc {outcome.best_test_acc:.4f} "
             f"({describe_config(outcome.best_config, plan.task.space.defaults)})"
         )
-        print(f"best checkpoint: {outcome.best_checkpoint}")
+        if outcome.best_checkpoint:
+            print(f"best checkpoint: {outcome.best_checkpoint}")
     if outcome.errors:
         print(f"scenetune: {outcome.errors} of {outcome.trials} trials failed, e.g.: {outcome.error_messages[0]}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     return 0
-
-
-def _resolve_checkpoint(path: Path) -> Path:
-    from analysis.results import best_trial, is_experiment_dir
-    from trainables.checkpoints import is_checkpoint_dir
-
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist")
-    if is_checkpoint_dir(path):
-        return path
-    if is_experiment_dir(path):
-        trial = best_trial(path)
-        if trial is None:
-            raise UserError(f"experiment {path} has no trial with a checkpoint yet")
-        return trial.checkpoints()[-1]
-    raise UserError(f"{path} is neither a checkpoint (model.pt and model.json) nor a scenetune experiment directory")
 
 
 def command_layer_output(args: argparse.Namespace) -> int:
@@ -160,7 +147,9 @@ def command_layer_output(args: argparse.Namespace) -> int:
     from trainables.checkpoints import load_model
     from trainables.models import check_layer_name, layer_output
 
-    checkpoint = _resolve_checkpoint(Path(args.checkpoint))
+    from scenetune.sources import resolve_checkpoint
+
+    checkpoint, _ = resolve_checkpoint(Path(args.checkpoint))
     out = Path(args.out or f"layer-output-{args.layer}.npy")
     if out.exists():
         raise UserError(f"output file {out} already exists; choose another --out")

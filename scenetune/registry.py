@@ -7,35 +7,62 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from scenetune.errors import UserError
+from search_spaces import bovw as bovw_space
+from search_spaces import feature_svm as feature_svm_space
 from search_spaces import mlp as mlp_space
+from search_spaces import patch_mlp as patch_mlp_space
 from search_spaces.base import TaskSpace
+
+
+def _resolve(path: str) -> Callable[..., Any]:
+    module, function = path.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 @dataclass(frozen=True)
 class Task:
     space: TaskSpace
     trainable_path: str  # "module:function"; imported lazily so the CLI starts without torch
-    check_path: str
+    check_path: str  # (config, n_classes, context) -> None, raising ValueError
+    # Feature tasks: the model kind `--from` must hold, and what turns the data into trial inputs.
+    source_kind: str | None = None
+    source_required: bool = False
+    inputs_path: str | None = None  # (trial_data, source, values, data_key) -> what the trials receive
 
     @property
     def name(self) -> str:
         return self.space.task
 
-    def _resolve(self, path: str) -> Callable[..., Any]:
-        module, function = path.split(":")
-        return getattr(importlib.import_module(module), function)
-
     def trainable(self) -> Callable[..., None]:
-        return self._resolve(self.trainable_path)
+        return _resolve(self.trainable_path)
 
-    def check_config(self, config: dict[str, Any], n_classes: int) -> None:
-        self._resolve(self.check_path)(config, n_classes)
+    def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
+        _resolve(self.check_path)(config, n_classes, context)
+
+    def build_inputs(self, *arguments: Any) -> Any:
+        return _resolve(self.inputs_path)(*arguments) if self.inputs_path else arguments[0]
 
 
 TASKS: dict[str, Task] = {
     task.name: task
     for task in [
         Task(mlp_space.SPACE, "trainables.mlp:train_mlp", "trainables.mlp:check_config"),
+        Task(patch_mlp_space.SPACE, "trainables.patch_mlp:train_patch_mlp", "trainables.patch_mlp:check_config"),
+        Task(
+            feature_svm_space.SPACE,
+            "trainables.feature_svm:train_feature_svm",
+            "trainables.feature_svm:check_config",
+            source_kind="mlp",
+            source_required=True,
+            inputs_path="trainables.feature_svm:build_inputs",
+        ),
+        Task(
+            bovw_space.SPACE,
+            "trainables.bovw:train_bovw",
+            "trainables.bovw:check_config",
+            source_kind="patch_mlp",
+            inputs_path="trainables.bovw:build_inputs",
+        ),
     ]
 }
 

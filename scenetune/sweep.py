@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scenetune import __version__
-from scenetune.data import TrialData, check_data_source, load_dataset, make_trial_data
+from scenetune.data import BUILTIN_DIGITS, TrialData, check_data_source, load_dataset, make_trial_data
 from scenetune.errors import UserError
 from scenetune.registry import Task, get_task
 from search_spaces.base import OPTUNA_SPACE
@@ -32,7 +32,8 @@ EXPERIMENT_STATE_PERIOD_S = "5"
 @dataclass
 class SweepRequest:
     task: str
-    data: str = "digits"
+    data: str | None = None  # None: the --from experiment's data, else the built-in digits
+    source: str | None = None
     space: str = OPTUNA_SPACE
     samples: int | None = None
     epochs: int | None = None
@@ -55,7 +56,7 @@ class SweepRequest:
 
 
 # Settings that define an experiment; `--resume` takes them from scenetune.json, not the command line.
-RECORDED_FIELDS = ("task", "data", "space", "samples", "epochs", "seed", "pinned", "val_fraction", "val_from_test", "time_budget_s")
+RECORDED_FIELDS = ("task", "data", "source", "space", "samples", "epochs", "seed", "pinned", "val_fraction", "val_from_test", "time_budget_s")
 
 
 @dataclass
@@ -66,6 +67,8 @@ class SweepPlan:
     storage_path: str
     name: str
     trial_data: TrialData
+    inputs: Any  # what every trial receives through the object store
+    context: dict[str, Any]
     fingerprint: str
     configs: list[dict[str, Any]]  # preset grid points (empty for the optuna space)
     constants: dict[str, Any]
@@ -129,6 +132,35 @@ def _experiment_location(request: SweepRequest) -> tuple[str, str, Path | None]:
     return str(storage), name, storage / name
 
 
+def _resolve_source(request: SweepRequest, task: Task):
+    from scenetune.sources import resolve_source
+
+    if request.source is None:
+        if task.source_required:
+            raise UserError(f"{task.name} needs --from, a {task.source_kind} experiment or checkpoint to take features from")
+        return None
+    if task.source_kind is None:
+        raise UserError(f"{task.name} trains from pixels and takes no --from")
+    return resolve_source(request.source, task.source_kind, task.name)
+
+
+def _with_source_data(request: SweepRequest, source) -> SweepRequest:
+    """Feature tasks default to the data and split their source network was trained on."""
+    if request.data is not None:
+        return request
+    recorded = (source.record or {}).get("request") if source is not None else None
+    if recorded is None:
+        return dataclasses.replace(request, data=BUILTIN_DIGITS)
+    keys = ("data", "val_fraction", "val_from_test")
+    return dataclasses.replace(request, **{key: recorded[key] for key in keys})
+
+
+def _sweep_context(source) -> dict[str, Any]:
+    if source is None:
+        return {"has_source": False}
+    return {"has_source": True, "layers": source.hidden_layers, "image_size": int(source.description["image_size"])}
+
+
 def prepare(request: SweepRequest) -> SweepPlan:
     """Check the request and load the data; raises UserError before anything is started or written."""
     if request.resume and not request.name:
@@ -144,33 +176,43 @@ def prepare(request: SweepRequest) -> SweepPlan:
     task = get_task(request.task)
     _check_numbers(request)
     _check_space_and_pins(request, task)
+    source = _resolve_source(request, task)
+    request = _with_source_data(request, source)
     check_data_source(request.data)
-    epochs = int(request.epochs or request.pinned.get("epochs") or task.space.defaults.get("epochs", 10))
+    context = _sweep_context(source)
+    epochs = int(request.epochs or request.pinned.get("epochs") or task.space.defaults.get("epochs", 1))
     constants = {"seed": request.seed, "epochs": epochs}
     configs: list[dict[str, Any]] = []
     if request.space != OPTUNA_SPACE:
-        configs = [{**config, **constants} for config in task.space.preset_configs(request.space, request.pinned)]
+        configs = [{**config, **constants} for config in task.space.preset_configs(request.space, request.pinned, context)]
+        if not configs:
+            raise UserError(f"preset {request.space!r} has no value that fits the pinned parameters {request.pinned}")
         samples = len(configs)
     else:
         samples = request.samples or DEFAULT_OPTUNA_SAMPLES
-    image_sizes = task.space.possible_values("image_size", request.space, request.pinned)
     n_classes_hint = 2
     for config in configs or [{**task.space.defaults, **request.pinned, **constants}]:
         try:
-            task.check_config(config, n_classes_hint)
+            task.check_config(config, n_classes_hint, context)
         except (ValueError, TypeError, KeyError) as error:
             raise UserError(f"invalid configuration for {task.name}: {error}") from None
-    dataset = load_dataset(
-        request.data,
-        image_sizes,
-        Path(request.cache_dir) if request.cache_dir else None,
-        request.skip_bad_images,
-    )
+
+    def values(key: str) -> list[Any]:
+        return task.space.possible_values(key, request.space, request.pinned, context)
+
+    image_sizes = set(values("image_size")) if "image_size" in task.space.defaults else set()
+    if "image_size" in context:
+        image_sizes.add(context["image_size"])
+    dataset = load_dataset(request.data, image_sizes, Path(request.cache_dir) if request.cache_dir else None, request.skip_bad_images)
     if request.resume and experiment_dir is not None:
         recorded_fingerprint = _recorded(experiment_dir)["data"]["fingerprint"]
         if recorded_fingerprint != dataset.fingerprint:
             raise UserError(f"the dataset {request.data} changed since experiment {experiment_dir} started; resume would mix results, so start a new experiment")
-    trial_data = make_trial_data(dataset, request.val_fraction, request.val_from_test, request.seed)
+    split_seed = request.seed
+    if source is not None and source.record is not None:
+        split_seed = source.record["request"]["seed"]  # the source network's own train/val split
+    trial_data = make_trial_data(dataset, request.val_fraction, request.val_from_test, split_seed)
+    data_key = f"{dataset.fingerprint}|{request.val_fraction}|{request.val_from_test}|{split_seed}"
     return SweepPlan(
         request=request,
         task=task,
@@ -178,6 +220,8 @@ def prepare(request: SweepRequest) -> SweepPlan:
         storage_path=storage_path,
         name=name,
         trial_data=trial_data,
+        inputs=task.build_inputs(trial_data, source, values, data_key),
+        context=context,
         fingerprint=dataset.fingerprint,
         configs=configs,
         constants=constants,
@@ -235,6 +279,7 @@ def _start_ray(request: SweepRequest) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         logging.getLogger("ray").setLevel(logging.ERROR)
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures are summarised by scenetune
     ray.init(
         address=request.address,
         include_dashboard=False,
@@ -280,7 +325,7 @@ def build_tuner(plan: SweepPlan):
     max_concurrent = request.max_concurrent or _default_concurrency(request)
     if request.space == OPTUNA_SPACE:
         searcher = OptunaSearch(
-            space=space.define_by_run(request.pinned, plan.constants),
+            space=space.define_by_run(request.pinned, plan.constants, plan.context),
             metric=METRIC,
             mode=MODE,
             sampler=TPESampler(seed=request.seed),
@@ -326,7 +371,7 @@ def _trainable(plan: SweepPlan):
     from ray import tune
 
     resources = {"cpu": plan.request.cpus_per_trial, "gpu": plan.request.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(plan.task.trainable(), data=plan.trial_data), resources)
+    return tune.with_resources(tune.with_parameters(plan.task.trainable(), data=plan.inputs), resources)
 
 
 @dataclass
@@ -360,7 +405,7 @@ def run(plan: SweepPlan) -> SweepOutcome:
 
 def summarise(results, location: str) -> SweepOutcome:
     errors = [str(r.error).strip().splitlines()[-1] if str(r.error).strip() else type(r.error).__name__ for r in results if r.error]
-    finished = [r for r in results if r.metrics and r.metrics.get("best_val_acc") is not None]
+    finished = [r for r in results if r.metrics and r.metrics.get("best_val_acc") is not None and r.metrics["best_val_acc"] == r.metrics["best_val_acc"]]
     if not finished:
         return SweepOutcome(location, len(results), len(errors), None, None, None, None, None, errors)
     best = max(finished, key=lambda r: r.metrics["best_val_acc"])

@@ -15,9 +15,10 @@ OPTUNA_SPACE = "optuna"
 class Pick:
     """Hands a define-by-run space its values: Optuna suggests, unless the user pinned the name (--set)."""
 
-    def __init__(self, trial: Any, pinned: dict[str, Any]):
+    def __init__(self, trial: Any, pinned: dict[str, Any], context: dict[str, Any] | None = None):
         self.trial = trial
         self.pinned = pinned
+        self.context = context or {}  # facts about the sweep's inputs, e.g. the layers a source model has
 
     def float(self, name: str, low: float, high: float, log: bool = False) -> float:
         if name in self.pinned:
@@ -41,11 +42,19 @@ class Preset:
 
     name: str
     description: str
-    points: list[dict[str, Any]]
+    # The grid, or a function of the sweep's context for grids that depend on its inputs.
+    points: list[dict[str, Any]] | Callable[[dict[str, Any]], list[dict[str, Any]]]
+    keep: Callable[[dict[str, Any]], bool] | None = None  # drops points that do not fit the pinned values
+    swept: tuple[str, ...] = ()  # the varied parameters, where the grid depends on the context
+
+    def points_for(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.points(context) if callable(self.points) else self.points
 
     @property
     def factors(self) -> list[str]:
         """The parameters this preset varies."""
+        if self.swept or callable(self.points):
+            return sorted(self.swept)
         keys = {k for point in self.points for k in point}
         return sorted(k for k in keys if len({repr(p.get(k)) for p in self.points}) > 1)
 
@@ -58,28 +67,34 @@ class TaskSpace:
     optuna_space: Callable[[Pick], dict[str, Any] | None]  # define-by-run body; returns extra constants
     presets: dict[str, Preset]
     optuna_description: str
-    # Values the optuna space may choose for keys that shape the data the trials need (image_size).
-    optuna_choices: dict[str, list[Any]] = field(default_factory=dict)
+    # Values the optuna space may choose for keys that shape the data the trials need (image_size):
+    # a list, or a function of the sweep's context.
+    optuna_choices: dict[str, Any] = field(default_factory=dict)
 
     @property
     def space_names(self) -> list[str]:
         return [OPTUNA_SPACE, *self.presets]
 
-    def preset_configs(self, preset: str, pinned: dict[str, Any]) -> list[dict[str, Any]]:
+    def preset_configs(self, preset: str, pinned: dict[str, Any], context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The full configuration of every grid point: defaults, then pins, then the point."""
-        return [{**self.defaults, **pinned, **point} for point in self.presets[preset].points]
+        chosen = self.presets[preset]
+        configs = [{**self.defaults, **pinned, **point} for point in chosen.points_for(context or {})]
+        return [config for config in configs if chosen.keep is None or chosen.keep(config)]
 
-    def define_by_run(self, pinned: dict[str, Any], constants: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
+    def define_by_run(
+        self, pinned: dict[str, Any], constants: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> Callable[[Any], dict[str, Any]]:
         """A picklable define-by-run function for OptunaSearch (it is saved with the experiment)."""
-        return functools.partial(_define_by_run, self.optuna_space, self.defaults, pinned, constants)
+        return functools.partial(_define_by_run, self.optuna_space, self.defaults, pinned, constants, context or {})
 
-    def possible_values(self, key: str, space: str, pinned: dict[str, Any]) -> list[Any]:
+    def possible_values(self, key: str, space: str, pinned: dict[str, Any], context: dict[str, Any] | None = None) -> list[Any]:
         """Every value `key` can take in this space (the data is prepared for each of them)."""
         if key in pinned:
             return [pinned[key]]
         if space == OPTUNA_SPACE:
-            return list(self.optuna_choices.get(key, [self.defaults[key]]))
-        return sorted({config[key] for config in self.preset_configs(space, pinned)})
+            choices = self.optuna_choices.get(key, [self.defaults[key]])
+            return list(choices(context or {}) if callable(choices) else choices)
+        return sorted({config[key] for config in self.preset_configs(space, pinned, context)})
 
 
 def _define_by_run(
@@ -87,9 +102,10 @@ def _define_by_run(
     defaults: dict[str, Any],
     pinned: dict[str, Any],
     constants: dict[str, Any],
+    context: dict[str, Any],
     trial: Any,
 ) -> dict[str, Any]:
-    extra = body(Pick(trial, pinned)) or {}
+    extra = body(Pick(trial, pinned, context)) or {}
     searched = set(trial.params)
     # Everything not suggested is a constant of the trial: defaults, pins, sweep-wide settings.
     fixed = {k: v for k, v in {**defaults, **pinned}.items() if k not in searched}

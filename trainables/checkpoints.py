@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from trainables.models import MLP, MLPSpec
+from trainables.models import MLP, MLPSpec, PatchMLP, PatchSpec
 
 WEIGHTS_FILE = "model.pt"
 MODEL_FILE = "model.json"
@@ -20,8 +20,13 @@ def _build_mlp(description: dict[str, Any]) -> nn.Module:
     return MLP(MLPSpec(**description["spec"]))
 
 
+def _build_patch_mlp(description: dict[str, Any]) -> nn.Module:
+    spec = description["spec"]
+    return PatchMLP(PatchSpec(**{**spec, "mlp": MLPSpec(**spec["mlp"])}))
+
+
 # Model kinds a checkpoint can hold; a new architecture adds its builder here.
-MODEL_BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"mlp": _build_mlp}
+MODEL_BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"mlp": _build_mlp, "patch_mlp": _build_patch_mlp}
 
 
 def save_checkpoint(

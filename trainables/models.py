@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 ORDINALS = (
     "second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
@@ -199,3 +200,112 @@ def layer_output(model: nn.Module, images: np.ndarray | torch.Tensor, layer: str
     finally:
         model.train(was_training)
     return torch.cat(outputs)
+
+
+AGGREGATIONS = ("mean", "max", "min", "mean_logits", "vote")
+TRAIN_ON = ("image", "patch")
+SMALLEST_PROBABILITY = 1e-12
+
+
+def aggregate_patch_scores(patch_logits: torch.Tensor, aggregation: str) -> torch.Tensor:
+    """Per-patch class logits (N, P, C) -> image class probabilities (N, C).
+
+    mean / max / min: that statistic of the patches' softmax, renormalised to sum to one;
+    mean_logits: softmax of the mean logits; vote: share of patches whose top class it is.
+    """
+    if aggregation == "mean_logits":
+        return torch.softmax(patch_logits.mean(dim=1), dim=-1)
+    if aggregation == "vote":
+        votes = F.one_hot(patch_logits.argmax(dim=-1), patch_logits.shape[-1]).float()
+        return votes.mean(dim=1)
+    probabilities = torch.softmax(patch_logits, dim=-1)
+    if aggregation == "mean":
+        scores = probabilities.mean(dim=1)
+    elif aggregation == "max":
+        scores = probabilities.amax(dim=1)
+    elif aggregation == "min":
+        scores = probabilities.amin(dim=1)
+    else:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    return scores / scores.sum(dim=-1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    image_size: int
+    patch_size: int
+    aggregation: str
+    mlp: MLPSpec
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 1 or self.image_size % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide image_size {self.image_size}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.mlp.input_size != self.patch_size:
+            raise ValueError("the patch MLP's input size must equal patch_size")
+
+    @property
+    def patches_per_image(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], n_classes: int) -> PatchSpec:
+        patch_size = int(config["patch_size"])
+        return cls(
+            image_size=int(config["image_size"]),
+            patch_size=patch_size,
+            aggregation=config.get("aggregation", "mean"),
+            mlp=MLPSpec.from_config(config, n_classes, input_size=patch_size),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_into_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(N, S, S, 3) -> (N, P, p, p, 3), non-overlapping patches in row-major order."""
+    n, size, _, channels = images.shape
+    per_side = size // patch_size
+    grid = images.reshape(n, per_side, patch_size, per_side, patch_size, channels)
+    return grid.permute(0, 1, 3, 2, 4, 5).reshape(n, per_side * per_side, patch_size, patch_size, channels)
+
+
+class PatchMLP(nn.Module):
+    """Image -> patches -> one MLP shared by every patch -> per-patch class scores -> aggregation.
+
+    `forward` returns image-level log-probabilities, so the generic classification loss and
+    evaluation apply unchanged; `patch_logits` serves training on patches.
+    """
+
+    def __init__(self, spec: PatchSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None):
+        super().__init__()
+        self.spec = spec
+        self.mlp = MLP(spec.mlp, channel_mean, channel_std)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return self.mlp.layer_names
+
+    def _flat_patches(self, images: torch.Tensor) -> torch.Tensor:
+        patches = split_into_patches(images, self.spec.patch_size)
+        return patches.reshape(-1, *patches.shape[2:])
+
+    def patch_logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self._flat_patches(images)).view(len(images), self.spec.patches_per_image, -1)
+
+    def forward_until(self, images: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+        """A layer's activations per patch: (N, P, features)."""
+        return self.mlp.forward_until(self._flat_patches(images), layer).view(len(images), self.spec.patches_per_image, -1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        probabilities = aggregate_patch_scores(self.patch_logits(images), self.spec.aggregation)
+        return torch.log(probabilities.clamp_min(SMALLEST_PROBABILITY))
+
+
+def patch_level_loss(model: PatchMLP, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every patch carries its image's label; accuracy is still counted per image."""
+    logits = model.patch_logits(images)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat_interleave(logits.shape[1]))
+    image_scores = aggregate_patch_scores(logits.detach(), model.spec.aggregation)
+    return loss, image_scores.argmax(dim=1)

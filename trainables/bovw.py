@@ -1,0 +1,128 @@
+"""Task 4 as a Ray Tune trainable: descriptors -> k-means codebook -> visual-word histograms -> SVM."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from ray import tune
+
+from scenetune.data import TrialData, default_cache_dir
+from trainables.descriptors import (
+    Descriptors,
+    cached_arrays,
+    dense_sift,
+    fit_codebook,
+    inverse_document_frequency,
+    learnt_descriptors,
+    normalize_histograms,
+    word_histograms,
+)
+from trainables.features import SPLITS
+from trainables.svm import check_svm_config, fit_and_score_svm, svm_report
+
+DESCRIPTORS = ("sift", "learnt")
+NORMALIZATIONS = ("l1", "l2", "power")
+BOVW_KERNELS = ("rbf", "linear", "intersection")
+
+
+@dataclass
+class BovwInputs:
+    data: TrialData
+    source_checkpoint: str | None
+    source_layers: list[str]
+    source_image_size: int | None
+    data_key: str
+    cache_dir: str
+
+
+def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any] | None = None) -> None:
+    context = context or {}
+    check_svm_config(config)
+    descriptor = config.get("descriptor", "sift")
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f"descriptor must be one of {DESCRIPTORS}, got {descriptor!r}")
+    if descriptor == "learnt":
+        if not context.get("has_source"):
+            raise ValueError("learnt descriptors need --from, a patch_mlp experiment or checkpoint")
+        layers = context.get("layers", [])
+        if config.get("layer", "last") not in ["last", *layers]:
+            raise ValueError(f"the source model has no layer {config['layer']!r}; its hidden layers are: {', '.join(layers)}")
+    if config.get("kernel", "rbf") not in BOVW_KERNELS:
+        raise ValueError(f"kernel must be one of {BOVW_KERNELS}, got {config.get('kernel')!r}")
+    if config.get("normalization", "l2") not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {config.get('normalization')!r}")
+    if int(config.get("codebook_size", 2)) < 2:
+        raise ValueError(f"codebook_size must be at least 2, got {config.get('codebook_size')}")
+    if descriptor == "sift":
+        side = int(config["image_size"])
+        for key in ("sift_step", "sift_size"):
+            if not 1 <= int(config[key]) <= side:
+                raise ValueError(f"{key} {config[key]} must lie between 1 and the image size {side}")
+
+
+def build_inputs(data: TrialData, source, values: Callable[[str], list], data_key: str) -> BovwInputs:
+    return BovwInputs(
+        data=data,
+        source_checkpoint=str(source.checkpoint) if source is not None else None,
+        source_layers=source.hidden_layers if source is not None else [],
+        source_image_size=int(source.description["image_size"]) if source is not None else None,
+        data_key=data_key,
+        cache_dir=str(default_cache_dir() / "bovw"),
+    )
+
+
+def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> tuple[str, Callable[[np.ndarray], Descriptors], int]:
+    """A key naming the descriptors, the function computing them, and the image size they need."""
+    if config.get("descriptor", "sift") == "sift":
+        step, size, side = int(config["sift_step"]), int(config["sift_size"]), int(config["image_size"])
+        return f"sift|step={step}|size={size}|{side}px", lambda images: dense_sift(images, step, size), side
+    layer = config.get("layer", "last")
+    layer = inputs.source_layers[-1] if layer == "last" else layer
+    checkpoint = Path(inputs.source_checkpoint)
+    stamp = (checkpoint / "model.pt").stat().st_mtime_ns
+    return f"learnt|{checkpoint}@{stamp}|{layer}", lambda images: learnt_descriptors(checkpoint, images, layer), int(inputs.source_image_size)
+
+
+def _split_descriptors(config: dict[str, Any], inputs: BovwInputs) -> tuple[dict[str, Descriptors], str, bool]:
+    setting, compute, side = _descriptor_setting(config, inputs)
+    splits = inputs.data.at_size(side)
+    key = f"{inputs.data_key}|{setting}"
+
+    def compute_all() -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        for name in SPLITS:
+            described = compute(splits[name].x)
+            arrays[f"{name}_values"], arrays[f"{name}_index"] = described.values, described.image_index
+        return arrays
+
+    arrays, cached = cached_arrays(Path(inputs.cache_dir) / "descriptors", key, compute_all)
+    descriptors = {name: Descriptors(arrays[f"{name}_values"], arrays[f"{name}_index"], len(splits[name])) for name in SPLITS}
+    return descriptors, key, cached
+
+
+def train_bovw(config: dict[str, Any], data: BovwInputs) -> None:
+    inputs = data
+    started = time.perf_counter()
+    descriptors, descriptor_key, descriptors_cached = _split_descriptors(config, inputs)
+    k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
+    available = len(descriptors["train"].values)
+    if k > available:
+        # Reported, not raised: the sweep goes on and the table says why this trial has no score.
+        tune.report({"epoch": 1, "infeasible": True, "error_message": f"codebook_size {k} exceeds the {available} training descriptors",
+                     "val_acc": float("nan"), "best_val_acc": float("nan"), "trial_seconds": time.perf_counter() - started})
+        return
+    codebook_key = f"{descriptor_key}|k={k}|seed={seed}"
+    arrays, codebook_cached = cached_arrays(
+        Path(inputs.cache_dir) / "codebooks", codebook_key, lambda: {"centres": fit_codebook(descriptors["train"], k, seed)}
+    )
+    histograms = {name: word_histograms(descriptors[name], arrays["centres"]) for name in SPLITS}
+    idf = inverse_document_frequency(histograms["train"]) if config.get("tfidf") else None
+    features = {name: normalize_histograms(h, config.get("normalization", "l2"), idf) for name, h in histograms.items()}
+    labels = {name: inputs.data.at_size(next(iter(inputs.data.splits)))[name].y for name in SPLITS}
+    result = fit_and_score_svm(config, features, labels)
+    tune.report(svm_report(result, started, infeasible=False, descriptors_cached=descriptors_cached,
+                           codebook_cached=codebook_cached, descriptors_per_image=available / descriptors["train"].n_images))

@@ -1,0 +1,85 @@
+"""The SVM end of the feature tasks: feature scaling and scikit-learn's SVC, one call per trial."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler, normalize
+from sklearn.svm import SVC
+
+KERNELS = ("rbf", "linear", "poly", "intersection")
+SCALINGS = ("standard", "l2", "none")
+
+
+def scale_features(scaling: str, train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Fit the scaling on train only, then apply it to every split."""
+    if scaling == "standard":
+        scaler = StandardScaler().fit(train)
+        return [scaler.transform(x) for x in (train, *others)]
+    if scaling == "l2":
+        return [normalize(x) for x in (train, *others)]
+    if scaling == "none":
+        return [train, *others]
+    raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+
+
+def histogram_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """K(x, y) = sum_i min(x_i, y_i), the usual kernel for bag-of-words histograms."""
+    return np.minimum(a[:, None, :], b[None, :, :]).sum(axis=-1)
+
+
+def check_svm_config(config: dict[str, Any]) -> None:
+    if config.get("kernel", "rbf") not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {config.get('kernel')!r}")
+    if not float(config.get("C", 1.0)) > 0:
+        raise ValueError(f"C must be positive, got {config.get('C')}")
+    gamma = config.get("gamma", "scale")
+    if gamma not in ("scale", "auto") and not float(gamma) > 0:
+        raise ValueError(f"gamma must be positive, 'scale' or 'auto', got {gamma!r}")
+
+
+@dataclass
+class SVMResult:
+    train_acc: float
+    val_acc: float
+    test_acc: float
+    fit_seconds: float
+    n_support: int
+
+
+def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> SVMResult:
+    """Fit SVC on x['train'] and score it on train, val and test."""
+    kernel = config.get("kernel", "rbf")
+    gamma = config.get("gamma", "scale")
+    svc = SVC(
+        kernel="precomputed" if kernel == "intersection" else kernel,
+        C=float(config.get("C", 1.0)),
+        gamma=gamma if gamma in ("scale", "auto") else float(gamma),
+        degree=int(config.get("degree", 3)),
+    )
+    features = x
+    if kernel == "intersection":
+        features = {name: histogram_intersection(values, x["train"]) for name, values in x.items()}
+    started = time.perf_counter()
+    svc.fit(features["train"], y["train"])
+    fit_seconds = time.perf_counter() - started
+    accuracy = {name: float(np.mean(svc.predict(features[name]) == y[name])) for name in ("train", "val", "test")}
+    return SVMResult(accuracy["train"], accuracy["val"], accuracy["test"], fit_seconds, int(svc.n_support_.sum()))
+
+
+def svm_report(result: SVMResult, started: float, **extra: Any) -> dict[str, Any]:
+    """The core metrics every task shares; an SVM trial has a single 'epoch'."""
+    return {
+        "epoch": 1,
+        "train_acc": result.train_acc,
+        "val_acc": result.val_acc,
+        "best_val_acc": result.val_acc,
+        "test_acc": result.test_acc,
+        "fit_seconds": result.fit_seconds,
+        "n_support_vectors": result.n_support,
+        "trial_seconds": time.perf_counter() - started,
+        **extra,
+    }
