@@ -85,7 +85,8 @@ def command_presets(args: argparse.Namespace) -> int:
         print(f"{task.name}: {space.description}")
         print(f"  optuna (default)  joint search with ASHA over {space.optuna_description}")
         for preset in space.presets.values():
-            print(f"  {preset.name:<17} {preset.description} ({len(preset.points)} trials)")
+            count = "one trial per value" if callable(preset.points) else f"{len(preset.points)} trials"
+            print(f"  {preset.name:<17} {preset.description} ({count})")
     return 0
 
 

@@ -67,3 +67,15 @@ def test_presets_list_their_factors_and_the_data_they_need() -> None:
     assert mlp.SPACE.possible_values("image_size", "image_size", {}) == [8, 16, 32, 64, 128]
     assert mlp.SPACE.possible_values("image_size", OPTUNA_SPACE, {}) == mlp.IMAGE_SIZES
     assert mlp.SPACE.possible_values("image_size", "lr", {"image_size": 16}) == [16]
+
+
+def test_presets_command_lists_every_task(capsys) -> None:
+    from scenetune.cli import main
+    from scenetune.registry import TASKS
+
+    assert main(["presets"]) == 0
+    listing = capsys.readouterr().out
+    for task in TASKS.values():
+        assert sum(line.startswith(f"{task.name}: ") for line in listing.splitlines()) == 1
+        for preset in task.space.presets:
+            assert f"  {preset} " in listing
