@@ -1,15 +1,27 @@
-"""Trials of a Ray Tune experiment directory, read straight from its files."""
+"""Experiments read straight from their files: no Ray, and an experiment still running is fine.
+
+One tidy pandas frame per experiment: a row per trial with its config (`config/<key>`), the
+metrics of its best validation epoch, epochs run and status, plus a long frame of every epoch.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 EXPERIMENT_FILE = "scenetune.json"
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"
+METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "n_params", "trial_seconds")
+STATUSES = ("completed", "stopped_early", "diverged", "infeasible", "error", "running", "pending")
+CONFIG_PREFIX = "config/"
 
 
 @dataclass
@@ -28,11 +40,23 @@ class TrialRecord:
 
     @property
     def best_val_acc(self) -> float | None:
-        values = [r["val_acc"] for r in self.history if r.get("val_acc") is not None and not r.get("diverged")]
+        values = [r["val_acc"] for r in self.history if _finite(r.get("val_acc")) and not r.get("diverged")]
         return max(values) if values else None
+
+    @property
+    def error_message(self) -> str | None:
+        path = self.directory / ERROR_FILE
+        if not path.is_file():
+            return None
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        return lines[-1] if lines else "error"
 
     def checkpoints(self) -> list[Path]:
         return sorted(self.directory.glob("checkpoint_*"))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_result_lines(path: Path) -> list[dict[str, Any]]:
@@ -72,3 +96,111 @@ def best_trial(experiment_dir: Path) -> TrialRecord | None:
     """The trial with the highest validation accuracy that has a checkpoint."""
     candidates = [t for t in load_trials(experiment_dir) if t.best_val_acc is not None and t.checkpoints()]
     return max(candidates, key=lambda t: t.best_val_acc) if candidates else None
+
+
+def ray_trial_states(experiment_dir: Path) -> dict[str, str]:
+    """trial id -> Ray's status (PENDING, RUNNING, TERMINATED, ERROR) from the newest saved state."""
+    states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        saved = json.loads(states[-1].read_text())
+        trials = [json.loads(entry[0]) for entry in saved["trial_data"]]
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        return {}  # being rewritten right now; statuses fall back to what the results say
+    return {t["trial_id"]: t.get("status", "") for t in trials}
+
+
+def trial_status(trial: TrialRecord, epochs: int, ray_status: str | None) -> str:
+    if trial.error_message is not None and ray_status in (None, "ERROR"):
+        return "error"
+    last = trial.last
+    if not last:
+        return "running" if ray_status == "RUNNING" else "pending"
+    if last.get("infeasible"):
+        return "infeasible"
+    if last.get("diverged"):
+        return "diverged"
+    if ray_status in ("RUNNING", "PENDING"):
+        return "running"
+    return "completed" if int(last.get("epoch", 0)) >= epochs else "stopped_early"
+
+
+def _trial_id_from_directory(directory: Path) -> str:
+    """Trial folders are named <trainable>_<order:05d>_<trial id> (see scenetune.sweep.trial_dirname)."""
+    match = re.match(r"^.*?_\d{5}_(.+)$", directory.name)
+    return match.group(1) if match else directory.name
+
+
+def _best_epoch_row(trial: TrialRecord) -> dict[str, Any]:
+    """The report of the best validation epoch (the checkpoint's), or the last one."""
+    usable = [r for r in trial.history if _finite(r.get("val_acc")) and not r.get("diverged")]
+    return max(usable, key=lambda r: r["val_acc"]) if usable else trial.last
+
+
+@dataclass
+class Experiment:
+    path: Path
+    record: dict[str, Any]
+    trials: pd.DataFrame
+    history: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def task(self) -> str:
+        return self.record.get("task", "?")
+
+    @property
+    def space(self) -> str:
+        return self.record.get("space", "?")
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.record.get("defaults", {})
+
+    def config_columns(self) -> list[str]:
+        return [c for c in self.trials.columns if c.startswith(CONFIG_PREFIX)]
+
+    def searched_params(self) -> list[str]:
+        """Config keys whose value differs between trials."""
+        varied = []
+        for column in self.config_columns():
+            values = self.trials[column].map(repr)
+            if values.nunique() > 1:
+                varied.append(column[len(CONFIG_PREFIX):])
+        return varied
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Read one experiment directory into tidy frames."""
+    path = Path(path)
+    record = read_experiment_record(path) if is_experiment_dir(path) else {}
+    epochs = int(record.get("epochs", 1))
+    ray_states = ray_trial_states(path)
+    rows, history_rows = [], []
+    for order, trial in enumerate(load_trials(path)):
+        trial_id = trial.trial_id or _trial_id_from_directory(trial.directory)
+        status = trial_status(trial, epochs, ray_states.get(trial_id))
+        best = _best_epoch_row(trial)
+        row: dict[str, Any] = {
+            "trial_id": trial_id,
+            "order": order,
+            "status": status,
+            "error": trial.error_message if status == "error" else trial.last.get("error_message"),
+            "epochs_run": len(trial.history),
+            "best_epoch": best.get("epoch"),
+            "directory": str(trial.directory),
+            "checkpoint": str(trial.checkpoints()[-1]) if trial.checkpoints() else None,
+        }
+        row.update({metric: best.get(metric) for metric in METRICS})
+        row["val_acc"] = trial.best_val_acc
+        row.update({f"{CONFIG_PREFIX}{key}": value for key, value in trial.config.items()})
+        rows.append(row)
+        for report in trial.history:
+            history_rows.append({"trial_id": trial_id, **{k: report.get(k) for k in ("epoch", *METRICS)}})
+    trials = pd.DataFrame(rows)
+    history = pd.DataFrame(history_rows, columns=["trial_id", "epoch", *METRICS])
+    return Experiment(path, record, trials, history)

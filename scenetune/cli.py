@@ -91,7 +91,7 @@ def command_presets(args: argparse.Namespace) -> int:
 
 
 def command_sweep(args: argparse.Namespace) -> int:
-    from scenetune.progress import describe_config
+    from analysis.describe import describe_config
     from scenetune.sweep import SweepRequest, prepare, run
 
     request = SweepRequest(

@@ -9,25 +9,9 @@ from typing import Any
 
 from ray import tune
 
+from analysis.describe import describe_config
+
 SHOWN_PARAMS = 4
-
-
-def describe_config(config: dict[str, Any], defaults: dict[str, Any], limit: int | None = None) -> str:
-    """`key=value` for what differs from the task's defaults (the part a reader cares about)."""
-    changed = [
-        f"{key}={_short(value)}"
-        for key, value in config.items()
-        if key not in ("seed", "epochs") and defaults.get(key, object()) != value and key in defaults
-    ]
-    if limit is not None and len(changed) > limit:
-        changed = changed[:limit] + ["..."]
-    return " ".join(changed) or "defaults"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 class ProgressLine(tune.Callback):
