@@ -77,7 +77,7 @@ def importance_table(experiment: Experiment, seed: int = 0) -> pd.DataFrame:
 
 
 def importance_chart(table: pd.DataFrame, experiment: Experiment, out_dir: Path) -> list[Path]:
-    from analysis.plots import _save, plt
+    from analysis.plots import plt, save_figure
 
     figure, axis = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
     table[::-1].plot.barh(ax=axis)

@@ -98,5 +98,6 @@ def render(table: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "latex":
         return rounded.to_latex(index=False, na_rep="", float_format="%.4f")
     if fmt == "md":
-        return rounded.to_markdown(index=False, floatfmt=".4g")
+        shown = rounded.astype(object).where(rounded.notna(), None)  # empty cells, not "nan"
+        return shown.to_markdown(index=False, floatfmt=".4g", missingval="")
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")

@@ -73,7 +73,90 @@ def build_parser() -> argparse.ArgumentParser:
     layer.add_argument("images", nargs="+", help="image files")
     layer.add_argument("--layer", required=True, help="layer name, e.g. second, third, output")
     layer.add_argument("--out", help="where to write the array (.npy); default layer-output-LAYER.npy")
+    table = commands.add_parser("table", help="the study's comparison table of one or more experiments")
+    table.add_argument("experiments", nargs="+", metavar="EXPERIMENT_DIR")
+    table.add_argument("--format", choices=["md", "csv", "latex"], default="md")
+    table.add_argument("--by", metavar="PARAM", help="one table grouped by this parameter, instead of one block per experiment")
+    table.add_argument("--top", type=int, metavar="N", help="the N best trials of each experiment")
+    plot = commands.add_parser("plot", help="learning curves and sweep figures of an experiment (PNG and SVG)")
+    plot.add_argument("experiment", metavar="EXPERIMENT_DIR")
+    plot.add_argument("--out", help="folder for the figures (default EXPERIMENT_DIR/figures)")
+    importance = commands.add_parser("importance", help="hyperparameter importance (fANOVA and PED-ANOVA)")
+    importance.add_argument("experiment", metavar="EXPERIMENT_DIR")
+    importance.add_argument("--out", help="folder for the bar chart (default EXPERIMENT_DIR/figures)")
+    study = commands.add_parser("study", help="run the whole study: every task, then its comparison and conclusions")
+    study.add_argument("--data", default="digits", help="`digits` (built in) or a folder DIR/{train,test}/<class>/<image>")
+    pace = study.add_mutually_exclusive_group()
+    pace.add_argument("--quick", action="store_true", help="a few small trials per task: minutes on a laptop")
+    pace.add_argument("--budget", type=float, dest="budget_s", metavar="SECONDS", help="wall-clock budget shared out across the tasks (default 3600)")
+    study.add_argument("--storage", default="results")
+    study.add_argument("--name", help="study name (default study-DATE-TIME)")
+    study.add_argument("--resume", action="store_true", help="continue the interrupted study --name")
+    study.add_argument("--seed", type=int, default=0)
+    study.add_argument("--address", help="join a running Ray cluster")
+    study.add_argument("--verbose", action="store_true")
     return parser
+
+
+def command_study(args: argparse.Namespace) -> int:
+    from scenetune.study import StudyRequest, run_study
+
+    run_study(StudyRequest(data=args.data, quick=args.quick, budget_s=args.budget_s, storage=args.storage, name=args.name,
+                           resume=args.resume, seed=args.seed, address=args.address, verbose=args.verbose))
+    return 0
+
+
+def _load_experiments(paths: Sequence[str]):
+    from analysis.results import is_experiment_dir, load_experiment
+
+    for path in paths:
+        if not Path(path).is_dir():
+            raise UserError(f"experiment directory {path} does not exist")
+        if not is_experiment_dir(Path(path)):
+            raise UserError(f"{path} is not a scenetune experiment (it has no scenetune.json)")
+    return [load_experiment(Path(path)) for path in paths]
+
+
+def command_table(args: argparse.Namespace) -> int:
+    from analysis.tables import combined_table, render, summary_table
+
+    experiments = _load_experiments(args.experiments)
+    if args.by or args.format == "csv" or len(experiments) == 1 and args.format != "md":
+        print(render(combined_table(experiments, args.by, args.top), args.format))
+        return 0
+    for experiment in experiments:
+        if args.format == "md":
+            print(f"### {experiment.name} ({experiment.task}, {experiment.space}, {len(experiment.trials)} trials)\n")
+        print(render(summary_table(experiment, args.top), args.format))
+        print()
+    return 0
+
+
+def command_plot(args: argparse.Namespace) -> int:
+    from analysis.plots import plot_experiment
+
+    (experiment,) = _load_experiments([args.experiment])
+    out = Path(args.out) if args.out else experiment.path / "figures"
+    written = plot_experiment(experiment, out)
+    for path in written:
+        print(path)
+    if not written:
+        print(f"{experiment.path} has no results to plot yet")
+    return 0
+
+
+def command_importance(args: argparse.Namespace) -> int:
+    from analysis.importance import importance_chart, importance_table
+
+    (experiment,) = _load_experiments([args.experiment])
+    try:
+        table = importance_table(experiment)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    print(table.round(4).to_markdown())
+    for path in importance_chart(table, experiment, Path(args.out) if args.out else experiment.path / "figures"):
+        print(path)
+    return 0
 
 
 def command_presets(args: argparse.Namespace) -> int:
@@ -173,7 +256,15 @@ def command_layer_output(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sweep": command_sweep, "presets": command_presets, "layer-output": command_layer_output}
+COMMANDS = {
+    "sweep": command_sweep,
+    "presets": command_presets,
+    "layer-output": command_layer_output,
+    "table": command_table,
+    "plot": command_plot,
+    "importance": command_importance,
+    "study": command_study,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,126 @@
+"""The study's comparison: one row per approach, and conclusions computed from the numbers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from analysis.describe import describe_config
+from analysis.results import CONFIG_PREFIX, Experiment
+
+APPROACH_COLUMNS = ["approach", "task", "experiment", "best_config", "val_acc", "test_acc", "trials", "trial_epochs", "compute_seconds"]
+MLP = "end-to-end MLP"
+FEATURE_SVM = "deep features + SVM"
+PATCH_MLP = "patch MLP"
+BOVW_LEARNT = "BoVW, learnt descriptors"
+BOVW_SIFT = "BoVW, dense SIFT (handcrafted)"
+TIE_POINTS = 0.5  # differences below half a point are reported as a tie
+WEAK_CORRELATION = 0.1
+
+
+def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
+    """The approach's best trial (chosen on validation accuracy) and what the search cost."""
+    trials = experiment.trials
+    scored = trials[trials["val_acc"].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
+    row: dict[str, Any] = {
+        "approach": approach,
+        "task": experiment.task,
+        "experiment": experiment.name,
+        "trials": len(trials),
+        "trial_epochs": int(trials["epochs_run"].sum()) if len(trials) else 0,
+        "compute_seconds": float(pd.to_numeric(trials.get("trial_seconds"), errors="coerce").fillna(0).sum()) if len(trials) else 0.0,
+    }
+    if scored.empty:
+        return {**row, "best_config": "no finished trial", "val_acc": None, "test_acc": None}
+    best = scored.loc[scored["val_acc"].astype(float).idxmax()]
+    config = {c[len(CONFIG_PREFIX):]: best[c] for c in best.index if c.startswith(CONFIG_PREFIX) and _present(best[c])}
+    return {**row, "best_config": describe_config(config, experiment.defaults), "val_acc": float(best["val_acc"]), "test_acc": _float(best["test_acc"])}
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if _present(value) else None
+
+
+def _points(a: float, b: float) -> str:
+    return f"{abs(a - b) * 100:.1f} points"
+
+
+def _accuracy(approaches: pd.DataFrame, approach: str) -> float | None:
+    rows = approaches[approaches["approach"] == approach]
+    if rows.empty or not _present(rows.iloc[0]["test_acc"]):
+        return None
+    return float(rows.iloc[0]["test_acc"])
+
+
+def _compare(approaches: pd.DataFrame, first: str, second: str, better: str, worse: str) -> str | None:
+    a, b = _accuracy(approaches, first), _accuracy(approaches, second)
+    if a is None or b is None:
+        return None
+    if abs(a - b) * 100 < TIE_POINTS:
+        return f"{first} and {second} are level on test accuracy ({a:.3f} vs {b:.3f})."
+    verb = better if a > b else worse
+    return f"{first} {verb} {second} by {_points(a, b)} of test accuracy ({a:.3f} vs {b:.3f})."
+
+
+def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
+    """Whether validation accuracy followed depth or width more closely among the MLP trials."""
+    if mlp_trials is None or len(mlp_trials) < 4:
+        return None
+    columns = {"depth": CONFIG_PREFIX + "depth", "width": CONFIG_PREFIX + "width"}
+    if not all(c in mlp_trials for c in columns.values()):
+        return None
+    scored = mlp_trials[mlp_trials["val_acc"].notna()]
+    if len(scored) < 4:
+        return None
+    correlation = {}
+    for name, column in columns.items():
+        values = pd.to_numeric(scored[column], errors="coerce")
+        correlation[name] = values.corr(scored["val_acc"].astype(float), method="spearman") if values.nunique() > 1 else float("nan")
+    depth, width = correlation["depth"], correlation["width"]
+    if math.isnan(depth) or math.isnan(width):
+        return None
+    summary = f"Among {len(scored)} MLP trials, Spearman correlation of validation accuracy with depth is {depth:+.2f} and with width {width:+.2f}"
+    if max(depth, width) >= WEAK_CORRELATION:
+        return summary + (": deeper beat wider." if depth > width else ": wider beat deeper.")
+    if min(depth, width) <= -WEAK_CORRELATION:
+        hurt = "depth" if depth < width else "width"
+        return summary + f": more {hurt} hurt, and neither helped."
+    return summary + ": neither depth nor width made a clear difference."
+
+
+def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None) -> list[str]:
+    """Sentences computed from the numbers: they change whenever the numbers do."""
+    scored = approaches[approaches["test_acc"].map(_present)].sort_values(["test_acc", "val_acc"], ascending=False)
+    sentences = []
+    if len(scored) >= 2:
+        first, second = scored.iloc[0], scored.iloc[1]
+        sentences.append(
+            f"{first['approach']} wins with test accuracy {first['test_acc']:.3f}, "
+            f"{_points(first['test_acc'], second['test_acc'])} ahead of {second['approach']} ({second['test_acc']:.3f})."
+        )
+    elif len(scored) == 1:
+        sentences.append(f"Only {scored.iloc[0]['approach']} finished, with test accuracy {scored.iloc[0]['test_acc']:.3f}.")
+    comparisons = [
+        (BOVW_LEARNT, BOVW_SIFT, "beat", "fell behind"),
+        (FEATURE_SVM, MLP, "improved on", "fell short of"),
+        (PATCH_MLP, MLP, "beat", "fell behind"),
+        (BOVW_LEARNT, PATCH_MLP, "beat", "fell behind"),
+    ]
+    for first, second, better, worse in comparisons:
+        sentence = _compare(approaches, first, second, better, worse)
+        if sentence:
+            sentences.append(sentence)
+    depth_width = _depth_versus_width(mlp_trials)
+    if depth_width:
+        sentences.append(depth_width)
+    return [sentence[0].upper() + sentence[1:] for sentence in sentences]
+
+
+def approaches_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=APPROACH_COLUMNS)

@@ -1,0 +1,195 @@
+"""`scenetune study`: the whole learnt-vs-handcrafted study, task after task, then its report.
+
+mlp, then feature_svm from the best MLP; patch_mlp, then bovw with learnt descriptors from the
+best patch MLP; and bovw with dense SIFT. Each step is an ordinary experiment under the study's
+folder; `study.json` records which steps are done, so `--resume` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis import study as comparison
+from analysis.plots import plot_experiment
+from analysis.results import is_experiment_dir, load_experiment
+from analysis.tables import render, summary_table
+from scenetune.errors import UserError
+from scenetune.sweep import SweepRequest, prepare, run
+
+STATE_FILE = "study.json"
+DEFAULT_BUDGET_S = 3600.0
+MAX_SAMPLES_UNDER_BUDGET = 500  # the time budget, not this, ends each step's search
+TABLE_ROWS_PER_TASK = 10
+
+
+@dataclass(frozen=True)
+class StudyStep:
+    name: str
+    task: str
+    approach: str
+    budget_share: float
+    source_step: str | None = None
+    pins: dict[str, Any] = field(default_factory=dict)
+    quick_samples: int = 4
+    quick_epochs: int | None = None
+    quick_pins: dict[str, Any] = field(default_factory=dict)
+
+
+STEPS = (
+    StudyStep("mlp", "mlp", comparison.MLP, 0.30, quick_samples=8, quick_epochs=4,
+              quick_pins={"image_size": 16, "width_schedule": "halve"}),
+    StudyStep("feature_svm", "feature_svm", comparison.FEATURE_SVM, 0.10, source_step="mlp", quick_samples=6),
+    StudyStep("patch_mlp", "patch_mlp", comparison.PATCH_MLP, 0.35, quick_samples=4, quick_epochs=3,
+              quick_pins={"image_size": 32, "width": 512}),
+    StudyStep("bovw_learnt", "bovw", comparison.BOVW_LEARNT, 0.10, source_step="patch_mlp", pins={"descriptor": "learnt"},
+              quick_pins={"codebook_size": 64}),
+    StudyStep("bovw_sift", "bovw", comparison.BOVW_SIFT, 0.15, pins={"descriptor": "sift"},
+              quick_pins={"image_size": 32, "codebook_size": 64}),
+)
+
+
+@dataclass
+class StudyRequest:
+    data: str = "digits"
+    quick: bool = False
+    budget_s: float | None = None
+    storage: str = "results"
+    name: str | None = None
+    resume: bool = False
+    seed: int = 0
+    address: str | None = None
+    verbose: bool = False
+
+
+def _study_dir(request: StudyRequest) -> Path:
+    name = request.name or f"study-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(request.storage).expanduser().resolve() / name
+
+
+def _read_state(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / STATE_FILE).read_text())
+
+
+def _write_state(directory: Path, state: dict[str, Any]) -> None:
+    partial = directory / f".{STATE_FILE}.partial"
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(directory / STATE_FILE)
+
+
+def _step_request(step: StudyStep, request: StudyRequest, directory: Path, resume: bool) -> SweepRequest:
+    pins = {**step.pins, **(step.quick_pins if request.quick else {})}
+    source = str(directory / step.source_step) if step.source_step else None
+    budget = None if request.quick else (request.budget_s or DEFAULT_BUDGET_S) * step.budget_share
+    return SweepRequest(
+        task=step.task,
+        data=None if source else request.data,
+        source=source,
+        samples=step.quick_samples if request.quick else MAX_SAMPLES_UNDER_BUDGET,
+        epochs=step.quick_epochs if request.quick else None,
+        seed=request.seed,
+        pinned=pins,
+        time_budget_s=budget,
+        storage=str(directory),
+        name=step.name,
+        resume=resume,
+        address=request.address,
+        verbose=request.verbose,
+    )
+
+
+def check_request(request: StudyRequest) -> Path:
+    """Everything that can be checked before the first sweep starts."""
+    from scenetune.data import check_data_source
+
+    if request.budget_s is not None and request.budget_s <= 0:
+        raise UserError(f"--budget must be positive, got {request.budget_s}")
+    directory = _study_dir(request)
+    if request.resume:
+        if not request.name:
+            raise UserError("--resume needs --name, the name of the study to continue")
+        if not (directory / STATE_FILE).is_file():
+            raise UserError(f"cannot resume: {directory} is not a scenetune study (no {STATE_FILE})")
+    elif directory.exists():
+        raise UserError(f"study directory {directory} already exists; pass --resume to continue it or choose another --name")
+    check_data_source(request.data)
+    return directory
+
+
+def run_study(request: StudyRequest) -> Path:
+    """Run every step not yet done, then write study.md, study.csv and the figures."""
+    directory = check_request(request)
+    if request.resume:
+        state = _read_state(directory)
+        request = StudyRequest(**{**state["request"], "resume": True, "address": request.address, "verbose": request.verbose})
+    else:
+        directory.mkdir(parents=True)
+        state = {"request": {k: v for k, v in vars(request).items() if k not in ("resume", "address", "verbose")}, "steps": {}}
+        state["request"]["name"] = directory.name
+        _write_state(directory, state)
+    for step in STEPS:
+        status = state["steps"].get(step.name)
+        if status in ("done", "skipped"):
+            continue
+        if step.source_step and state["steps"].get(step.source_step) != "done":
+            state["steps"][step.name] = "skipped"
+            _write_state(directory, state)
+            continue
+        print(f"\n== study step {step.name}: {step.approach} ==")
+        resume = status == "running" and is_experiment_dir(directory / step.name)
+        state["steps"][step.name] = "running"
+        _write_state(directory, state)
+        outcome = run(prepare(_step_request(step, request, directory, resume)))
+        state["steps"][step.name] = "done" if outcome.best_config is not None else "failed"
+        _write_state(directory, state)
+    table = write_report(directory, request)
+    print(f"\n{table}\n")
+    print(f"study report: {directory / 'study.md'} (and study.csv); figures: {directory / 'figures'}")
+    return directory
+
+
+def write_report(directory: Path, request: StudyRequest) -> str:
+    """study.md and study.csv beside the step experiments, and each step's figures; returns the table."""
+    rows, sections, mlp_trials = [], [], None
+    for step in STEPS:
+        path = directory / step.name
+        if not is_experiment_dir(path):
+            continue
+        experiment = load_experiment(path)
+        rows.append(comparison.approach_row(step.approach, experiment))
+        if step.task == "mlp":
+            mlp_trials = experiment.trials
+        figures = plot_experiment(experiment, directory / "figures" / step.name)
+        table = render(summary_table(experiment, TABLE_ROWS_PER_TASK))
+        links = " ".join(f"[{p.stem}]({p.relative_to(directory)})" for p in figures if p.suffix == ".png")
+        sections.append(f"### {step.approach} (`{step.name}`, {len(experiment.trials)} trials)\n\n{table}\n\n{links}\n")
+    approaches = comparison.approaches_frame(rows)
+    approaches.to_csv(directory / "study.csv", index=False)
+    table = render(approaches.drop(columns=["experiment"]))
+    sentences = comparison.conclusions(approaches, mlp_trials)
+    mode = "quick" if request.quick else f"budget {request.budget_s or DEFAULT_BUDGET_S:.0f} s"
+    report = "\n".join(
+        [
+            f"# Study {directory.name}: learnt vs handcrafted features",
+            "",
+            f"Data: `{request.data}`; {mode}; seed {request.seed}. Each approach's best trial is chosen on validation "
+            "accuracy; test accuracy is measured on that trial's best-validation weights.",
+            "",
+            "## Comparison",
+            "",
+            table,
+            "",
+            "## Conclusions",
+            "",
+            *[f"- {sentence}" for sentence in sentences],
+            "",
+            "## Per-task results",
+            "",
+            *sections,
+        ]
+    )
+    (directory / "study.md").write_text(report)
+    return table
