@@ -95,7 +95,46 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--address", help="join a running Ray cluster")
     study.add_argument("--verbose", action="store_true")
+    dashboard = commands.add_parser("dashboard", help="a live local web page over every experiment and study")
+    dashboard.add_argument("root", nargs="?", default="results", metavar="RESULTS_ROOT")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8050)
+    report = commands.add_parser("report", help="the dashboard's tables and charts as one self-contained HTML file")
+    report.add_argument("paths", nargs="+", metavar="EXPERIMENT_OR_STUDY_DIR")
+    report.add_argument("-o", "--output", required=True, metavar="REPORT.html")
     return parser
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def command_dashboard(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from analysis.dashboard import create_app
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise UserError(f"results folder {root} does not exist; run a sweep or study first, or name the folder")
+    if args.host not in LOOPBACK_HOSTS:
+        print(f"scenetune: warning: listening on {args.host}: the results become visible to the network", file=sys.stderr)
+    print(f"scenetune dashboard: http://{args.host}:{args.port}/ (results in {root.resolve()}; Ctrl-C stops it)", flush=True)
+    uvicorn.run(create_app(root), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from analysis.dashboard import build_report
+
+    for path in args.paths:
+        if not Path(path).is_dir():
+            raise UserError(f"{path} is not a folder")
+    output = Path(args.output)
+    if output.exists():
+        raise UserError(f"report file {output} already exists; choose another -o")
+    output.write_text(build_report([Path(p) for p in args.paths]))
+    print(f"report: {output}")
+    return 0
 
 
 def command_study(args: argparse.Namespace) -> int:
@@ -264,6 +303,8 @@ COMMANDS = {
     "plot": command_plot,
     "importance": command_importance,
     "study": command_study,
+    "dashboard": command_dashboard,
+    "report": command_report,
 }
 
 

@@ -1,0 +1,207 @@
+"""`scenetune dashboard`: a read-only local web app over a results folder, and `scenetune report`:
+the same pages as one self-contained HTML file. Starlette serves the pages; plotly.js, shipped by
+the `plotly` package, draws the charts; everything is served locally, so no network is needed."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from analysis.payloads import discover, experiment_payload, home_payload, relative_id
+from analysis.results import STATUSES, is_experiment_dir
+
+IMPORTANCE_CACHE_SIZE = 64
+
+TEMPLATES = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+
+PAGE = TEMPLATES.from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }} · scenetune</title>
+{% if inline %}<style>{{ css }}</style><script>{{ plotly_js | safe }}</script>
+{% else %}<link rel="stylesheet" href="/static/dashboard.css"><script src="/static/plotly.min.js"></script>{% endif %}
+</head>
+<body data-page="{{ page }}" data-experiment="{{ experiment_id }}">
+<header><a href="{{ home_link }}">scenetune</a> · {{ title }}</header>
+<main>
+{{ body | safe }}
+</main>
+{% if inline %}{{ data_script | safe }}<script>{{ dashboard_js | safe }}</script>
+{% else %}<script src="/static/dashboard.js"></script>{% endif %}
+</body></html>"""
+)
+
+HOME_BODY = TEMPLATES.from_string(
+    """<section data-section="home">
+<h1>Experiments under {{ root }}</h1>
+<div data-role="experiments">Loading…</div>
+<h2>Studies</h2>
+<div data-role="studies">Loading…</div>
+</section>"""
+)
+
+EXPERIMENT_BODY = TEMPLATES.from_string(
+    """<section id="{{ section_id }}" data-experiment-section="{{ experiment_id }}">
+<h1>{{ experiment_id }}</h1>
+<div data-role="summary"></div>
+<h2>Trials</h2>
+<label>Status <select data-role="status-filter"><option value="">all</option>
+{% for status in statuses %}<option value="{{ status }}">{{ status }}</option>{% endfor %}</select></label>
+<p>Click a column to sort; tick trials to highlight them in the charts.</p>
+<div data-role="trials"></div>
+<h2>Learning curves</h2>
+<div class="charts"><div class="chart" data-role="chart-accuracy"></div><div class="chart" data-role="chart-loss"></div></div>
+<h2>Accuracy against each hyperparameter</h2>
+<div class="charts" data-role="param-charts"></div>
+<h2>Parallel coordinates and importance</h2>
+<div class="charts"><div class="chart" data-role="chart-parallel"></div><div class="chart" data-role="chart-importance"></div></div>
+<h2>Best configuration</h2>
+<div data-role="best"></div>
+</section>"""
+)
+
+
+def _asset(name: str) -> str:
+    return resources.files("analysis").joinpath("web", name).read_text()
+
+
+def plotly_js() -> str:
+    return resources.files("plotly").joinpath("package_data", "plotly.min.js").read_text()
+
+
+def resolve_experiment(root: Path, experiment_id: str) -> Path:
+    """The experiment folder named by a URL path, only if it lies inside root; else 404.
+
+    Links are resolved first, so a link (or `..`, encoded or not) leading outside root never serves.
+    """
+    if not experiment_id or experiment_id.startswith("/") or "\\" in experiment_id:
+        raise HTTPException(404)
+    candidate = (root / experiment_id).resolve()
+    if not candidate.is_relative_to(root.resolve()) or not is_experiment_dir(candidate):
+        raise HTTPException(404)
+    return candidate
+
+
+class ImportanceCache:
+    """Importance is costly (fANOVA fits forests): recompute only when the scored trials change."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, Any], Any] = {}
+
+    def payload(self, root: Path, path: Path) -> dict[str, Any]:
+        payload = experiment_payload(root, path, with_importance=False)
+        signature = tuple((t["trial_id"], t["val_acc"]) for t in payload["trials"])
+        key = (str(path), signature)
+        if key not in self.entries:
+            if len(self.entries) >= IMPORTANCE_CACHE_SIZE:
+                self.entries.clear()
+            self.entries[key] = experiment_payload(root, path)["importance"]
+        payload["importance"] = self.entries[key]
+        return payload
+
+
+def render_home(root: Path) -> str:
+    return PAGE.render(title="experiments", page="home", experiment_id="", home_link="/", inline=False,
+                       body=HOME_BODY.render(root=str(root)))
+
+
+def render_experiment(experiment_id: str) -> str:
+    body = EXPERIMENT_BODY.render(section_id="experiment", experiment_id=experiment_id, statuses=STATUSES)
+    return PAGE.render(title=experiment_id, page="experiment", experiment_id=experiment_id, home_link="/", inline=False, body=body)
+
+
+def create_app(root: Path) -> Starlette:
+    root = Path(root).resolve()
+    cache = ImportanceCache()
+    static = {
+        "dashboard.js": ("text/javascript", lambda: _asset("dashboard.js")),
+        "dashboard.css": ("text/css", lambda: _asset("dashboard.css")),
+        "plotly.min.js": ("text/javascript", plotly_js),
+    }
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(render_home(root))
+
+    async def experiment(request: Request) -> Response:
+        path = resolve_experiment(root, request.path_params["experiment"])
+        return HTMLResponse(render_experiment(relative_id(root, path)))
+
+    async def api_home(request: Request) -> Response:
+        return JSONResponse(home_payload(root))
+
+    async def api_experiment(request: Request) -> Response:
+        return JSONResponse(cache.payload(root, resolve_experiment(root, request.path_params["experiment"])))
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in static:
+            raise HTTPException(404)
+        media_type, read = static[name]
+        return Response(read(), media_type=media_type)
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/experiment/{experiment:path}", experiment),
+            Route("/api/home", api_home),
+            Route("/api/experiment/{experiment:path}", api_experiment),
+            Route("/static/{name}", asset),
+            Route("/favicon.ico", favicon),
+        ]
+    )
+
+
+def _experiments_of(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        if is_experiment_dir(path):
+            found.append(path)
+        else:
+            found.extend(discover(path)[0])
+    return found
+
+
+def build_report(paths: list[Path]) -> str:
+    """One HTML file with plotly.js, the script and every payload inlined: it opens offline."""
+    paths = [Path(p).resolve() for p in paths]
+    root = Path(*_common_parts(paths)) if len(paths) > 1 else paths[0].parent
+    experiments = _experiments_of(paths)
+    home = {"experiments": [], "studies": []}
+    for path in paths:
+        partial = home_payload(path) if not is_experiment_dir(path) else {"experiments": [], "studies": []}
+        home["studies"] += partial["studies"]
+    payloads = {}
+    for path in experiments:
+        payload = experiment_payload(root, path)
+        payloads[payload["summary"]["id"]] = payload
+        home["experiments"].append(payload["summary"])
+    order = list(payloads)
+    sections = [HOME_BODY.render(root=str(root))]
+    sections += [EXPERIMENT_BODY.render(section_id=f"section-{i}", experiment_id=eid, statuses=STATUSES) for i, eid in enumerate(order)]
+    data = json.dumps({"home": home, "experiments": payloads, "order": order}).replace("</", "<\\/")
+    return PAGE.render(
+        title="report", page="report", experiment_id="", home_link="#", inline=True, css=_asset("dashboard.css"),
+        plotly_js=plotly_js().replace("</script", "<\\/script"), dashboard_js=_asset("dashboard.js"),
+        data_script=f'<script type="application/json" id="report-data">{data}</script>', body="\n".join(sections),
+    )
+
+
+def _common_parts(paths: list[Path]) -> tuple[str, ...]:
+    common = paths[0].parts
+    for path in paths[1:]:
+        length = 0
+        while length < min(len(common), len(path.parts)) and common[length] == path.parts[length]:
+            length += 1
+        common = common[:length]
+    return common

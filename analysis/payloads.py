@@ -1,0 +1,167 @@
+"""What the dashboard and the HTML report show, as plain JSON-ready dicts built from the result files."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.results import CONFIG_PREFIX, STATUSES, Experiment, is_experiment_dir, load_experiment
+
+STUDY_FILE = "study.json"
+MAX_DEPTH = 3  # root/experiment, root/study/step, root/group/study/step
+HIDDEN_PARAMS = frozenset({"seed"})
+
+
+def _json_value(value: Any) -> Any:
+    """NaN and numpy scalars become JSON-safe values."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def discover(root: Path) -> tuple[list[Path], list[Path]]:
+    """Experiments (folders with scenetune.json) and studies (with study.json) under root."""
+    experiments, studies = [], []
+    frontier = [root]
+    for _ in range(MAX_DEPTH):
+        next_frontier = []
+        for folder in frontier:
+            for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if is_experiment_dir(child):
+                    experiments.append(child)
+                else:
+                    if (child / STUDY_FILE).is_file():
+                        studies.append(child)
+                    next_frontier.append(child)
+        frontier = next_frontier
+    return experiments, studies
+
+
+def relative_id(root: Path, path: Path) -> str:
+    return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
+    trials = experiment.trials
+    counts = {status: int((trials["status"] == status).sum()) if len(trials) else 0 for status in STATUSES}
+    scored = trials[trials["val_acc"].notna()] if len(trials) else trials
+    best = scored.loc[scored["val_acc"].astype(float).idxmax()] if len(scored) else None
+    data = experiment.record.get("data", {})
+    return {
+        "id": relative_id(root, experiment.path),
+        "name": experiment.name,
+        "task": experiment.task,
+        "space": experiment.space,
+        "dataset": data.get("source"),
+        "classes": data.get("classes", []),
+        "trials": len(trials),
+        "finished": counts["completed"],
+        "running": counts["running"] + counts["pending"],
+        "stopped": counts["stopped_early"],
+        "errors": counts["error"] + counts["diverged"] + counts["infeasible"],
+        "best_val_acc": _json_value(best["val_acc"]) if best is not None else None,
+        "best_test_acc": _json_value(best["test_acc"]) if best is not None else None,
+        "started": experiment.record.get("created"),
+    }
+
+
+def study_summary(root: Path, study: Path) -> dict[str, Any]:
+    table_path = study / "study.csv"
+    rows = pd.read_csv(table_path).to_dict("records") if table_path.is_file() else []
+    return {"id": relative_id(root, study), "name": study.name, "rows": [{k: _json_value(v) for k, v in row.items()} for row in rows]}
+
+
+def home_payload(root: Path) -> dict[str, Any]:
+    experiments, studies = discover(root)
+    return {
+        "experiments": [experiment_summary(root, load_experiment(path)) for path in experiments],
+        "studies": [study_summary(root, path) for path in studies],
+    }
+
+
+def rerun_command(experiment: Experiment, config: dict[str, Any]) -> str:
+    """The `scenetune sweep` command that trains the given configuration again, as one trial."""
+    record = experiment.record.get("request", {})
+    words = ["scenetune", "sweep", experiment.task]
+    if record.get("data"):
+        words += ["--data", str(record["data"])]
+    if record.get("source"):
+        words += ["--from", str(record["source"])]
+    if record.get("val_from_test"):
+        words += ["--val", "test"]
+    words += ["--samples", "1", "--seed", str(record.get("seed", 0))]
+    defaults = experiment.defaults
+    for key, value in config.items():
+        if key in defaults or key == "epochs":
+            words += ["--set", f"{key}={_cli_value(value)}"]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _config_of(row: pd.Series) -> dict[str, Any]:
+    return {c[len(CONFIG_PREFIX):]: _json_value(row[c]) for c in row.index if c.startswith(CONFIG_PREFIX) and _json_value(row[c]) is not None}
+
+
+def _importance(experiment: Experiment) -> dict[str, Any] | None:
+    from analysis.importance import importance_table
+
+    try:
+        table = importance_table(experiment)
+    except (ValueError, RuntimeError):
+        return None  # too few scored trials, or nothing varies
+    return {"params": list(table.index), **{column: [float(v) for v in table[column]] for column in table.columns}}
+
+
+def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> dict[str, Any]:
+    experiment = load_experiment(path)
+    params = [p for p in experiment.searched_params() if p not in HIDDEN_PARAMS]
+    trials = []
+    for _, row in experiment.trials.iterrows():
+        config = _config_of(row)
+        trials.append(
+            {
+                "trial_id": str(row["trial_id"]),
+                "status": row["status"],
+                "error": _json_value(row.get("error")),
+                "epochs": int(row["epochs_run"]),
+                **{m: _json_value(row.get(m)) for m in ("val_acc", "test_acc", "train_acc", "val_loss", "train_loss", "n_params")},
+                "params": {p: config.get(p) for p in params},
+                "checkpoint": row.get("checkpoint"),
+            }
+        )
+    history = {
+        str(trial_id): {column: [_json_value(v) for v in group[column]] for column in ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")}
+        for trial_id, group in experiment.history.groupby("trial_id", sort=False)
+    }
+    scored = experiment.trials[experiment.trials["val_acc"].notna()] if len(experiment.trials) else experiment.trials
+    best = None
+    if len(scored):
+        row = scored.loc[scored["val_acc"].astype(float).idxmax()]
+        config = _config_of(row)
+        best = {
+            "trial_id": str(row["trial_id"]),
+            "val_acc": _json_value(row["val_acc"]),
+            "test_acc": _json_value(row["test_acc"]),
+            "config": config,
+            "command": rerun_command(experiment, config),
+            "checkpoint": row.get("checkpoint"),
+        }
+    return {
+        "summary": experiment_summary(root, experiment),
+        "params": params,
+        "trials": trials,
+        "history": history,
+        "best": best,
+        "importance": _importance(experiment) if with_importance else None,
+    }
