@@ -26,13 +26,18 @@ def _json_value(value: Any) -> Any:
 
 
 def discover(root: Path) -> tuple[list[Path], list[Path]]:
-    """Experiments (folders with scenetune.json) and studies (with study.json) under root."""
+    """Experiments (folders with scenetune.json) and studies (with study.json) under root.
+
+    Links that lead outside root are not followed: the dashboard shows what lies under its root only.
+    """
     experiments, studies = [], []
+    inside = root.resolve()
     frontier = [root]
     for _ in range(MAX_DEPTH):
         next_frontier = []
         for folder in frontier:
-            for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            children = (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            for child in sorted(p for p in children if p.resolve().is_relative_to(inside)):
                 if is_experiment_dir(child):
                     experiments.append(child)
                 else:

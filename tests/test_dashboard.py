@@ -1,0 +1,189 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scenetune.cli import main
+from tests.conftest import make_image_folder
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync", "--disable-quic"]
+HOSTILE_CLASS = "<img src=x onerror=alert(1)>"
+SECRET = "TOP-SECRET-OUTSIDE-THE-ROOT"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
+    base = tmp_path_factory.mktemp("dashboard")
+    root = base / "results"
+    tiny = ["--set", "image_size=8", "--set", "width=32", "--storage", str(root)]
+    assert main(["sweep", "mlp", "--samples", "4", "--epochs", "2", "--max-concurrent", "1", *tiny, "--name", "search"]) == 0
+    folder = make_image_folder(base / "hostile", {HOSTILE_CLASS: (200, 0, 0), "plain": (0, 0, 200)})
+    assert main(["sweep", "mlp", "--data", str(folder), "--val", "test", "--samples", "1", "--epochs", "1", *tiny, "--name", "hostile"]) == 0
+    outside = base / "outside" / "stolen"
+    outside.mkdir(parents=True)
+    (outside / "scenetune.json").write_text(json.dumps({"task": SECRET}))
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(results: Path):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "scenetune", "dashboard", str(results), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/api/home").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, f"the dashboard exited: {process.stdout.read()}"
+        time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"the dashboard did not answer: {process.communicate()[0]}")
+    yield url
+    process.terminate()
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def page(browser, tmp_path: Path):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    opened = context.new_page()
+    opened.console_errors = []
+    opened.dialogs = []
+    opened.on("console", lambda message: opened.console_errors.append(message.text) if message.type == "error" else None)
+    opened.on("pageerror", lambda error: opened.console_errors.append(str(error)))
+    opened.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message), dialog.dismiss()))
+    yield opened
+    shot = tmp_path / "page.png"
+    opened.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    context.close()
+
+
+def _trace_counts(page) -> dict[str, int]:
+    return page.evaluate("() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(n => [n.dataset.role, n.data.length]))")
+
+
+def test_home_lists_experiments_and_prints_no_errors(server: str, page, capsys) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("[data-experiment='search']")
+    listed = page.eval_on_selector_all("tr[data-experiment]", "rows => rows.map(r => r.dataset.experiment)")
+    assert sorted(listed) == ["hostile", "search"]
+    assert page.console_errors == []
+
+
+def test_experiment_page_charts_sorting_and_escaping(server: str, page) -> None:
+    page.goto(server + "/experiment/search")
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5")
+    counts = _trace_counts(page)
+    assert counts["chart-accuracy"] == counts["chart-loss"] == 2 * 4  # train and val per trial
+    assert counts["chart-parallel"] == 1
+    assert all(counts[role] == 1 for role in counts if role.startswith("chart-param-"))
+    column = "() => [...document.querySelectorAll('[data-role=trials] tbody tr')].map(r => parseFloat(r.children[3].textContent))"
+    descending = page.evaluate(column)
+    assert descending == sorted(descending, reverse=True)
+    page.click("[data-role=trials] th[data-column=val_acc]")
+    assert page.evaluate(column) == sorted(descending)
+    assert "scenetune sweep mlp" in page.inner_text("[data-role=rerun]")
+    assert page.console_errors == []
+    page.goto(server + "/experiment/hostile")
+    page.wait_for_selector("[data-role=classes]")
+    assert HOSTILE_CLASS in page.inner_text("[data-role=classes]")
+    assert page.dialogs == [] and page.query_selector("[data-role=classes] img") is None
+
+
+def test_new_results_appear_live_without_reload(server: str, page, results: Path) -> None:
+    page.goto(server + "/experiment/search")
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5")
+    page.evaluate("() => { window.notReloaded = true; }")
+    first = page.query_selector("[data-role=trials] tbody input[type=checkbox]")
+    trial_id = first.get_attribute("data-trial")
+    first.check()
+    result = next(p for p in results.glob("search/*/result.json") if trial_id in p.parent.name)
+    last = json.loads(result.read_text().splitlines()[-1])
+    with result.open("a") as handle:
+        handle.write(json.dumps({**last, "epoch": last["epoch"] + 1, "training_iteration": last["training_iteration"] + 1}) + "\n")
+    points = f"() => document.querySelector('[data-role=chart-accuracy]').data.find(t => t.name === '{trial_id} val_acc').x.length"
+    page.wait_for_function(f"() => ({points})() === {last['epoch'] + 1}", timeout=15000)
+    assert page.evaluate("() => window.notReloaded") is True
+    assert page.is_checked(f"[data-role=trials] input[data-trial='{trial_id}']")
+    assert page.console_errors == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/experiment/../../etc/passwd", "/api/experiment/..%2F..%2F..%2Fetc%2Fpasswd", "/api/experiment/%2e%2e/%2e%2e/etc/passwd",
+     "/api/experiment//etc/passwd", "/api/experiment/link", "/experiment/link", "/api/experiment/search/../../outside/stolen"],
+)
+def test_paths_outside_the_root_are_404(server: str, path: str) -> None:
+    with httpx.Client() as client:
+        response = client.send(client.build_request("GET", server + path))  # the raw path, not normalised
+    assert response.status_code == 404
+    assert SECRET not in response.text and "root:" not in response.text
+
+
+def test_dashboard_never_writes_under_the_root(server: str, results: Path) -> None:
+    before = _snapshot(results)
+    for path in ("/", "/api/home", "/experiment/search", "/api/experiment/search", "/api/experiment/hostile"):
+        assert httpx.get(server + path).status_code == 200
+    assert _snapshot(results) == before
+
+
+def test_report_opens_offline_with_the_same_numbers(results: Path, browser, tmp_path: Path, server: str) -> None:
+    report = tmp_path / "report.html"
+    assert main(["report", str(results / "search"), "-o", str(report)]) == 0
+    best = httpx.get(server + "/api/experiment/search").json()["best"]
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(report.as_uri())
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5")
+    text = page.inner_text("body")
+    shown = page.evaluate(f"() => ({best['val_acc']}).toPrecision(4)")
+    assert f"Best trial {best['trial_id']}: val_acc {shown}" in text
+    assert all(url.startswith("file:") or url.startswith("data:") for url in requests) and errors == []
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    print(f"screenshot: {tmp_path / 'report.png'}")
+    context.close()
