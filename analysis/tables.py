@@ -38,6 +38,9 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
         config = _config(trial)
         name = " ".join(f"{f}={short_value(config.get(f))}" for f in factors) if factors else str(trial["trial_id"])
         status = trial["status"] if _missing(trial.get("error")) else f"{trial['status']}: {trial['error']}"
+        retries = int(trial.get("retries") or 0)
+        if retries:
+            status += f" ({retries} {'retry' if retries == 1 else 'retries'})"
         rows.append(
             {
                 "name": name,

@@ -12,6 +12,7 @@ from scenetune.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_TRIALS_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
 def parse_value(text: str) -> Any:
@@ -257,6 +258,13 @@ def command_sweep(args: argparse.Namespace) -> int:
         )
         if outcome.best_checkpoint:
             print(f"best checkpoint: {outcome.best_checkpoint}")
+    if outcome.unfinished and outcome.budget_reached:
+        print(f"scenetune: the time budget ended the sweep with {outcome.unfinished} of {plan.samples} trials not run to their end")
+    elif outcome.unfinished:
+        resume = f"scenetune sweep {plan.task.name} --storage {plan.storage_path} --name {plan.name} --resume"
+        print(f"scenetune: the sweep stopped with {outcome.unfinished} of {plan.samples} trials unfinished; "
+              f"everything so far is saved. Continue it with: {resume}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if outcome.errors:
         print(f"scenetune: {outcome.errors} of {outcome.trials} trials failed, e.g.: {outcome.error_messages[0]}", file=sys.stderr)
         return EXIT_TRIALS_FAILED

@@ -385,6 +385,8 @@ class SweepOutcome:
     best_config: dict[str, Any] | None
     best_checkpoint: str | None
     error_messages: list[str]
+    unfinished: int = 0  # trials not run to their end: the sweep was interrupted or ran out of time
+    budget_reached: bool = False
 
 
 def run(plan: SweepPlan) -> SweepOutcome:
@@ -399,8 +401,18 @@ def run(plan: SweepPlan) -> SweepOutcome:
     else:
         _write_record(plan)
         tuner = build_tuner(plan)
+    started = time.monotonic()
     results = tuner.fit()
-    return summarise(results, location)
+    outcome = summarise(results, location)
+    if plan.experiment_dir is not None:
+        from analysis.results import ray_trial_states
+
+        states = ray_trial_states(plan.experiment_dir)
+        finished = sum(status in ("TERMINATED", "ERROR") for status in states.values())
+        outcome.unfinished = max(plan.samples - finished, 0)
+    budget = plan.request.time_budget_s
+    outcome.budget_reached = budget is not None and time.monotonic() - started >= budget
+    return outcome
 
 
 def summarise(results, location: str) -> SweepOutcome:

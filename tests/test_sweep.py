@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -154,6 +155,13 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     for trial in trials:
         if trial.trial_id in histories_before:
             assert trial.history == histories_before[trial.trial_id], f"{trial.trial_id} ran again"
+    # The Optuna study came back with the experiment: it holds every trial, those before the kill too,
+    # so the suggestions after the resume were informed by them rather than random again.
+    searcher = pickle.loads(sorted(experiment.glob("searcher-state-*.pkl"))[-1].read_bytes())
+    told = {round(t.value, 12) for t in searcher["_ot_study"].trials if t.value is not None}
+    for trial_id, history in histories_before.items():
+        assert round(history[-1]["val_acc"], 12) in told, f"{trial_id} is missing from the resumed Optuna study"
+    assert len(searcher["_ot_study"].trials) == 6
 
 
 @pytest.mark.parametrize(

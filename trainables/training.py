@@ -163,6 +163,7 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     batch_size = int(config.get("batch_size", 16))
     best = {"val_acc": -1.0, "epoch": 0, "test_acc": float("nan"), "val_loss": float("inf")}
     first_epoch = 1
+    attempt = 1
     restored = tune.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as directory:
@@ -174,6 +175,7 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
             generator.set_state(state["generator"])
             best = state["best"]
             first_epoch = state["epoch"] + 1
+            attempt = state.get("attempt", 1) + 1  # a retry after a failure, from the best epoch's checkpoint
     n_params = count_parameters(model)
     node_id = ray.get_runtime_context().get_node_id()
     for epoch in range(first_epoch, epochs + 1):
@@ -191,6 +193,8 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
             "node_id": node_id,
             "device": str(device),
             "threads": threads,
+            "pid": os.getpid(),
+            "attempt": attempt,
         }
         improved = not diverged and val_acc > best["val_acc"]
         if improved:
@@ -205,7 +209,7 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         with tempfile.TemporaryDirectory(prefix="scenetune-checkpoint-") as staging:
             checkpoint = None
             if improved:  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
-                state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "best": best, "epoch": epoch}
+                state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "best": best, "epoch": epoch, "attempt": attempt}
                 save_checkpoint(Path(staging), model, plan.description, state)
                 checkpoint = tune.Checkpoint.from_directory(staging)
             tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning

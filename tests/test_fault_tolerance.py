@@ -1,0 +1,78 @@
+"""Faults that long sweeps meet, each really provoked: a killed worker, a raising trial, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from analysis.results import load_experiment, load_trials
+from analysis.tables import summary_table
+from scenetune.cli import main
+
+TINY = ["--set", "image_size=8", "--set", "width=32"]
+
+
+def _scenetune(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "scenetune", *arguments]
+
+
+def _wait_for(condition, process: subprocess.Popen) -> None:
+    while not condition():
+        assert process.poll() is None, f"the sweep ended first: {process.communicate()}"
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_restarts_its_trial_from_the_checkpoint(tmp_path: Path) -> None:
+    arguments = ["sweep", "mlp", "--samples", "1", "--epochs", "8", "--set", "batch_size=8", "--set", "image_size=16",
+                 "--set", "width=256", "--set", "optimizer=sgd", "--set", "lr=0.01", "--storage", str(tmp_path), "--name", "killed-worker"]
+    process = subprocess.Popen(_scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    experiment = tmp_path / "killed-worker"
+
+    def checkpointed_twice() -> bool:
+        trials = load_trials(experiment) if experiment.is_dir() else []
+        return bool(trials) and len(trials[0].history) >= 2 and bool(trials[0].checkpoints())
+
+    _wait_for(checkpointed_twice, process)
+    (trial,) = load_trials(experiment)
+    os.kill(trial.last["pid"], signal.SIGKILL)  # the trial's worker process dies mid-trial
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stdout + stderr
+    (trial,) = load_trials(experiment)
+    assert trial.last["epoch"] == 8 and trial.last["attempt"] == 2
+    restarted = next(r for r in trial.history if r["attempt"] == 2)
+    assert restarted["epoch"] > 1  # continued from a checkpoint, not from scratch
+    assert summary_table(load_experiment(experiment))["status"].iloc[0] == "completed (1 retry)"
+
+
+def test_a_raising_trial_is_an_error_and_the_others_finish(tmp_path: Path, ray_session, capsys) -> None:
+    # Batch norm cannot train on batches of one image: that grid point raises, the others do not.
+    arguments = ["sweep", "mlp", "--space", "batch_size", "--set", "batch_norm=true", "--set", "epochs=1", "--max-failures", "0",
+                 *TINY, "--storage", str(tmp_path), "--name", "raising"]
+    assert main(arguments) == 1
+    assert "1 of 8 trials failed" in capsys.readouterr().err
+    trials = load_experiment(tmp_path / "raising").trials.set_index("config/batch_size")
+    assert trials.loc[1, "status"] == "error" and "Expected more than 1 value per channel" in trials.loc[1, "error"]
+    assert set(trials.drop(index=1)["status"]) == {"completed"}
+
+
+def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
+    arguments = ["sweep", "mlp", "--samples", "5", "--epochs", "3", "--max-concurrent", "1", *TINY, "--storage", str(tmp_path), "--name", "interrupted"]
+    process = subprocess.Popen(_scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    experiment = tmp_path / "interrupted"
+    _wait_for(lambda: experiment.is_dir() and any(t.history for t in load_trials(experiment)), process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 130, stdout + stderr
+    assert f"Continue it with: scenetune sweep mlp --storage {tmp_path} --name interrupted --resume" in stderr
+    before = {t.trial_id: t.history for t in load_trials(experiment) if t.history}
+    resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "interrupted", "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = load_trials(experiment)
+    assert len(trials) == 5 and all(t.history for t in trials)
+    for trial in trials:  # nothing written before Ctrl-C was lost
+        if trial.trial_id in before:
+            assert trial.history[: len(before[trial.trial_id])] == before[trial.trial_id]
