@@ -179,7 +179,9 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     n_params = count_parameters(model)
     node_id = ray.get_runtime_context().get_node_id()
     for epoch in range(first_epoch, epochs + 1):
+        epoch_started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(model, data["train"], optimizer, batch_size, generator, plan.loss_fn)
+        train_seconds = time.perf_counter() - epoch_started
         diverged = not math.isfinite(train_loss)
         val_loss, val_acc = evaluate(model, data["val"], plan.predict_log_proba)
         metrics: dict[str, Any] = {
@@ -194,6 +196,7 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
             "device": str(device),
             "threads": threads,
             "pid": os.getpid(),
+            "train_samples_per_s": len(data["train"].y) / train_seconds,
             "attempt": attempt,
         }
         improved = not diverged and val_acc > best["val_acc"]
