@@ -32,6 +32,14 @@ def save_figure(figure: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def _label(axis: plt.Axes, x: str, y: str, title: str) -> None:
+    axis.set_xlabel(x)
+    axis.set_ylabel(y)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(title)
+
+
 def _trial_labels(experiment: Experiment) -> dict[str, str]:
     factors = swept_factors(experiment)
     labels = {}
@@ -81,11 +89,7 @@ def accuracy_vs_factor(experiment: Experiment, out_dir: Path) -> list[Path]:
         axis.set_xscale("log")
     if not numeric:
         axis.set_xticks(positions, [short_value(v) for v in values], rotation=20)
-    axis.set_xlabel(factor)
-    axis.set_ylabel("accuracy")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    axis.set_title(f"{experiment.name}: accuracy against {factor}")
+    _label(axis, factor, "accuracy", f"{experiment.name}: accuracy against {factor}")
     return save_figure(figure, out_dir, f"accuracy_vs_{factor}")
 
 
@@ -136,11 +140,7 @@ def best_so_far(experiment: Experiment, out_dir: Path) -> list[Path]:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     axis.plot(np.arange(1, len(trials) + 1), trials["val_acc"].astype(float), "o", alpha=0.5, label="trial val_acc")
     axis.step(np.arange(1, len(trials) + 1), best, where="post", label="best so far")
-    axis.set_xlabel("trials")
-    axis.set_ylabel("validation accuracy")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    axis.set_title(f"{experiment.name}: best validation accuracy so far")
+    _label(axis, "trials", "validation accuracy", f"{experiment.name}: best validation accuracy so far")
     return save_figure(figure, out_dir, "best_val_acc_so_far")
 
 
@@ -152,11 +152,7 @@ def asha_stops(experiment: Experiment, out_dir: Path) -> list[Path]:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for status, group in trials.groupby("status"):
         axis.scatter(group["epochs_run"], group["val_acc"].astype(float), label=status, color=STATUS_COLOURS.get(status, "black"), alpha=0.8)
-    axis.set_xlabel("epochs run")
-    axis.set_ylabel("best validation accuracy")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    axis.set_title(f"{experiment.name}: where ASHA stopped trials")
+    _label(axis, "epochs run", "best validation accuracy", f"{experiment.name}: where ASHA stopped trials")
     return save_figure(figure, out_dir, "asha_stopped_trials")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from scenetune.data import TrialData
@@ -24,11 +25,15 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
     check_training_config(config)
 
 
+def train_statistics(config: dict[str, Any], data: TrialData) -> tuple[np.ndarray, np.ndarray]:
+    """Channel mean and std of the training split at the config's image size (the model's input scaling)."""
+    return channel_statistics(data.at_size(int(config["image_size"]))["train"].x)
+
+
 def build_mlp(config: dict[str, Any], data: TrialData) -> tuple[MLP, dict[str, Any]]:
     """The model a config describes, normalised with the training split's channel statistics."""
-    splits = data.at_size(int(config["image_size"]))
     spec = MLPSpec.from_config(config, n_classes=len(data.classes))
-    mean, std = channel_statistics(splits["train"].x)
+    mean, std = train_statistics(config, data)
     description = {"model": "mlp", "spec": spec.to_dict(), "classes": data.classes, "image_size": spec.input_size}
     return MLP(spec, mean, std), description
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from scenetune.data import TrialData
-from trainables.mlp import check_training_config
-from trainables.models import TRAIN_ON, PatchMLP, PatchSpec, channel_statistics, patch_level_loss
+from trainables.mlp import check_training_config, train_statistics
+from trainables.models import TRAIN_ON, PatchMLP, PatchSpec, patch_level_loss
 from trainables.training import TrainingPlan, classification_loss, fit_and_report
 
 
@@ -22,9 +22,8 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
 
 
 def build_patch_mlp(config: dict[str, Any], data: TrialData) -> tuple[PatchMLP, dict[str, Any]]:
-    splits = data.at_size(int(config["image_size"]))
     spec = PatchSpec.from_config(config, n_classes=len(data.classes))
-    mean, std = channel_statistics(splits["train"].x)
+    mean, std = train_statistics(config, data)
     description = {"model": "patch_mlp", "spec": spec.to_dict(), "classes": data.classes, "image_size": spec.image_size}
     return PatchMLP(spec, mean, std), description
 
