@@ -21,8 +21,9 @@ class ProgressLine(tune.Callback):
     Holds no stream (the callback is saved with the experiment and must pickle).
     """
 
-    def __init__(self, total: int, epochs: int, defaults: dict[str, Any]):
+    def __init__(self, total: int, epochs: int, defaults: dict[str, Any], budget_s: float | None = None):
         self.total = total
+        self.budget_s = budget_s
         self.epochs = epochs
         self.defaults = defaults
         self.started = time.monotonic()
@@ -75,7 +76,8 @@ class ProgressLine(tune.Callback):
         elapsed = int(time.monotonic() - self.started)
         parts = [
             f"[{elapsed // 60:02d}:{elapsed % 60:02d}]",
-            f"trials {len(finished) + errors}/{self.total} done",
+            f"trials {len(finished) + errors}/{self.total} done" if self.budget_s is None
+            else f"trials {len(finished) + errors} done (budget {self.budget_s:.0f} s)",
             f"{running} running",
             f"{stopped} stopped early",
         ]

@@ -337,7 +337,7 @@ def build_tuner(plan: SweepPlan):
         search_alg = BasicVariantGenerator(points_to_evaluate=[dict(c) for c in plan.configs], max_concurrent=max_concurrent, random_state=request.seed)
         scheduler = FIFOScheduler()
         param_space = dict(plan.configs[0])  # every key of the grid; each point overrides it
-    callbacks = [ProgressLine(plan.samples, plan.epochs, space.defaults), JsonLoggerCallback(), CSVLoggerCallback()]
+    callbacks = [ProgressLine(plan.samples, plan.epochs, space.defaults, request.time_budget_s), JsonLoggerCallback(), CSVLoggerCallback()]
     return tune.Tuner(
         trainable,
         param_space=param_space,

@@ -27,7 +27,7 @@ def _wait_for(condition, process: subprocess.Popen) -> None:
 
 
 def test_a_killed_worker_restarts_its_trial_from_the_checkpoint(tmp_path: Path) -> None:
-    arguments = ["sweep", "mlp", "--samples", "1", "--epochs", "8", "--set", "batch_size=8", "--set", "image_size=16",
+    arguments = ["sweep", "mlp", "--samples", "1", "--epochs", "6", "--set", "batch_size=8", "--set", "image_size=16",
                  "--set", "width=256", "--set", "optimizer=sgd", "--set", "lr=0.01", "--storage", str(tmp_path), "--name", "killed-worker"]
     process = subprocess.Popen(_scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     experiment = tmp_path / "killed-worker"
@@ -42,7 +42,7 @@ def test_a_killed_worker_restarts_its_trial_from_the_checkpoint(tmp_path: Path) 
     stdout, stderr = process.communicate()
     assert process.returncode == 0, stdout + stderr
     (trial,) = load_trials(experiment)
-    assert trial.last["epoch"] == 8 and trial.last["attempt"] == 2
+    assert trial.last["epoch"] == 6 and trial.last["attempt"] == 2
     restarted = next(r for r in trial.history if r["attempt"] == 2)
     assert restarted["epoch"] > 1  # continued from a checkpoint, not from scratch
     assert summary_table(load_experiment(experiment))["status"].iloc[0] == "completed (1 retry)"
