@@ -34,6 +34,7 @@ class ProgressLine(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("budget_s", None)  # saved by an older scenetune
         self.started = time.monotonic()  # a resumed sweep counts its own time
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
