@@ -40,11 +40,11 @@ class StudyStep:
 
 
 STEPS = (
-    StudyStep("mlp", "mlp", comparison.MLP, 0.30, quick_samples=8, quick_epochs=4,
+    StudyStep("mlp", "mlp", comparison.MLP, 0.30, quick_samples=6, quick_epochs=3,
               quick_pins={"image_size": 16, "width_schedule": "halve"}),
     StudyStep("feature_svm", "feature_svm", comparison.FEATURE_SVM, 0.10, source_step="mlp", quick_samples=6),
     StudyStep("patch_mlp", "patch_mlp", comparison.PATCH_MLP, 0.35, quick_samples=4, quick_epochs=3,
-              quick_pins={"image_size": 32, "width": 512}),
+              quick_pins={"image_size": 32, "width": 256}),
     StudyStep("bovw_learnt", "bovw", comparison.BOVW_LEARNT, 0.10, source_step="patch_mlp", pins={"descriptor": "learnt"},
               quick_pins={"codebook_size": 64}),
     StudyStep("bovw_sift", "bovw", comparison.BOVW_SIFT, 0.15, pins={"descriptor": "sift"},
