@@ -190,7 +190,7 @@ def prepare(request: SweepRequest) -> SweepPlan:
         samples = len(configs)
     else:
         samples = request.samples or DEFAULT_OPTUNA_SAMPLES
-    n_classes_hint = 2
+    n_classes_hint = 2  # the class count is known only after loading; any count checks the rest of the config
     for config in configs or [{**task.space.defaults, **request.pinned, **constants}]:
         try:
             task.check_config(config, n_classes_hint, context)

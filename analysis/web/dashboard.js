@@ -3,6 +3,7 @@
 "use strict";
 
 const POLL_MS = 2000;
+const LOG_SCALE_RATIO = 50;  // numeric parameters spanning more than this get a log axis, as in the figures
 const states = new WeakMap();
 let lastJson = "";
 
@@ -149,9 +150,12 @@ function renderCharts(root, payload) {
     const role = "chart-param-" + param;
     if (!part(root, role)) container.appendChild(element("div", { "data-role": role, class: "chart small" }));
     const values = scored.map((t) => t.params[param]);
-    draw(part(root, role), [{ x: values.every((v) => typeof v === "number") ? values : values.map(String), y: scored.map((t) => t.val_acc),
+    const numeric = values.length > 0 && values.every((v) => typeof v === "number");
+    const chartLayout = layout(`val_acc against ${param}`, param, "val_acc");
+    if (numeric && Math.min(...values) > 0 && Math.max(...values) / Math.min(...values) > LOG_SCALE_RATIO) chartLayout.xaxis.type = "log";
+    draw(part(root, role), [{ x: numeric ? values : values.map(String), y: scored.map((t) => t.val_acc),
       text: scored.map((t) => t.trial_id), mode: "markers", type: "scatter", name: "val_acc",
-      marker: { size: scored.map((t) => (isHighlighted(root, t.trial_id) ? 10 : 6)) } }], layout(`val_acc against ${param}`, param, "val_acc"));
+      marker: { size: scored.map((t) => (isHighlighted(root, t.trial_id) ? 10 : 6)) } }], chartLayout);
   }
   if (payload.params.length >= 2 && scored.length >= 2) {
     const dimensions = payload.params.map((param) => {
