@@ -109,3 +109,13 @@ def test_from_must_hold_the_right_kind_of_model(mlp_experiment: Path, tmp_path: 
     assert "holds mlp models, but bovw needs a patch_mlp experiment or checkpoint" in capsys.readouterr().err
     assert main(["sweep", "feature_svm", "--from", str(tmp_path), "--storage", str(tmp_path), "--name", "y"]) == 2
     assert "is neither a checkpoint" in capsys.readouterr().err
+
+
+def test_histogram_intersection_kernel_in_chunks_equals_its_definition(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainables.svm as svm
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((7, 5)), rng.random((4, 5))
+    expected = np.array([[np.minimum(x, y).sum() for y in b] for x in a])
+    monkeypatch.setattr(svm, "INTERSECTION_CHUNK_ELEMENTS", 2 * 4 * 5)  # two rows per chunk
+    assert np.allclose(svm.histogram_intersection(a, b), expected)

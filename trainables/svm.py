@@ -26,9 +26,17 @@ def scale_features(scaling: str, train: np.ndarray, *others: np.ndarray) -> list
     raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
 
 
+INTERSECTION_CHUNK_ELEMENTS = 2**24  # bounds the temporary (rows x len(b) x k) array to ~128 MiB
+
+
 def histogram_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """K(x, y) = sum_i min(x_i, y_i), the usual kernel for bag-of-words histograms."""
-    return np.minimum(a[:, None, :], b[None, :, :]).sum(axis=-1)
+    """K(x, y) = sum_i min(x_i, y_i), the usual kernel for bag-of-words histograms; in row chunks,
+    since the broadcast minimum of all pairs would need len(a) x len(b) x k floats at once."""
+    rows = max(1, INTERSECTION_CHUNK_ELEMENTS // max(1, b.shape[0] * b.shape[1]))
+    kernel = np.empty((a.shape[0], b.shape[0]), dtype=np.float64)
+    for start in range(0, a.shape[0], rows):
+        kernel[start : start + rows] = np.minimum(a[start : start + rows, None, :], b[None, :, :]).sum(axis=-1)
+    return kernel
 
 
 def check_svm_config(config: dict[str, Any]) -> None:
