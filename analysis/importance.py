@@ -3,7 +3,6 @@ trials rebuilt into an in-memory Optuna study."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from analysis.results import CONFIG_PREFIX, Experiment
+from analysis.results import CONFIG_PREFIX, Experiment, is_finite_number, is_present
 
 LOG_SCALE_RATIO = 50
 MIN_TRIALS = 4
@@ -35,7 +34,7 @@ def _plain(value: Any) -> Any:
 
 def rebuild_study(experiment: Experiment, metric: str = "val_acc") -> optuna.Study:
     """An Optuna study holding one finished trial per scored trial of the experiment."""
-    trials = experiment.trials[experiment.trials[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
+    trials = experiment.trials[experiment.trials[metric].map(is_finite_number)]
     params = [p for p in experiment.searched_params() if p not in EXCLUDED_PARAMS]
     study = optuna.create_study(direction="maximize", study_name=experiment.name)
     if not params:
@@ -43,7 +42,7 @@ def rebuild_study(experiment: Experiment, metric: str = "val_acc") -> optuna.Stu
     columns = {p: trials[CONFIG_PREFIX + p] for p in params}
     distributions = {p: _distribution(column.dropna()) for p, column in columns.items() if column.notna().any()}
     for _, trial in trials.iterrows():
-        values = {p: _plain(trial[CONFIG_PREFIX + p]) for p in distributions if _present(trial[CONFIG_PREFIX + p])}
+        values = {p: _plain(trial[CONFIG_PREFIX + p]) for p in distributions if is_present(trial[CONFIG_PREFIX + p])}
         study.add_trial(
             optuna.trial.create_trial(
                 params=values,
@@ -52,10 +51,6 @@ def rebuild_study(experiment: Experiment, metric: str = "val_acc") -> optuna.Stu
             )
         )
     return study
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def importance_table(experiment: Experiment, seed: int = 0) -> pd.DataFrame:

@@ -40,7 +40,7 @@ class TrialRecord:
 
     @property
     def best_val_acc(self) -> float | None:
-        values = [r["val_acc"] for r in self.history if _finite(r.get("val_acc")) and not r.get("diverged")]
+        values = [r["val_acc"] for r in self.history if is_finite_number(r.get("val_acc")) and not r.get("diverged")]
         return max(values) if values else None
 
     @property
@@ -55,7 +55,12 @@ class TrialRecord:
         return sorted(self.directory.glob("checkpoint_*"))
 
 
-def _finite(value: Any) -> bool:
+def is_present(value: Any) -> bool:
+    """A value that is there: neither None nor NaN (pandas fills missing config keys with NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -134,7 +139,7 @@ def _trial_id_from_directory(directory: Path) -> str:
 
 def _best_epoch_row(trial: TrialRecord) -> dict[str, Any]:
     """The report of the best validation epoch (the checkpoint's), or the last one."""
-    usable = [r for r in trial.history if _finite(r.get("val_acc")) and not r.get("diverged")]
+    usable = [r for r in trial.history if is_finite_number(r.get("val_acc")) and not r.get("diverged")]
     return max(usable, key=lambda r: r["val_acc"]) if usable else trial.last
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.describe import describe_config
-from analysis.results import CONFIG_PREFIX, Experiment
+from analysis.results import CONFIG_PREFIX, Experiment, is_finite_number, is_present
 
 APPROACH_COLUMNS = ["approach", "task", "experiment", "best_config", "val_acc", "test_acc", "trials", "trial_epochs", "compute_seconds"]
 MLP = "end-to-end MLP"
@@ -23,7 +23,7 @@ WEAK_CORRELATION = 0.1
 def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
     """The approach's best trial (chosen on validation accuracy) and what the search cost."""
     trials = experiment.trials
-    scored = trials[trials["val_acc"].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
+    scored = trials[trials["val_acc"].map(is_finite_number)]
     row: dict[str, Any] = {
         "approach": approach,
         "task": experiment.task,
@@ -35,16 +35,12 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
     if scored.empty:
         return {**row, "best_config": "no finished trial", "val_acc": None, "test_acc": None}
     best = scored.loc[scored["val_acc"].astype(float).idxmax()]
-    config = {c[len(CONFIG_PREFIX):]: best[c] for c in best.index if c.startswith(CONFIG_PREFIX) and _present(best[c])}
+    config = {c[len(CONFIG_PREFIX):]: best[c] for c in best.index if c.startswith(CONFIG_PREFIX) and is_present(best[c])}
     return {**row, "best_config": describe_config(config, experiment.defaults), "val_acc": float(best["val_acc"]), "test_acc": _float(best["test_acc"])}
 
 
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
 def _float(value: Any) -> float | None:
-    return float(value) if _present(value) else None
+    return float(value) if is_present(value) else None
 
 
 def _points(a: float, b: float) -> str:
@@ -53,7 +49,7 @@ def _points(a: float, b: float) -> str:
 
 def _accuracy(approaches: pd.DataFrame, approach: str) -> float | None:
     rows = approaches[approaches["approach"] == approach]
-    if rows.empty or not _present(rows.iloc[0]["test_acc"]):
+    if rows.empty or not is_present(rows.iloc[0]["test_acc"]):
         return None
     return float(rows.iloc[0]["test_acc"])
 
@@ -96,7 +92,7 @@ def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
 
 def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None) -> list[str]:
     """Sentences computed from the numbers: they change whenever the numbers do."""
-    scored = approaches[approaches["test_acc"].map(_present)].sort_values(["test_acc", "val_acc"], ascending=False)
+    scored = approaches[approaches["test_acc"].map(is_present)].sort_values(["test_acc", "val_acc"], ascending=False)
     sentences = []
     if len(scored) >= 2:
         first, second = scored.iloc[0], scored.iloc[1]

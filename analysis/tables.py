@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.describe import describe_config, short_value
-from analysis.results import CONFIG_PREFIX, Experiment
+from analysis.results import CONFIG_PREFIX, Experiment, is_present
 
 FORMATS = ("md", "csv", "latex")
 TABLE_COLUMNS = ["name", "changes", "params", "train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "epochs", "status"]
@@ -15,11 +15,7 @@ OPTUNA_SPACE = "optuna"
 
 
 def _config(row: pd.Series) -> dict[str, Any]:
-    return {c[len(CONFIG_PREFIX):]: row[c] for c in row.index if c.startswith(CONFIG_PREFIX) and not _missing(row[c])}
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    return {c[len(CONFIG_PREFIX):]: row[c] for c in row.index if c.startswith(CONFIG_PREFIX) and is_present(row[c])}
 
 
 def swept_factors(experiment: Experiment) -> list[str]:
@@ -37,7 +33,7 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
     for _, trial in experiment.trials.iterrows():
         config = _config(trial)
         name = " ".join(f"{f}={short_value(config.get(f))}" for f in factors) if factors else str(trial["trial_id"])
-        status = trial["status"] if _missing(trial.get("error")) else f"{trial['status']}: {trial['error']}"
+        status = trial["status"] if not is_present(trial.get("error")) else f"{trial['status']}: {trial['error']}"
         retries = int(trial.get("retries") or 0)
         if retries:
             status += f" ({retries} {'retry' if retries == 1 else 'retries'})"

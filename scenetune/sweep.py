@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.results import EXPERIMENT_FILE
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, check_data_source, load_dataset, make_trial_data
 from scenetune.errors import UserError
@@ -23,7 +24,6 @@ from search_spaces.base import OPTUNA_SPACE
 
 METRIC = "val_acc"
 MODE = "max"
-EXPERIMENT_FILE = "scenetune.json"
 DEFAULT_OPTUNA_SAMPLES = 20
 # Experiment state is saved this often (seconds), so a killed sweep loses little when resumed.
 EXPERIMENT_STATE_PERIOD_S = "5"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.results import load_trials, read_experiment_record
+from analysis.results import load_trials, ray_trial_states, read_experiment_record
 from scenetune.cli import main
 from trainables.checkpoints import load_model
 
@@ -113,19 +112,6 @@ def test_mit_split_lr_preset(mit_split: Path, tmp_path: Path, ray_session) -> No
     assert record["data"]["sizes"] == {"train": 1599, "val": 282, "test": 807}
 
 
-def _experiment_state(experiment: Path) -> dict[str, str]:
-    """trial id -> status, from the newest experiment state Ray has saved."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    try:
-        saved = json.loads(states[-1].read_text())
-    except json.JSONDecodeError:
-        return {}  # being written
-    trials = [json.loads(entry[0]) for entry in saved["trial_data"]]
-    return {t["trial_id"]: t["status"] for t in trials}
-
-
 def _scenetune(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "scenetune", *arguments]
 
@@ -136,13 +122,13 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     experiment = tmp_path / "killed"
     process = subprocess.Popen(_scenetune(*command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        while sum(s == "TERMINATED" for s in _experiment_state(experiment).values()) < 2:
+        while sum(s == "TERMINATED" for s in ray_trial_states(experiment).values()) < 2:
             assert process.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.2)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    finished_before = {tid for tid, status in _experiment_state(experiment).items() if status == "TERMINATED"}
+    finished_before = {tid for tid, status in ray_trial_states(experiment).items() if status == "TERMINATED"}
     histories_before = {t.trial_id: t.history for t in load_trials(experiment) if t.trial_id in finished_before}
     assert len(histories_before) >= 2
     resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "killed", "--resume"),
@@ -151,7 +137,7 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     assert "resuming mlp" in resumed.stdout
     trials = load_trials(experiment)
     assert len(trials) == 6
-    assert set(_experiment_state(experiment).values()) == {"TERMINATED"}
+    assert set(ray_trial_states(experiment).values()) == {"TERMINATED"}
     for trial in trials:
         if trial.trial_id in histories_before:
             assert trial.history == histories_before[trial.trial_id], f"{trial.trial_id} ran again"
