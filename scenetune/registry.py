@@ -34,7 +34,15 @@ class Task:
         return self.space.task
 
     def trainable(self) -> Callable[..., None]:
-        return _resolve(self.trainable_path)
+        """The trial function, importing its module (torch) only where the trial runs, not in the driver."""
+        path = self.trainable_path
+
+        def run_trial(config: dict[str, Any], data: Any) -> None:
+            _resolve(path)(config, data)
+
+        # Ray Tune names trials and their folders after the function: train_mlp_00001_...
+        run_trial.__name__ = run_trial.__qualname__ = path.split(":")[1]
+        return run_trial
 
     def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
         _resolve(self.check_path)(config, n_classes, context)
@@ -46,8 +54,8 @@ class Task:
 TASKS: dict[str, Task] = {
     task.name: task
     for task in [
-        Task(mlp_space.SPACE, "trainables.mlp:train_mlp", "trainables.mlp:check_config"),
-        Task(patch_mlp_space.SPACE, "trainables.patch_mlp:train_patch_mlp", "trainables.patch_mlp:check_config"),
+        Task(mlp_space.SPACE, "trainables.mlp:train_mlp", "trainables.specs:check_mlp_config"),
+        Task(patch_mlp_space.SPACE, "trainables.patch_mlp:train_patch_mlp", "trainables.specs:check_patch_mlp_config"),
         Task(
             feature_svm_space.SPACE,
             "trainables.feature_svm:train_feature_svm",

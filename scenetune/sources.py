@@ -25,7 +25,7 @@ class SourceModel:
     def hidden_layers(self) -> list[str]:
         spec = self.description["spec"]
         mlp = spec.get("mlp", spec)
-        from trainables.models import hidden_layer_name
+        from trainables.specs import hidden_layer_name
 
         return [hidden_layer_name(i) for i in range(int(mlp["depth"]))]
 

@@ -53,10 +53,15 @@ class SweepRequest:
     cache_dir: str | None = None
     skip_bad_images: bool = False
     max_failures: int = 2
+    sampler: str = "tpe"  # how the optuna space is searched: Optuna's TPE, or uniformly at random
+    early_stopping: str = "asha"  # "none": every trial of the optuna space runs all its epochs
 
 
 # Settings that define an experiment; `--resume` takes them from scenetune.json, not the command line.
-RECORDED_FIELDS = ("task", "data", "source", "space", "samples", "epochs", "seed", "pinned", "val_fraction", "val_from_test", "time_budget_s")
+RECORDED_FIELDS = ("task", "data", "source", "space", "samples", "epochs", "seed", "pinned", "val_fraction", "val_from_test", "time_budget_s",
+                   "sampler", "early_stopping")
+SAMPLERS = ("tpe", "random")
+EARLY_STOPPING = ("asha", "none")
 
 
 @dataclass
@@ -98,12 +103,19 @@ def _check_numbers(request: SweepRequest) -> None:
         raise UserError(f"--max-concurrent must be at least 1, got {request.max_concurrent}")
     if request.time_budget_s is not None and request.time_budget_s <= 0:
         raise UserError(f"--time-budget must be positive, got {request.time_budget_s}")
+    if request.sampler not in SAMPLERS:
+        raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {request.sampler!r}")
+    if request.early_stopping not in EARLY_STOPPING:
+        raise UserError(f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {request.early_stopping!r}")
 
 
 def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
     space = task.space
     if request.space not in space.space_names:
         raise UserError(f"unknown space {request.space!r} for task {task.name}; choose one of: {', '.join(space.space_names)}")
+    searched = request.sampler != "tpe" or request.early_stopping != "asha"
+    if searched and request.space != OPTUNA_SPACE:
+        raise UserError(f"--sampler and --early-stopping apply to the optuna space; preset {request.space!r} runs its grid to the end")
     for key in request.pinned:
         if key not in space.defaults:
             raise UserError(f"--set {key}: {task.name} has no parameter {key!r}; its parameters are: {', '.join(space.defaults)}")
@@ -121,7 +133,7 @@ def _recorded(experiment_dir: Path) -> dict[str, Any]:
 
 
 def _apply_recorded(request: SweepRequest, recorded: dict[str, Any]) -> SweepRequest:
-    return dataclasses.replace(request, **{key: recorded["request"][key] for key in RECORDED_FIELDS})
+    return dataclasses.replace(request, **{key: recorded["request"][key] for key in RECORDED_FIELDS if key in recorded["request"]})
 
 
 def _experiment_location(request: SweepRequest) -> tuple[str, str, Path | None]:
@@ -133,14 +145,14 @@ def _experiment_location(request: SweepRequest) -> tuple[str, str, Path | None]:
 
 
 def _resolve_source(request: SweepRequest, task: Task):
-    from scenetune.sources import resolve_source
-
     if request.source is None:
         if task.source_required:
             raise UserError(f"{task.name} needs --from, a {task.source_kind} experiment or checkpoint to take features from")
         return None
     if task.source_kind is None:
         raise UserError(f"{task.name} trains from pixels and takes no --from")
+    from scenetune.sources import resolve_source  # torch: only sweeps with --from need it in the driver
+
     return resolve_source(request.source, task.source_kind, task.name)
 
 
@@ -310,7 +322,7 @@ def _default_concurrency(request: SweepRequest) -> int:
 
 def build_tuner(plan: SweepPlan):
     """The Tuner for a plan: OptunaSearch + ASHA for the optuna space, the preset grid otherwise."""
-    from optuna.samplers import TPESampler
+    from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -328,10 +340,14 @@ def build_tuner(plan: SweepPlan):
             space=space.define_by_run(request.pinned, plan.constants, plan.context),
             metric=METRIC,
             mode=MODE,
-            sampler=TPESampler(seed=request.seed),
+            sampler=TPESampler(seed=request.seed) if request.sampler == "tpe" else RandomSampler(seed=request.seed),
         )
         search_alg = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
-        scheduler = ASHAScheduler(time_attr="epoch", metric=METRIC, mode=MODE, max_t=plan.epochs, grace_period=1, reduction_factor=3)
+        scheduler = (
+            ASHAScheduler(time_attr="epoch", metric=METRIC, mode=MODE, max_t=plan.epochs, grace_period=1, reduction_factor=3)
+            if request.early_stopping == "asha"
+            else FIFOScheduler()
+        )
         param_space: dict[str, Any] = {}
     else:
         search_alg = BasicVariantGenerator(points_to_evaluate=[dict(c) for c in plan.configs], max_concurrent=max_concurrent, random_state=request.seed)

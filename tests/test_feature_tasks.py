@@ -64,6 +64,7 @@ def test_bovw_learnt_descriptors_and_codebook_are_computed_once(patch_experiment
     assert len(trials) == 5 and all(math.isfinite(t.last["val_acc"]) for t in trials)
     assert sum(not t.last["descriptors_cached"] for t in trials) == 1
     assert sum(not t.last["codebook_cached"] for t in trials) == 1
+    assert sum(not t.last["word_counts_cached"] for t in trials) == 1  # later trials load only the counts
 
 
 def test_bovw_sift_codebook_preset_and_infeasible_codebook(tmp_path: Path, ray_session) -> None:

@@ -76,3 +76,11 @@ def test_invalid_specs_are_rejected() -> None:
         MLPSpec(input_size=8, n_classes=2, initializer="zeros")
     with pytest.raises(ValueError, match="dropout must lie in"):
         MLPSpec(input_size=8, n_classes=2, dropout=1.5)
+
+
+def test_torch_free_specs_name_every_activation_and_initializer_the_models_build():
+    from trainables.models import ACTIVATIONS
+    from trainables.specs import ACTIVATION_NAMES, INITIALIZER_NAMES
+
+    assert set(ACTIVATION_NAMES) == set(ACTIVATIONS)
+    assert set(INITIALIZER_NAMES) == set(INITIALIZERS)

@@ -9,20 +9,7 @@ import torch
 
 from scenetune.data import TrialData
 from trainables.models import MLP, MLPSpec, channel_statistics
-from trainables.training import TrainingPlan, fit_and_report, make_optimizer
-
-
-def check_training_config(config: dict[str, Any]) -> None:
-    make_optimizer(config, [torch.zeros(1, requires_grad=True)])
-    for key in ("lr", "batch_size", "epochs"):
-        if key in config and not float(config[key]) > 0:
-            raise ValueError(f"{key} must be positive, got {config[key]}")
-
-
-def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any] | None = None) -> None:
-    """Raise ValueError for a configuration that cannot be built, before any trial starts."""
-    MLPSpec.from_config(config, n_classes)
-    check_training_config(config)
+from trainables.training import TrainingPlan, fit_and_report
 
 
 def train_statistics(config: dict[str, Any], data: TrialData) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -17,11 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ORDINALS = (
-    "second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
-    "fourteenth fifteenth sixteenth seventeenth"
-).split()
-MIN_HALVED_WIDTH = 4
+from trainables.specs import ACTIVATION_NAMES, AGGREGATIONS, INITIALIZER_NAMES, TRAIN_ON, MLPSpec, PatchSpec, hidden_layer_name
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -29,14 +25,8 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
-WIDTH_SCHEDULES = ("halve", "constant")
 KERAS_SMALL_STDDEV = 0.05  # Keras' default for RandomNormal, TruncatedNormal and RandomUniform
 TRUNCATED_NORMAL_STD_CORRECTION = 0.87962566103423978  # std of N(0,1) truncated to [-2, 2]
-
-
-def hidden_layer_name(index: int) -> str:
-    """Name of the index-th hidden layer (0-based): second, third, ..."""
-    return ORDINALS[index] if index < len(ORDINALS) else f"hidden{index + 1}"
 
 
 def _truncated_normal(weight: torch.Tensor, std: float) -> None:
@@ -67,50 +57,6 @@ INITIALIZERS: dict[str, Callable[[torch.Tensor], None]] = {
     "random_uniform": lambda w: nn.init.uniform_(w, -KERAS_SMALL_STDDEV, KERAS_SMALL_STDDEV),
     "he_normal": _he_normal,
 }
-
-
-@dataclass(frozen=True)
-class MLPSpec:
-    """Everything that fixes an MLP's architecture. Built from a sweep config by `from_config`."""
-
-    input_size: int  # side of the square RGB input the MLP sees (an image or a patch)
-    n_classes: int
-    depth: int = 1
-    width: int = 2048
-    width_schedule: str = "halve"
-    batch_norm: bool = False
-    dropout: float = 0.0
-    activation: str = "relu"
-    initializer: str = "glorot_normal"
-
-    def __post_init__(self) -> None:
-        if self.depth < 0:
-            raise ValueError(f"depth must be >= 0, got {self.depth}")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
-        if self.width_schedule not in WIDTH_SCHEDULES:
-            raise ValueError(f"width_schedule must be one of {WIDTH_SCHEDULES}, got {self.width_schedule!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        if self.initializer not in INITIALIZERS:
-            raise ValueError(f"initializer must be one of {sorted(INITIALIZERS)}, got {self.initializer!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], n_classes: int, input_size: int | None = None) -> MLPSpec:
-        known = {f.name for f in fields(cls)} - {"input_size", "n_classes"}
-        chosen = {k: config[k] for k in known if k in config}
-        size = int(input_size if input_size is not None else config["image_size"])
-        return cls(input_size=size, n_classes=n_classes, **chosen)
-
-    def hidden_widths(self) -> list[int]:
-        if self.width_schedule == "constant":
-            return [self.width] * self.depth
-        return [max(self.width >> i, MIN_HALVED_WIDTH) for i in range(self.depth)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class MLP(nn.Module):
@@ -202,8 +148,6 @@ def layer_output(model: nn.Module, images: np.ndarray | torch.Tensor, layer: str
     return torch.cat(outputs)
 
 
-AGGREGATIONS = ("mean", "max", "min", "mean_logits", "vote")
-TRAIN_ON = ("image", "patch")
 SMALLEST_PROBABILITY = 1e-12
 
 
@@ -228,39 +172,6 @@ def aggregate_patch_scores(patch_logits: torch.Tensor, aggregation: str) -> torc
     else:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     return scores / scores.sum(dim=-1, keepdim=True)
-
-
-@dataclass(frozen=True)
-class PatchSpec:
-    image_size: int
-    patch_size: int
-    aggregation: str
-    mlp: MLPSpec
-
-    def __post_init__(self) -> None:
-        if self.patch_size < 1 or self.image_size % self.patch_size:
-            raise ValueError(f"patch_size {self.patch_size} does not divide image_size {self.image_size}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
-        if self.mlp.input_size != self.patch_size:
-            raise ValueError("the patch MLP's input size must equal patch_size")
-
-    @property
-    def patches_per_image(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], n_classes: int) -> PatchSpec:
-        patch_size = int(config["patch_size"])
-        return cls(
-            image_size=int(config["image_size"]),
-            patch_size=patch_size,
-            aggregation=config.get("aggregation", "mean"),
-            mlp=MLPSpec.from_config(config, n_classes, input_size=patch_size),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def split_into_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
