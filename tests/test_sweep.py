@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -91,6 +92,18 @@ def test_same_seed_suggests_the_same_first_configs(optuna_experiment: Path, tmp_
     assert _first_configs(tmp_path / "again", 2) == _first_configs(optuna_experiment, 2)
 
 
+def test_random_search_without_early_stopping_runs_every_trial_to_the_end(tmp_path: Path, ray_session) -> None:
+    arguments = ["--samples", "4", "--epochs", "3", "--sampler", "random", "--early-stopping", "none", "--max-concurrent", "1", *TINY]
+    assert sweep(tmp_path, "random", *arguments) == 0
+    experiment = tmp_path / "random"
+    trials = load_trials(experiment)
+    assert len(trials) == 4 and all([r["epoch"] for r in t.history] == [1, 2, 3] for t in trials)
+    searcher = pickle.loads(sorted(experiment.glob("searcher-state-*.pkl"))[-1].read_bytes())
+    assert type(searcher["_ot_study"].sampler).__name__ == "RandomSampler"
+    recorded = json.loads((experiment / "scenetune.json").read_text())["request"]
+    assert (recorded["sampler"], recorded["early_stopping"]) == ("random", "none")
+
+
 def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(tmp_path: Path, ray_session, capsys) -> None:
     assert sweep(tmp_path, "lr", "--space", "lr", "--set", "epochs=1", "--set", "optimizer=sgd", *TINY) == 0
     trials = load_trials(tmp_path / "lr")
@@ -159,6 +172,8 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
         (["--space", "lr", "--set", "lr=0.1"], "scenetune: error: --set lr conflicts with preset 'lr'"),
         (["--set", "initializer=zeros"], "scenetune: error: invalid configuration for mlp: initializer must be one of"),
         (["--resume"], "scenetune: error: cannot resume: experiment directory"),
+        (["--space", "lr", "--sampler", "random"], "scenetune: error: --sampler and --early-stopping apply to the optuna space"),
+        (["--early-stopping", "median"], "scenetune: error: --early-stopping must be one of asha, none, got 'median'"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_before_ray_starts(tmp_path: Path, arguments: list[str], message: str) -> None:
