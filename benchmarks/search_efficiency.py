@@ -41,10 +41,23 @@ DEFAULT_PINS = ["image_size=16", "width_schedule=halve"]
 ASHA_EPOCHS_PER_TRIAL_LOW = 1.6
 
 
-def run_sweep(arguments: list[str]) -> float:
+def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
+    """Seconds the sweep took; an experiment already complete in storage is reused (None: a rerun continues)."""
+    if (storage / name / "scenetune.json").is_file() and not _unfinished(storage / name):
+        return None
+    if (storage / name).exists():
+        arguments = ["--resume"]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "scenetune", "sweep", "mlp", *arguments], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "scenetune", "sweep", "mlp", "--storage", str(storage), "--name", name, *arguments],
+                   check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def _unfinished(experiment: Path) -> bool:
+    from analysis.results import ray_trial_states
+
+    states = ray_trial_states(experiment)
+    return not states or any(state not in ("TERMINATED", "ERROR") for state in states.values())
 
 
 def epoch_results(experiment: Path) -> list[dict[str, Any]]:
@@ -77,25 +90,68 @@ def presets_to_run(pins: list[str]) -> list[str]:
     return [name for name, preset in PRESETS.items() if not pinned & set(preset.factors)]
 
 
-def plot(curves: dict[str, list[dict[str, float]]], budget: int, out: Path) -> None:
+def plot(replicates: list[dict[str, Any]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
+    labels = {"presets": "one-factor presets, one after another", "optuna_asha": "Optuna TPE + ASHA", "random": "random search"}
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for label, curve in curves.items():
-        x = [p["trial_epochs"] for p in curve]
-        axes[0].step(x, [p["best_val_acc"] for p in curve], where="post", label=label)
-        axes[1].step(x, [p["test_acc"] for p in curve], where="post", label=label)
+    for colour, (strategy, label) in zip(("C0", "C1", "C2"), labels.items()):
+        curves = [r["curves"][strategy] for r in replicates]
+        length = min(len(c) for c in curves)
+        x = np.arange(1, length + 1)
+        for axis, key in zip(axes, ("best_val_acc", "test_acc")):
+            values = np.array([[p[key] for p in c[:length]] for c in curves])
+            for row in values:
+                axis.step(x, row, where="post", color=colour, alpha=0.25, linewidth=0.8)
+            axis.step(x, values.mean(axis=0), where="post", color=colour, linewidth=2, label=f"{label} (mean of {len(curves)})")
     for axis, what in zip(axes, ("best validation accuracy so far", "test accuracy of that model")):
-        axis.axvline(budget, color="grey", linestyle=":", linewidth=1)
+        axis.axvline(replicates[0]["budget_trial_epochs"], color="grey", linestyle=":", linewidth=1)
         axis.set_xlabel("compute (trial-epochs)")
         axis.set_ylabel(what)
         axis.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out, dpi=110)
+
+
+def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: int) -> dict[str, Any]:
+    """The three searches with one seed (split, initialisation, batch order and sampler all follow it)."""
+    storage.mkdir(parents=True, exist_ok=True)
+    common = ["--data", args.data, "--seed", str(seed), *[a for pin in pins for a in ("--set", pin)]]
+    presets = presets_to_run(pins)
+    preset_rows, preset_seconds = [], []
+    for name in presets:
+        preset_seconds.append(run_sweep(storage, f"preset-{name}", [*common, "--space", name, "--set", f"epochs={args.epochs}"]))
+        preset_rows += epoch_results(storage / f"preset-{name}")  # one after another, as the study ran them
+        print(f"seed {seed}, preset {name}: {len(preset_rows)} trial-epochs so far", flush=True)
+    budget = len(preset_rows)
+    seconds = {"presets": None if None in preset_seconds else sum(preset_seconds)}
+    optuna_samples = math.ceil(budget / ASHA_EPOCHS_PER_TRIAL_LOW)
+    seconds["optuna_asha"] = run_sweep(storage, "optuna-asha", [*common, "--samples", str(optuna_samples), "--epochs", str(args.epochs)])
+    random_samples = math.ceil(budget / args.epochs)
+    seconds["random"] = run_sweep(storage, "random", [*common, "--samples", str(random_samples), "--epochs", str(args.epochs),
+                                                      "--sampler", "random", "--early-stopping", "none"])
+    rows = {"presets": preset_rows, "optuna_asha": epoch_results(storage / "optuna-asha"), "random": epoch_results(storage / "random")}
+    curves = {strategy: best_so_far(r)[:budget] for strategy, r in rows.items()}
+    target = curves["presets"][-1]["best_val_acc"]
+    reach = {strategy: first_reaching(curve, target) for strategy, curve in curves.items()}
+    return {
+        "seed": seed,
+        "presets": presets,
+        "budget_trial_epochs": budget,
+        "trial_epochs_run": {strategy: len(r) for strategy, r in rows.items()},
+        "trials": {"presets": sum(r["epoch"] == 1 for r in preset_rows), "optuna_asha": optuna_samples, "random": random_samples},
+        "wall_seconds": seconds,
+        "presets_best_val_acc": target,
+        "reach_presets_best": reach,
+        "optuna_fraction_of_presets_compute": reach["optuna_asha"] / budget if reach["optuna_asha"] else None,
+        "at_budget": {strategy: curve[-1] for strategy, curve in curves.items()},
+        "curves": curves,
+    }
 
 
 def main() -> int:
@@ -104,8 +160,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5, help="epochs of a preset or random trial; ASHA's maximum")
     parser.add_argument("--set", dest="pins", action="append", default=[], metavar="KEY=VALUE", help="pins shared by all three searches")
     parser.add_argument("--no-default-pins", action="store_true", help=f"do not add {' '.join(DEFAULT_PINS)}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--storage", help="where the experiments go (default: a temporary folder)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one replicate of all three searches per seed")
+    parser.add_argument("--storage", help="where the experiments go (default: a temporary folder); finished ones are reused")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "search_efficiency"), help="writes OUT.json and OUT.png")
     args = parser.parse_args()
     if not Path(args.data).is_dir():
@@ -113,52 +169,25 @@ def main() -> int:
         return 2
     pins = [*([] if args.no_default_pins else DEFAULT_PINS), *args.pins]
     storage = Path(args.storage or tempfile.mkdtemp(prefix="st-search-"))
-    common = ["--data", args.data, "--seed", str(args.seed), "--storage", str(storage), *[a for pin in pins for a in ("--set", pin)]]
-
-    presets = presets_to_run(pins)
-    preset_rows, seconds = [], {"presets": 0.0}
-    for name in presets:
-        seconds["presets"] += run_sweep([*common, "--space", name, "--set", f"epochs={args.epochs}", "--name", f"preset-{name}"])
-        preset_rows += epoch_results(storage / f"preset-{name}")  # one after another, as the study ran them
-        print(f"preset {name}: {len(preset_rows)} trial-epochs so far", flush=True)
-    budget = len(preset_rows)
-
-    optuna_samples = math.ceil(budget / ASHA_EPOCHS_PER_TRIAL_LOW)
-    seconds["optuna_asha"] = run_sweep([*common, "--samples", str(optuna_samples), "--epochs", str(args.epochs), "--name", "optuna-asha"])
-    random_samples = math.ceil(budget / args.epochs)
-    seconds["random"] = run_sweep([*common, "--samples", str(random_samples), "--epochs", str(args.epochs), "--sampler", "random",
-                                   "--early-stopping", "none", "--name", "random"])
-
-    spent = {"presets": budget, "optuna_asha": len(epoch_results(storage / "optuna-asha")), "random": len(epoch_results(storage / "random"))}
-    curves = {
-        "presets": best_so_far(preset_rows),
-        "optuna_asha": best_so_far(epoch_results(storage / "optuna-asha"))[:budget],
-        "random": best_so_far(epoch_results(storage / "random"))[:budget],
-    }
-    target = curves["presets"][-1]["best_val_acc"]
+    replicates = [replicate(args, pins, storage / f"seed{seed}", seed) for seed in args.seeds]
+    fractions = [r["optuna_fraction_of_presets_compute"] for r in replicates]
     summary = {
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["python benchmarks/search_efficiency.py", *sys.argv[1:]]),
         "data": args.data,
         "epochs": args.epochs,
         "pins": pins,
-        "presets": presets,
-        "budget_trial_epochs": budget,
-        "trial_epochs_run": spent,
-        "trials": {"presets": sum(r["epoch"] == 1 for r in preset_rows),
-                   "optuna_asha": optuna_samples, "random": random_samples},
-        "wall_seconds": seconds,
-        "presets_best_val_acc": target,
-        "presets_first_reach_best": first_reaching(curves["presets"], target),
-        "reach_presets_best": {label: first_reaching(curve, target) for label, curve in curves.items()},
-        "at_budget": {label: curve[-1] for label, curve in curves.items()},
-        "curves": curves,
+        "seeds": args.seeds,
+        "optuna_fraction_of_presets_compute": fractions,
+        "random_reached_presets_best": [r["reach_presets_best"]["random"] is not None for r in replicates],
+        "replicates": replicates,
     }
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    plot({"one-factor presets, one after another": curves["presets"], "Optuna TPE + ASHA": curves["optuna_asha"],
-          "random search": curves["random"]}, budget, out.with_suffix(".png"))
-    print(json.dumps({k: v for k, v in summary.items() if k != "curves"}, indent=1))
+    plot(replicates, out.with_suffix(".png"))
+    print(json.dumps({k: v for k, v in summary.items() if k != "replicates"}, indent=1))
+    for r in replicates:
+        print(json.dumps({k: v for k, v in r.items() if k != "curves"}))
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from scenetune.data import TrialData
 from trainables.models import MLP, MLPSpec, channel_statistics

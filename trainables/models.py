@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.specs import ACTIVATION_NAMES, AGGREGATIONS, INITIALIZER_NAMES, TRAIN_ON, MLPSpec, PatchSpec, hidden_layer_name
+from trainables.specs import AGGREGATIONS, MLPSpec, PatchSpec, hidden_layer_name
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
