@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.metrics.pairwise import linear_kernel, polynomial_kernel, rbf_kernel
 from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.svm import SVC
 
@@ -26,6 +27,11 @@ def scale_features(scaling: str, train: np.ndarray, *others: np.ndarray) -> list
     raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
 
 
+# Up to this many training samples a trial computes the kernel matrices itself (BLAS, whole splits at
+# once) and hands SVC precomputed kernels: libsvm's own kernel evaluations, one pair at a time, made
+# prediction take most of a trial (benchmarks/run_benchmarks.py, measurement 3a). A 10k x 10k kernel
+# is 800 MB; beyond it SVC computes its own.
+PRECOMPUTED_KERNEL_MAX_TRAIN = 10_000
 INTERSECTION_CHUNK_ELEMENTS = 2**24  # bounds the temporary (rows x len(b) x k) array to ~128 MiB
 
 
@@ -58,22 +64,49 @@ class SVMResult:
     n_support: int
 
 
+def resolved_gamma(gamma: Any, train: np.ndarray) -> float:
+    """The RBF/poly gamma SVC would use: 'scale' = 1 / (n_features * var(train)), 'auto' = 1 / n_features."""
+    if gamma == "scale":
+        variance = float(train.var())
+        return 1.0 / (train.shape[1] * variance) if variance > 0 else 1.0
+    if gamma == "auto":
+        return 1.0 / train.shape[1]
+    return float(gamma)
+
+
+def kernel_matrix(kernel: str, a: np.ndarray, b: np.ndarray, gamma: float, degree: int) -> np.ndarray:
+    """K(a_i, b_j) for every pair, as SVC defines each kernel (poly with coef0 = 0, SVC's default)."""
+    if kernel == "intersection":
+        return histogram_intersection(a, b)
+    if kernel == "linear":
+        return linear_kernel(a, b)
+    if kernel == "rbf":
+        return rbf_kernel(a, b, gamma=gamma)
+    if kernel == "poly":
+        return polynomial_kernel(a, b, degree=degree, gamma=gamma, coef0=0.0)
+    raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+
+
 def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> SVMResult:
     """Fit SVC on x['train'] and score it on train, val and test."""
     kernel = config.get("kernel", "rbf")
     gamma = config.get("gamma", "scale")
-    svc = SVC(
-        kernel="precomputed" if kernel == "intersection" else kernel,
-        C=float(config.get("C", 1.0)),
-        gamma=gamma if gamma in ("scale", "auto") else float(gamma),
-        degree=int(config.get("degree", 3)),
-    )
-    features = x
-    if kernel == "intersection":
-        features = {name: histogram_intersection(values, x["train"]) for name, values in x.items()}
+    degree = int(config.get("degree", 3))
     started = time.perf_counter()
-    svc.fit(features["train"], y["train"])
-    fit_seconds = time.perf_counter() - started
+    if kernel == "intersection" or len(x["train"]) <= PRECOMPUTED_KERNEL_MAX_TRAIN:
+        train = np.asarray(x["train"], dtype=np.float64)
+        value = resolved_gamma(gamma, train)
+        svc = SVC(kernel="precomputed", C=float(config.get("C", 1.0)))
+        train_kernel = kernel_matrix(kernel, train, train, value, degree)
+        svc.fit(train_kernel, y["train"])
+        fit_seconds = time.perf_counter() - started
+        features = {name: train_kernel if name == "train" else kernel_matrix(kernel, np.asarray(v, dtype=np.float64), train, value, degree)
+                    for name, v in x.items()}
+    else:
+        svc = SVC(kernel=kernel, C=float(config.get("C", 1.0)), gamma=gamma if gamma in ("scale", "auto") else float(gamma), degree=degree)
+        svc.fit(x["train"], y["train"])
+        fit_seconds = time.perf_counter() - started
+        features = x
     accuracy = {name: float(np.mean(svc.predict(features[name]) == y[name])) for name in ("train", "val", "test")}
     return SVMResult(accuracy["train"], accuracy["val"], accuracy["test"], fit_seconds, int(svc.n_support_.sum()))
 
