@@ -116,6 +116,12 @@ def ray_trial_states(experiment_dir: Path) -> dict[str, str]:
     return {t["trial_id"]: t.get("status", "") for t in trials}
 
 
+def unfinished_trials(experiment_dir: Path, samples: int) -> int:
+    """How many of the experiment's `samples` trials Ray has not run to an end (finished or failed)."""
+    finished = sum(status in ("TERMINATED", "ERROR") for status in ray_trial_states(experiment_dir).values())
+    return max(samples - finished, 0)
+
+
 def trial_status(trial: TrialRecord, epochs: int, ray_status: str | None) -> str:
     if trial.error_message is not None and ray_status in (None, "ERROR"):
         return "error"

@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.results import load_trials  # noqa: E402
+from analysis.results import EXPERIMENT_FILE, load_trials, read_experiment_record, unfinished_trials  # noqa: E402
 from search_spaces.mlp import PRESETS  # noqa: E402
 
 MIT_SPLIT = REPO.parent / "shared" / "datasets" / "MIT_split"
@@ -43,21 +43,15 @@ ASHA_EPOCHS_PER_TRIAL_LOW = 1.6
 
 def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
     """Seconds the sweep took; an experiment already complete in storage is reused (None: a rerun continues)."""
-    if (storage / name / "scenetune.json").is_file() and not _unfinished(storage / name):
+    experiment = storage / name
+    if (experiment / EXPERIMENT_FILE).is_file() and not unfinished_trials(experiment, read_experiment_record(experiment)["samples"]):
         return None
-    if (storage / name).exists():
+    if experiment.exists():
         arguments = ["--resume"]
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "scenetune", "sweep", "mlp", "--storage", str(storage), "--name", name, *arguments],
                    check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
-
-
-def _unfinished(experiment: Path) -> bool:
-    from analysis.results import ray_trial_states
-
-    states = ray_trial_states(experiment)
-    return not states or any(state not in ("TERMINATED", "ERROR") for state in states.values())
 
 
 def epoch_results(experiment: Path) -> list[dict[str, Any]]:

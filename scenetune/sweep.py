@@ -421,11 +421,9 @@ def run(plan: SweepPlan) -> SweepOutcome:
     results = tuner.fit()
     outcome = summarise(results, location)
     if plan.experiment_dir is not None:
-        from analysis.results import ray_trial_states
+        from analysis.results import unfinished_trials
 
-        states = ray_trial_states(plan.experiment_dir)
-        finished = sum(status in ("TERMINATED", "ERROR") for status in states.values())
-        outcome.unfinished = max(plan.samples - finished, 0)
+        outcome.unfinished = unfinished_trials(plan.experiment_dir, plan.samples)
     budget = plan.request.time_budget_s
     outcome.budget_reached = budget is not None and time.monotonic() - started >= budget
     return outcome

@@ -29,6 +29,10 @@ NORMALIZATIONS = ("l1", "l2", "power")
 BOVW_KERNELS = ("rbf", "linear", "intersection")
 
 
+# A key naming the descriptors, the function computing them, and the image size they need.
+DescriptorSetting = tuple[str, Callable[[np.ndarray], Descriptors], int]
+
+
 @dataclass
 class BovwInputs:
     data: TrialData
@@ -75,7 +79,7 @@ def build_inputs(data: TrialData, source, values: Callable[[str], list], data_ke
     )
 
 
-def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> tuple[str, Callable[[np.ndarray], Descriptors], int]:
+def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> DescriptorSetting:
     """A key naming the descriptors, the function computing them, and the image size they need."""
     if config.get("descriptor", "sift") == "sift":
         step, size, side = int(config["sift_step"]), int(config["sift_size"]), int(config["image_size"])
@@ -87,10 +91,10 @@ def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> tuple[str
     return f"learnt|{checkpoint}@{stamp}|{layer}", lambda images: learnt_descriptors(checkpoint, images, layer), int(inputs.source_image_size)
 
 
-def _split_descriptors(config: dict[str, Any], inputs: BovwInputs) -> tuple[dict[str, Descriptors], str, bool]:
-    setting, compute, side = _descriptor_setting(config, inputs)
+def _split_descriptors(setting: DescriptorSetting, inputs: BovwInputs, key: str) -> tuple[dict[str, Descriptors], bool]:
+    """Every split's descriptors under `key`, computed by the first trial that needs them."""
+    _, compute, side = setting
     splits = inputs.data.at_size(side)
-    key = f"{inputs.data_key}|{setting}"
 
     def compute_all() -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
@@ -101,24 +105,24 @@ def _split_descriptors(config: dict[str, Any], inputs: BovwInputs) -> tuple[dict
 
     arrays, cached = cached_arrays(Path(inputs.cache_dir) / "descriptors", key, compute_all)
     descriptors = {name: Descriptors(arrays[f"{name}_values"], arrays[f"{name}_index"], len(splits[name])) for name in SPLITS}
-    return descriptors, key, cached
+    return descriptors, cached
 
 
-def _visual_words(config: dict[str, Any], inputs: BovwInputs, codebook_key: str) -> dict[str, np.ndarray]:
-    """Each split's visual-word counts under the config's codebook, from cached descriptors and codebook.
+def _visual_words(setting: DescriptorSetting, inputs: BovwInputs, descriptor_key: str, k: int, seed: int) -> dict[str, np.ndarray]:
+    """Each split's visual-word counts under a k-word codebook, from cached descriptors and codebook.
 
     Also records how many training descriptors there are (a codebook cannot have more words) and
     what came from the cache. A k larger than the descriptors gives no counts.
     """
-    descriptors, descriptor_key, descriptors_cached = _split_descriptors(config, inputs)
-    k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
+    descriptors, descriptors_cached = _split_descriptors(setting, inputs, descriptor_key)
     available = len(descriptors["train"].values)
     facts = {"available": np.array(available), "descriptors_per_image": np.array(available / descriptors["train"].n_images),
              "descriptors_cached": np.array(descriptors_cached)}
     if k > available:
         return facts
     arrays, codebook_cached = cached_arrays(
-        Path(inputs.cache_dir) / "codebooks", codebook_key, lambda: {"centres": fit_codebook(descriptors["train"], k, seed)}
+        Path(inputs.cache_dir) / "codebooks", f"{descriptor_key}|k={k}|seed={seed}",
+        lambda: {"centres": fit_codebook(descriptors["train"], k, seed)},
     )
     counts = {name: word_histograms(descriptors[name], arrays["centres"]).astype(np.int32) for name in SPLITS}
     return {**facts, **counts, "codebook_cached": np.array(codebook_cached)}
@@ -127,12 +131,13 @@ def _visual_words(config: dict[str, Any], inputs: BovwInputs, codebook_key: str)
 def train_bovw(config: dict[str, Any], data: BovwInputs) -> None:
     inputs = data
     started = time.perf_counter()
-    setting, _, _ = _descriptor_setting(config, inputs)
+    setting = _descriptor_setting(config, inputs)
+    descriptor_key = f"{inputs.data_key}|{setting[0]}"
     k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
-    codebook_key = f"{inputs.data_key}|{setting}|k={k}|seed={seed}"
     # A trial that finds its counts cached loads n_images x k integers, not the descriptors: it costs
     # its SVM fit (benchmarks/run_benchmarks.py, measurement 3).
-    words, counts_cached = cached_arrays(Path(inputs.cache_dir) / "word_counts", codebook_key, lambda: _visual_words(config, inputs, codebook_key))
+    words, counts_cached = cached_arrays(Path(inputs.cache_dir) / "word_counts", f"{descriptor_key}|k={k}|seed={seed}",
+                                         lambda: _visual_words(setting, inputs, descriptor_key, k, seed))
     available = int(words["available"])
     if k > available:
         # Reported, not raised: the sweep goes on and the table says why this trial has no score.
