@@ -19,6 +19,7 @@ from analysis.results import EXPERIMENT_FILE
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, check_data_source, load_dataset, make_trial_data
 from scenetune.errors import UserError
+from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, get_task
 from search_spaces.base import OPTUNA_SPACE
 
@@ -413,6 +414,9 @@ def run(plan: SweepPlan) -> SweepOutcome:
     _check_gpus(plan.request)
     location = os.path.join(plan.storage_path, plan.name)
     if plan.restoring and tune.Tuner.can_restore(location):
+        if plan.experiment_dir is not None:  # remote storage is left to Ray
+            for line in restore_superseded_checkpoints(plan.experiment_dir):
+                print(f"scenetune: {line}", file=sys.stderr)
         tuner = tune.Tuner.restore(location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True)
     else:
         _write_record(plan)

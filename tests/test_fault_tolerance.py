@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from analysis.results import load_experiment, load_trials
+from analysis.results import load_experiment, load_trials, ray_trial_states
 from analysis.tables import summary_table
 from scenetune.cli import main
+from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
+from trainables.checkpoints import load_training_state
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
 
@@ -76,3 +80,49 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
     for trial in trials:  # nothing written before Ctrl-C was lost
         if trial.trial_id in before:
             assert trial.history[: len(before[trial.trial_id])] == before[trial.trial_id]
+
+
+def _wait_until_gone(pid: int) -> None:
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+def _running_trial_checkpoint(experiment: Path) -> RecordedCheckpoint | None:
+    try:
+        running = {tid for tid, status in ray_trial_states(experiment).items() if status == "RUNNING"}
+        return next((c for c in recorded_checkpoints(experiment) if c.trial_id in running and c.path.exists()), None)
+    except (json.JSONDecodeError, KeyError, ValueError):
+        return None  # Ray is rewriting its state file right now
+
+
+def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_path: Path) -> None:
+    arguments = ["sweep", "mlp", "--samples", "1", "--epochs", "10", "--set", "batch_size=8", "--set", "image_size=16",
+                 "--set", "width=256", "--set", "optimizer=sgd", "--set", "lr=0.01", "--storage", str(tmp_path), "--name", "superseded"]
+    process = subprocess.Popen(_scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    experiment = tmp_path / "superseded"
+    try:
+        _wait_for(lambda: _running_trial_checkpoint(experiment) is not None, process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+    _wait_until_gone(load_trials(experiment)[0].last["pid"])  # the orphaned worker could still save a checkpoint
+    (recorded,) = recorded_checkpoints(experiment)
+    # What Ray leaves when killed between two steps: a newer checkpoint on disk, the recorded one deleted.
+    newer = recorded.path.with_name(f"checkpoint_{int(recorded.path.name.split('_')[1]) + 1:06d}")
+    if newer.exists():
+        shutil.rmtree(recorded.path)
+    elif recorded.path.exists():
+        recorded.path.rename(newer)
+    continued_from = load_training_state(max(recorded.path.parent.glob("checkpoint_*")))["epoch"]
+    resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "superseded", "--resume"),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"trial {recorded.trial_id} continues from checkpoint_" in resumed.stderr
+    (trial,) = load_trials(experiment)
+    assert trial.last["epoch"] == 10
+    first_after_resume = next(r for r in trial.history if r["attempt"] == 2)
+    assert first_after_resume["epoch"] == continued_from + 1
