@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from scenetune.data import load_dataset, make_trial_data  # noqa: E402
 from search_spaces import mlp as space  # noqa: E402
 from trainables.mlp import build_mlp  # noqa: E402
+from scenetune.sweep import make_sampler  # noqa: E402
 from trainables.training import DeviceSplit, classification_loss, evaluate, make_optimizer, train_one_epoch, trial_seed  # noqa: E402
 
 # The overhead benchmark's tiny trials: 1 epoch of a 32-unit MLP on 8x8 digits.
@@ -36,7 +37,7 @@ def bare_optuna_loop(n_trials: int, seed: int) -> float:
     splits = {k: DeviceSplit.from_split(v, torch.device("cpu")) for k, v in data.at_size(PINNED["image_size"]).items()}
     define = space.SPACE.define_by_run(PINNED, {"seed": seed, "epochs": 1})
     started = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", seed))  # the sweep's own TPE settings
 
     def objective(trial: optuna.Trial) -> float:
         constants = define(trial)  # suggests first, so trial.params is complete below

@@ -321,9 +321,24 @@ def _default_concurrency(request: SweepRequest) -> int:
     return max(1, int(cpus // request.cpus_per_trial))
 
 
+def make_sampler(kind: str, seed: int):
+    """Optuna's sampler for `--sampler`. TPE models the parameters jointly, grouped by which of them a
+    trial has (dropout's rate exists only with dropout on), and counts trials still running as bad
+    results, so that parallel trials are not handed the same region of the space."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.samplers import RandomSampler, TPESampler
+
+    if kind == "random":
+        return RandomSampler(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+
+
 def build_tuner(plan: SweepPlan):
     """The Tuner for a plan: OptunaSearch + ASHA for the optuna space, the preset grid otherwise."""
-    from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -341,7 +356,7 @@ def build_tuner(plan: SweepPlan):
             space=space.define_by_run(request.pinned, plan.constants, plan.context),
             metric=METRIC,
             mode=MODE,
-            sampler=TPESampler(seed=request.seed) if request.sampler == "tpe" else RandomSampler(seed=request.seed),
+            sampler=make_sampler(request.sampler, request.seed),
         )
         search_alg = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
         scheduler = (

@@ -161,6 +161,8 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     for trial_id, history in histories_before.items():
         assert round(history[-1]["val_acc"], 12) in told, f"{trial_id} is missing from the resumed Optuna study"
     assert len(searcher["_ot_study"].trials) == 6
+    sampler = searcher["_ot_study"].sampler  # the resumed search kept its TPE settings
+    assert type(sampler).__name__ == "TPESampler" and sampler._multivariate and sampler._group and sampler._constant_liar
 
 
 @pytest.mark.parametrize(
