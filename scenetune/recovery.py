@@ -29,14 +29,17 @@ def recorded_checkpoints(experiment_dir: Path) -> list[RecordedCheckpoint]:
     if not states:
         return []
     recorded = []
-    for trial_json, metadata_json in json.loads(states[-1].read_text())["trial_data"]:
-        # The state is this experiment's own file, written by Ray for this experiment: safe to unpickle.
-        metadata = json.loads(metadata_json, cls=TuneFunctionDecoder, allow_cloudpickle=True)
-        latest = metadata["checkpoint_manager"].latest_checkpoint_result
-        if latest is None or latest.checkpoint is None:
-            continue
-        saved_at = Path(latest.checkpoint.path)
-        recorded.append(RecordedCheckpoint(json.loads(trial_json)["trial_id"], Path(experiment_dir) / saved_at.parent.name / saved_at.name))
+    try:
+        for trial_json, metadata_json in json.loads(states[-1].read_text())["trial_data"]:
+            # The state is this experiment's own file, written by Ray for this experiment: safe to unpickle.
+            metadata = json.loads(metadata_json, cls=TuneFunctionDecoder, allow_cloudpickle=True)
+            latest = metadata["checkpoint_manager"].latest_checkpoint_result
+            if latest is None or latest.checkpoint is None:
+                continue
+            saved_at = Path(latest.checkpoint.path)
+            recorded.append(RecordedCheckpoint(json.loads(trial_json)["trial_id"], Path(experiment_dir) / saved_at.parent.name / saved_at.name))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []  # a state this code cannot read is left to Ray's restore, which says what is wrong
     return recorded
 
 
