@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -38,3 +40,28 @@ def test_gamma_scale_is_the_one_svc_uses(digit_features) -> None:
     x, y = digit_features
     fitted = SVC(kernel="rbf", gamma="scale").fit(x["train"].astype(np.float64), y["train"])
     assert resolved_gamma("scale", x["train"].astype(np.float64)) == pytest.approx(fitted._gamma)
+
+
+CONFIGS = [{"kernel": "rbf"}, {"kernel": "rbf", "gamma": 0.01, "C": 10.0}, {"kernel": "linear", "C": 0.1}, {"kernel": "poly", "degree": 2, "gamma": "auto"}]
+
+
+def test_trials_on_the_same_features_share_one_kernel_basis(digit_features, monkeypatch) -> None:
+    x, y = digit_features
+    built = []
+    compute = svm.kernel_basis
+    monkeypatch.setattr(svm, "kernel_basis", lambda kernel, splits: built.append(kernel) or compute(kernel, splits))
+    monkeypatch.setattr(svm, "_recent_bases", OrderedDict())
+    reused = [fit_and_score_svm(config, x, y, "digits|standard") for config in CONFIGS]
+    assert built == ["rbf"]  # rbf, linear and poly all derive from one set of inner products
+    fresh = [fit_and_score_svm(config, x, y) for config in CONFIGS]
+    assert len(built) == 1 + len(CONFIGS)
+    assert [(r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in reused] == [(r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in fresh]
+
+
+def test_the_basis_cache_keeps_only_the_newest_when_over_its_bytes(digit_features, monkeypatch) -> None:
+    x, y = digit_features
+    monkeypatch.setattr(svm, "_recent_bases", OrderedDict())
+    monkeypatch.setattr(svm, "BASIS_CACHE_BYTES", 1)
+    fit_and_score_svm(CONFIGS[0], x, y, "first")
+    fit_and_score_svm(CONFIGS[0], x, y, "second")
+    assert list(svm._recent_bases) == [("second", "inner product")]

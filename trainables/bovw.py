@@ -136,7 +136,8 @@ def train_bovw(config: dict[str, Any], data: BovwInputs) -> None:
     k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
     # A trial that finds its counts cached loads n_images x k integers, not the descriptors: it costs
     # its SVM fit (benchmarks/run_benchmarks.py, measurement 3).
-    words, counts_cached = cached_arrays(Path(inputs.cache_dir) / "word_counts", f"{descriptor_key}|k={k}|seed={seed}",
+    counts_key = f"{descriptor_key}|k={k}|seed={seed}"
+    words, counts_cached = cached_arrays(Path(inputs.cache_dir) / "word_counts", counts_key,
                                          lambda: _visual_words(setting, inputs, descriptor_key, k, seed))
     available = int(words["available"])
     if k > available:
@@ -145,10 +146,12 @@ def train_bovw(config: dict[str, Any], data: BovwInputs) -> None:
                      "val_acc": float("nan"), "best_val_acc": float("nan"), "trial_seconds": time.perf_counter() - started})
         return
     histograms = {name: words[name].astype(np.float64) for name in SPLITS}
-    idf = inverse_document_frequency(histograms["train"]) if config.get("tfidf") else None
-    features = {name: normalize_histograms(h, config.get("normalization", "l2"), idf) for name, h in histograms.items()}
+    normalization, tfidf = config.get("normalization", "l2"), bool(config.get("tfidf"))
+    idf = inverse_document_frequency(histograms["train"]) if tfidf else None
+    features = {name: normalize_histograms(h, normalization, idf) for name, h in histograms.items()}
     labels = {name: inputs.data.at_size(next(iter(inputs.data.splits)))[name].y for name in SPLITS}
-    result = fit_and_score_svm(config, features, labels)
+    features_key = f"{counts_key}|{normalization}|tfidf={tfidf}"
+    result = fit_and_score_svm(config, features, labels, features_key)
     tune.report(svm_report(result, started, infeasible=False, word_counts_cached=counts_cached,
                            descriptors_cached=counts_cached or bool(words["descriptors_cached"]),
                            codebook_cached=counts_cached or bool(words["codebook_cached"]),

@@ -1,7 +1,8 @@
 """Task 2 as a Ray Tune trainable: an SVM on a trained MLP's layer activations.
 
 Features are extracted once per (checkpoint, layer) before the sweep; a trial only scales them and
-fits the SVM, so it costs the fit and nothing else.
+fits the SVM, on kernels derived from inner products that each worker computes once per (layer,
+scaling), so it costs the fit and little else.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def build_inputs(data: TrialData, source, values: Callable[[str], list], data_ke
 def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
     started = time.perf_counter()
     features = data.at(config["layer"])
-    train, val, test = scale_features(config.get("scaling", "standard"), features["train"], features["val"], features["test"])
-    result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, data.labels)
+    scaling = config.get("scaling", "standard")
+    train, val, test = scale_features(scaling, features["train"], features["val"], features["test"])
+    features_key = f"{data.keys[config['layer']]}|scaling={scaling}"
+    result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, data.labels, features_key)
     tune.report(svm_report(result, started, n_features=int(train.shape[1])))

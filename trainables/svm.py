@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics.pairwise import linear_kernel, polynomial_kernel, rbf_kernel
+from sklearn.metrics.pairwise import linear_kernel
 from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.svm import SVC
+from sklearn.utils.extmath import row_norms
 
 KERNELS = ("rbf", "linear", "poly", "intersection")
 SCALINGS = ("standard", "l2", "none")
@@ -74,34 +76,91 @@ def resolved_gamma(gamma: Any, train: np.ndarray) -> float:
     return float(gamma)
 
 
-def kernel_matrix(kernel: str, a: np.ndarray, b: np.ndarray, gamma: float, degree: int) -> np.ndarray:
-    """K(a_i, b_j) for every pair, as SVC defines each kernel (poly with coef0 = 0, SVC's default)."""
-    if kernel == "intersection":
-        return histogram_intersection(a, b)
-    if kernel == "linear":
-        return linear_kernel(a, b)
-    if kernel == "rbf":
-        return rbf_kernel(a, b, gamma=gamma)
+@dataclass
+class KernelBasis:
+    """What every kernel of one feature set is derived from. Between the trials of a feature set only
+    the kernel, gamma, degree and C change: the inner products with the training samples, the squared
+    norms and SVC's automatic gammas do not, so they are computed once (BLAS, whole splits)."""
+
+    inner: dict[str, np.ndarray]  # split -> <x_split, x_train> for every pair; intersection: the kernel itself
+    squared_norms: dict[str, np.ndarray]
+    gammas: dict[str, float]  # 'scale' and 'auto', resolved on train
+
+
+def _family(kernel: str) -> str:
+    return "intersection" if kernel == "intersection" else "inner product"
+
+
+def kernel_basis(kernel: str, x: dict[str, np.ndarray]) -> KernelBasis:
+    train = np.asarray(x["train"], dtype=np.float64)
+    splits = {name: np.asarray(v, dtype=np.float64) for name, v in x.items()}
+    pairwise = histogram_intersection if kernel == "intersection" else linear_kernel
+    return KernelBasis(
+        inner={name: pairwise(v, train) for name, v in splits.items()},
+        squared_norms={name: row_norms(v, squared=True) for name, v in splits.items()},
+        gammas={automatic: resolved_gamma(automatic, train) for automatic in ("scale", "auto")},
+    )
+
+
+def kernel_from_basis(kernel: str, basis: KernelBasis, split: str, gamma: float, degree: int) -> np.ndarray:
+    """K(x_split, x_train) as SVC defines each kernel (poly with coef0 = 0, SVC's default)."""
+    inner = basis.inner[split]
+    if kernel in ("intersection", "linear"):
+        return inner
     if kernel == "poly":
-        return polynomial_kernel(a, b, degree=degree, gamma=gamma, coef0=0.0)
+        return (gamma * inner) ** degree
+    if kernel == "rbf":
+        # ||a - b||^2 = ||a||^2 - 2<a, b> + ||b||^2, clipped at 0 against rounding, as scikit-learn does.
+        distances = basis.squared_norms[split][:, None] - 2.0 * inner + basis.squared_norms["train"][None, :]
+        np.maximum(distances, 0.0, out=distances)
+        if split == "train":
+            np.fill_diagonal(distances, 0.0)
+        return np.exp(-gamma * distances, out=distances)
     raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
 
 
-def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> SVMResult:
-    """Fit SVC on x['train'] and score it on train, val and test."""
+# The bases of the feature sets this worker process scored last, up to this many bytes (the newest is
+# always kept). With actor reuse a worker runs trial after trial of the same sweep, so a cached trial
+# costs its SVM fit, not its kernels' inner products (benchmarks/run_benchmarks.py, measurement 3).
+BASIS_CACHE_BYTES = 512 * 2**20
+_recent_bases: OrderedDict[tuple[str, str], KernelBasis] = OrderedDict()
+
+
+def _nbytes(basis: KernelBasis) -> int:
+    return sum(a.nbytes for a in basis.inner.values()) + sum(a.nbytes for a in basis.squared_norms.values())
+
+
+def _basis_for(kernel: str, x: dict[str, np.ndarray], features_key: str | None) -> KernelBasis:
+    if features_key is None:
+        return kernel_basis(kernel, x)
+    key = (features_key, _family(kernel))
+    if key in _recent_bases:
+        _recent_bases.move_to_end(key)
+        return _recent_bases[key]
+    basis = _recent_bases[key] = kernel_basis(kernel, x)
+    while len(_recent_bases) > 1 and sum(_nbytes(b) for b in _recent_bases.values()) > BASIS_CACHE_BYTES:
+        _recent_bases.popitem(last=False)
+    return basis
+
+
+def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[str, np.ndarray], features_key: str | None = None) -> SVMResult:
+    """Fit SVC on x['train'] and score it on train, val and test.
+
+    features_key names the exact features in x (source, scaling, normalisation): trials that pass the
+    same key reuse their kernel basis.
+    """
     kernel = config.get("kernel", "rbf")
     gamma = config.get("gamma", "scale")
     degree = int(config.get("degree", 3))
     started = time.perf_counter()
     if kernel == "intersection" or len(x["train"]) <= PRECOMPUTED_KERNEL_MAX_TRAIN:
-        train = np.asarray(x["train"], dtype=np.float64)
-        value = resolved_gamma(gamma, train)
+        basis = _basis_for(kernel, x, features_key)
+        value = basis.gammas[gamma] if gamma in basis.gammas else float(gamma)
         svc = SVC(kernel="precomputed", C=float(config.get("C", 1.0)))
-        train_kernel = kernel_matrix(kernel, train, train, value, degree)
+        train_kernel = kernel_from_basis(kernel, basis, "train", value, degree)
         svc.fit(train_kernel, y["train"])
         fit_seconds = time.perf_counter() - started
-        features = {name: train_kernel if name == "train" else kernel_matrix(kernel, np.asarray(v, dtype=np.float64), train, value, degree)
-                    for name, v in x.items()}
+        features = {name: train_kernel if name == "train" else kernel_from_basis(kernel, basis, name, value, degree) for name in x}
     else:
         svc = SVC(kernel=kernel, C=float(config.get("C", 1.0)), gamma=gamma if gamma in ("scale", "auto") else float(gamma), degree=degree)
         svc.fit(x["train"], y["train"])
