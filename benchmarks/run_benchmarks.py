@@ -162,8 +162,9 @@ def measure_feature_tasks(work: Path) -> dict[str, Any]:
     run_scenetune(["sweep", "feature_svm", "--from", str(work / "source-mlp"), "--samples", "8", "--set", "layer=second",
                    "--set", "kernel=rbf", "--max-concurrent", "1", "--storage", str(work), "--name", "svm"], env)
     svm = [h[-1] for h in trial_results(work / "svm")]
-    cached = float(np.median([r["trial_seconds"] for r in svm]))
-    # Baseline: the same trial, had it extracted its features itself (what the cache saves every trial).
+    cached = float(np.median([r["trial_seconds"] for r in svm if r["kernels_cached"]]))
+    cold = float(np.median([r["trial_seconds"] for r in svm if not r["kernels_cached"]]))  # the worker's first: computes its kernels
+    # Baseline: a trial with nothing cached, which extracts its features and computes its kernels.
     source = resolve_source(str(work / "source-mlp"), "mlp", "feature_svm")
     data = make_trial_data(load_dataset(str(MIT_SPLIT) if scenes else "digits", [source_size]), 0.15, False, 0)
     extraction = []
@@ -171,7 +172,7 @@ def measure_feature_tasks(work: Path) -> dict[str, Any]:
         started = time.perf_counter()
         network_features(source.checkpoint, data, ["second"], f"benchmark-{attempt}")
         extraction.append(time.perf_counter() - started)
-    recomputing = cached + float(np.median(extraction))
+    recomputing = cold + float(np.median(extraction))
     run_scenetune(["sweep", "bovw", *data_arguments, "--samples", "6", "--set", f"image_size={bovw_size}", "--set", "sift_step=4",
                    "--set", "sift_size=8", "--set", "codebook_size=256", "--set", "kernel=rbf", "--max-concurrent", "1",
                    "--storage", str(work), "--name", "bovw"], env)
@@ -183,7 +184,8 @@ def measure_feature_tasks(work: Path) -> dict[str, Any]:
         "data": "MIT_split" if scenes else "digits",
         "svm_source": f"{source_size}x{source_size} MLP 2048-1024, layer second (2048 features)",
         "svm_cached_trial_s": cached,
-        "svm_fit_s": float(np.median([r["fit_seconds"] for r in svm])),
+        "svm_fit_s": float(np.median([r["fit_seconds"] for r in svm if r["kernels_cached"]])),
+        "svm_cold_trial_s": cold,
         "svm_extraction_s": float(np.median(extraction)),
         "svm_recomputing_trial_s": recomputing,
         "svm_speedup": recomputing / cached,
@@ -309,8 +311,9 @@ def _rows(results: dict[str, Any]) -> list[str]:
     if "features" in results:
         f = results["features"]
         rows.append(f"| 3a | `feature_svm` trial on {f['data']} ({f['svm_source']}), features extracted once before the sweep | "
-                    f"{f['svm_cached_trial_s']:.2f} s (its SVM fit alone: {f['svm_fit_s']:.2f} s) | the same trial extracting its features: "
-                    f"{f['svm_recomputing_trial_s']:.2f} s (extraction {f['svm_extraction_s']:.2f} s) | **{f['svm_speedup']:.1f}x** faster | >= 10x |")
+                    f"{f['svm_cached_trial_s']:.2f} s, kernels' inner products cached too (its SVM fit alone: {f['svm_fit_s']:.2f} s) | the same trial "
+                    f"with nothing cached: {f['svm_recomputing_trial_s']:.2f} s (feature extraction {f['svm_extraction_s']:.2f} s, then "
+                    f"{f['svm_cold_trial_s']:.2f} s computing its kernels and fitting) | **{f['svm_speedup']:.1f}x** faster | >= 10x |")
         rows.append(f"| 3b | `bovw` trial on {f['data']} ({f['bovw_image_size']}x{f['bovw_image_size']}, dense SIFT step 4 = "
                     f"{f['bovw_descriptors_per_image']:.0f} descriptors/image, k=256, RBF), word counts cached | "
                     f"{f['bovw_cached_trial_s']:.2f} s (its SVM fit alone: {f['bovw_fit_s']:.2f} s) | the first trial, which computes descriptors, "

@@ -53,6 +53,7 @@ def test_trials_on_the_same_features_share_one_kernel_basis(digit_features, monk
     monkeypatch.setattr(svm, "_recent_bases", OrderedDict())
     reused = [fit_and_score_svm(config, x, y, "digits|standard") for config in CONFIGS]
     assert built == ["rbf"]  # rbf, linear and poly all derive from one set of inner products
+    assert [r.kernels_cached for r in reused] == [False, True, True, True]
     fresh = [fit_and_score_svm(config, x, y) for config in CONFIGS]
     assert len(built) == 1 + len(CONFIGS)
     assert [(r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in reused] == [(r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in fresh]

@@ -64,6 +64,7 @@ class SVMResult:
     test_acc: float
     fit_seconds: float
     n_support: int
+    kernels_cached: bool = False  # the kernels came from a basis an earlier trial in this worker computed
 
 
 def resolved_gamma(gamma: Any, train: np.ndarray) -> float:
@@ -130,17 +131,18 @@ def _nbytes(basis: KernelBasis) -> int:
     return sum(a.nbytes for a in basis.inner.values()) + sum(a.nbytes for a in basis.squared_norms.values())
 
 
-def _basis_for(kernel: str, x: dict[str, np.ndarray], features_key: str | None) -> KernelBasis:
+def _basis_for(kernel: str, x: dict[str, np.ndarray], features_key: str | None) -> tuple[KernelBasis, bool]:
+    """The basis for these features, and whether it was cached."""
     if features_key is None:
-        return kernel_basis(kernel, x)
+        return kernel_basis(kernel, x), False
     key = (features_key, _family(kernel))
     if key in _recent_bases:
         _recent_bases.move_to_end(key)
-        return _recent_bases[key]
+        return _recent_bases[key], True
     basis = _recent_bases[key] = kernel_basis(kernel, x)
     while len(_recent_bases) > 1 and sum(_nbytes(b) for b in _recent_bases.values()) > BASIS_CACHE_BYTES:
         _recent_bases.popitem(last=False)
-    return basis
+    return basis, False
 
 
 def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[str, np.ndarray], features_key: str | None = None) -> SVMResult:
@@ -154,7 +156,7 @@ def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[
     degree = int(config.get("degree", 3))
     started = time.perf_counter()
     if kernel == "intersection" or len(x["train"]) <= PRECOMPUTED_KERNEL_MAX_TRAIN:
-        basis = _basis_for(kernel, x, features_key)
+        basis, cached = _basis_for(kernel, x, features_key)
         value = basis.gammas[gamma] if gamma in basis.gammas else float(gamma)
         svc = SVC(kernel="precomputed", C=float(config.get("C", 1.0)))
         train_kernel = kernel_from_basis(kernel, basis, "train", value, degree)
@@ -165,9 +167,9 @@ def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[
         svc = SVC(kernel=kernel, C=float(config.get("C", 1.0)), gamma=gamma if gamma in ("scale", "auto") else float(gamma), degree=degree)
         svc.fit(x["train"], y["train"])
         fit_seconds = time.perf_counter() - started
-        features = x
+        features, cached = x, False
     accuracy = {name: float(np.mean(svc.predict(features[name]) == y[name])) for name in ("train", "val", "test")}
-    return SVMResult(accuracy["train"], accuracy["val"], accuracy["test"], fit_seconds, int(svc.n_support_.sum()))
+    return SVMResult(accuracy["train"], accuracy["val"], accuracy["test"], fit_seconds, int(svc.n_support_.sum()), cached)
 
 
 def svm_report(result: SVMResult, started: float, **extra: Any) -> dict[str, Any]:
@@ -180,6 +182,7 @@ def svm_report(result: SVMResult, started: float, **extra: Any) -> dict[str, Any
         "test_acc": result.test_acc,
         "fit_seconds": result.fit_seconds,
         "n_support_vectors": result.n_support,
+        "kernels_cached": result.kernels_cached,
         "trial_seconds": time.perf_counter() - started,
         **extra,
     }
