@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,17 @@ def ray_session():
 def copy_tree(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
+
+
+def wait_until_workers_exit(experiment: Path) -> None:
+    """After a sweep's driver is killed its trial workers live on for a few seconds (they are in their
+    own process groups) and can still write a checkpoint; a user resumes after they are gone."""
+    from analysis.results import load_trials
+
+    for pid in {trial.last["pid"] for trial in load_trials(experiment) if trial.last and "pid" in trial.last}:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)

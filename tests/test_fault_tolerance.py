@@ -14,6 +14,7 @@ from analysis.results import load_experiment, load_trials, ray_trial_states
 from analysis.tables import summary_table
 from scenetune.cli import main
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
+from tests.conftest import wait_until_workers_exit
 from trainables.checkpoints import load_training_state
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
@@ -81,15 +82,6 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
             assert trial.history[: len(before[trial.trial_id])] == before[trial.trial_id]
 
 
-def _wait_until_gone(pid: int) -> None:
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-
-
 def _running_trial_checkpoint(experiment: Path) -> RecordedCheckpoint | None:
     # Both readers return nothing while Ray is rewriting its state file.
     running = {tid for tid, status in ray_trial_states(experiment).items() if status == "RUNNING"}
@@ -106,7 +98,7 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-    _wait_until_gone(load_trials(experiment)[0].last["pid"])  # the orphaned worker could still save a checkpoint
+    wait_until_workers_exit(experiment)  # the orphaned worker could still save a checkpoint
     (recorded,) = recorded_checkpoints(experiment)
     # What Ray leaves when killed between two steps: a newer checkpoint on disk, the recorded one deleted.
     newer = recorded.path.with_name(f"checkpoint_{int(recorded.path.name.split('_')[1]) + 1:06d}")

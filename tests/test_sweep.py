@@ -16,6 +16,7 @@ import pytest
 
 from analysis.results import load_trials, ray_trial_states, read_experiment_record
 from scenetune.cli import main
+from tests.conftest import wait_until_workers_exit
 from trainables.checkpoints import load_model
 
 CORE_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "epoch", "n_params", "trial_seconds", "test_acc"}
@@ -141,6 +142,7 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    wait_until_workers_exit(experiment)
     finished_before = {tid for tid, status in ray_trial_states(experiment).items() if status == "TERMINATED"}
     histories_before = {t.trial_id: t.history for t in load_trials(experiment) if t.trial_id in finished_before}
     assert len(histories_before) >= 2
