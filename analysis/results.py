@@ -103,13 +103,19 @@ def best_trial(experiment_dir: Path) -> TrialRecord | None:
     return max(candidates, key=lambda t: t.best_val_acc) if candidates else None
 
 
+def newest_experiment_state(experiment_dir: Path) -> Path | None:
+    """Ray Tune's newest saved experiment state (the one a resume starts from), if any."""
+    states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
+    return states[-1] if states else None
+
+
 def ray_trial_states(experiment_dir: Path) -> dict[str, str]:
     """trial id -> Ray's status (PENDING, RUNNING, TERMINATED, ERROR) from the newest saved state."""
-    states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
-    if not states:
+    state = newest_experiment_state(experiment_dir)
+    if state is None:
         return {}
     try:
-        saved = json.loads(states[-1].read_text())
+        saved = json.loads(state.read_text())
         trials = [json.loads(entry[0]) for entry in saved["trial_data"]]
     except (json.JSONDecodeError, KeyError, IndexError, TypeError):
         return {}  # being rewritten right now; statuses fall back to what the results say

@@ -93,8 +93,8 @@ def _family(kernel: str) -> str:
 
 
 def kernel_basis(kernel: str, x: dict[str, np.ndarray]) -> KernelBasis:
-    train = np.asarray(x["train"], dtype=np.float64)
     splits = {name: np.asarray(v, dtype=np.float64) for name, v in x.items()}
+    train = splits["train"]
     pairwise = histogram_intersection if kernel == "intersection" else linear_kernel
     return KernelBasis(
         inner={name: pairwise(v, train) for name, v in splits.items()},
