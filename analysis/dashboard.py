@@ -5,13 +5,16 @@ the `plotly` package, draws the charts; everything is served locally, so no netw
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from jinja2 import Environment, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -82,10 +85,14 @@ def resolve_experiment(root: Path, experiment_id: str) -> Path:
 
     Links are resolved first, so a link (or `..`, encoded or not) leading outside root never serves.
     """
-    if not experiment_id or experiment_id.startswith("/") or "\\" in experiment_id:
+    if not experiment_id or experiment_id.startswith("/") or "\\" in experiment_id or "\0" in experiment_id:
         raise HTTPException(404)
-    candidate = (root / experiment_id).resolve()
-    if not candidate.is_relative_to(root.resolve()) or not is_experiment_dir(candidate):
+    try:
+        candidate = (root / experiment_id).resolve()
+        found = candidate.is_relative_to(root.resolve()) and is_experiment_dir(candidate)
+    except (OSError, ValueError):  # a name too long for the file system, or one it cannot hold
+        raise HTTPException(404) from None
+    if not found:
         raise HTTPException(404)
     return candidate
 
@@ -118,7 +125,13 @@ def render_experiment(experiment_id: str) -> str:
     return PAGE.render(title=experiment_id, page="experiment", experiment_id=experiment_id, home_link="/", inline=False, body=body)
 
 
-def create_app(root: Path) -> Starlette:
+# The Host names a browser may use for a dashboard on the loopback interface. Any other Host is refused,
+# so a web page whose domain is rebound to 127.0.0.1 (DNS rebinding) cannot read the results.
+LOOPBACK_HOST_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_app(root: Path, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -> Starlette:
+    """The dashboard over root; requests whose Host is not in allowed_hosts ("*": any) get 400."""
     root = Path(root).resolve()
     cache = ImportanceCache()
     static = {
@@ -158,8 +171,16 @@ def create_app(root: Path) -> Starlette:
             Route("/api/experiment/{experiment:path}", api_experiment),
             Route("/static/{name}", asset),
             Route("/favicon.ico", favicon),
-        ]
+        ],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
     )
+
+
+def script_safe_json(value: Any) -> str:
+    """JSON to inline in a <script> element: `<`, `>` and `&` as \\u escapes, so no text from the data
+    (`</script>`, `<!--<script>`) can end the element or change how the browser parses it."""
+    text = json.dumps(value, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _experiments_of(paths: list[Path]) -> list[Path]:
@@ -175,7 +196,7 @@ def _experiments_of(paths: list[Path]) -> list[Path]:
 def build_report(paths: list[Path]) -> str:
     """One HTML file with plotly.js, the script and every payload inlined: it opens offline."""
     paths = [Path(p).resolve() for p in paths]
-    root = Path(*_common_parts(paths)) if len(paths) > 1 else paths[0].parent
+    root = Path(os.path.commonpath(paths)) if len(paths) > 1 else paths[0].parent
     experiments = _experiments_of(paths)
     home = {"experiments": [], "studies": []}
     for path in paths:
@@ -189,19 +210,9 @@ def build_report(paths: list[Path]) -> str:
     order = list(payloads)
     sections = [HOME_BODY.render(root=str(root))]
     sections += [EXPERIMENT_BODY.render(section_id=f"section-{i}", experiment_id=eid, statuses=STATUSES) for i, eid in enumerate(order)]
-    data = json.dumps({"home": home, "experiments": payloads, "order": order}).replace("</", "<\\/")
+    data = script_safe_json({"home": home, "experiments": payloads, "order": order})
     return PAGE.render(
         title="report", page="report", experiment_id="", home_link="#", inline=True, css=_asset("dashboard.css"),
         plotly_js=plotly_js().replace("</script", "<\\/script"), dashboard_js=_asset("dashboard.js"),
         data_script=f'<script type="application/json" id="report-data">{data}</script>', body="\n".join(sections),
     )
-
-
-def _common_parts(paths: list[Path]) -> tuple[str, ...]:
-    common = paths[0].parts
-    for path in paths[1:]:
-        length = 0
-        while length < min(len(common), len(path.parts)) and common[length] == path.parts[length]:
-            length += 1
-        common = common[:length]
-    return common

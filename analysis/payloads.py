@@ -25,6 +25,16 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def json_safe(value: Any) -> Any:
+    """A payload as strict JSON allows it: every NaN or infinity (a trial with no result yet, a diverged
+    loss) becomes null, at any depth, so no answer fails to serialise."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return _json_value(value)
+
+
 def discover(root: Path) -> tuple[list[Path], list[Path]]:
     """Experiments (folders with scenetune.json) and studies (with study.json) under root.
 
@@ -68,6 +78,7 @@ def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
         "trials": len(trials),
         "finished": counts["completed"],
         "running": counts["running"] + counts["pending"],
+        "interrupted": counts["interrupted"],
         "stopped": counts["stopped_early"],
         "errors": counts["error"] + counts["diverged"] + counts["infeasible"],
         "best_val_acc": _json_value(best["val_acc"]) if best is not None else None,
@@ -84,10 +95,10 @@ def study_summary(root: Path, study: Path) -> dict[str, Any]:
 
 def home_payload(root: Path) -> dict[str, Any]:
     experiments, studies = discover(root)
-    return {
+    return json_safe({
         "experiments": [experiment_summary(root, load_experiment(path)) for path in experiments],
         "studies": [study_summary(root, path) for path in studies],
-    }
+    })
 
 
 def rerun_command(experiment: Experiment, config: dict[str, Any]) -> str:
@@ -100,6 +111,8 @@ def rerun_command(experiment: Experiment, config: dict[str, Any]) -> str:
         words += ["--from", str(record["source"])]
     if record.get("val_from_test"):
         words += ["--val", "test"]
+    elif record.get("val_fraction") is not None:
+        words += ["--val-fraction", f"{record['val_fraction']:g}"]  # the same train/validation split
     words += ["--samples", "1", "--seed", str(record.get("seed", 0))]
     defaults = experiment.defaults
     for key, value in config.items():
@@ -162,11 +175,11 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
             "command": rerun_command(experiment, config),
             "checkpoint": row.get("checkpoint"),
         }
-    return {
+    return json_safe({
         "summary": experiment_summary(root, experiment),
         "params": params,
         "trials": trials,
         "history": history,
         "best": best,
         "importance": _importance(experiment) if with_importance else None,
-    }
+    })

@@ -20,7 +20,7 @@ from analysis.tables import swept_factors
 MAX_LEGEND_ENTRIES = 12
 LOG_SCALE_RATIO = 50  # numeric factors spanning more than this ratio get a log axis
 STATUS_COLOURS = {"completed": "tab:green", "stopped_early": "tab:orange", "diverged": "tab:red", "error": "tab:red",
-                  "infeasible": "tab:gray", "running": "tab:blue", "pending": "tab:gray"}
+                  "infeasible": "tab:gray", "running": "tab:blue", "pending": "tab:gray", "interrupted": "tab:purple"}
 
 
 def save_figure(figure: plt.Figure, out_dir: Path, name: str) -> list[Path]:

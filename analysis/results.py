@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,13 @@ EXPERIMENT_FILE = "scenetune.json"
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
+# Written by a sweep's driver while it runs (pid, host, time), removed when it ends: trials that Ray
+# last saw running read as `interrupted` once no driver is alive.
+DRIVER_FILE = ".scenetune-driver.json"
+DRIVER_HEARTBEAT_S = 5.0
+DRIVER_STALE_S = 60.0
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "n_params", "trial_seconds")
-STATUSES = ("completed", "stopped_early", "diverged", "infeasible", "error", "running", "pending")
+STATUSES = ("completed", "stopped_early", "diverged", "infeasible", "error", "running", "pending", "interrupted")
 CONFIG_PREFIX = "config/"
 
 
@@ -85,10 +93,20 @@ def read_experiment_record(path: Path) -> dict[str, Any]:
     return json.loads((path / EXPERIMENT_FILE).read_text())
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether path, links resolved, lies inside folder: a link leading elsewhere is never read."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
 def load_trials(experiment_dir: Path) -> list[TrialRecord]:
     trials = []
     for params in sorted(Path(experiment_dir).glob(f"*/{PARAMS_FILE}")):
         directory = params.parent
+        if not (_inside(params, experiment_dir) and _inside(directory / RESULT_FILE, experiment_dir)):
+            continue
         try:
             config = json.loads(params.read_text())
         except json.JSONDecodeError:
@@ -109,17 +127,44 @@ def newest_experiment_state(experiment_dir: Path) -> Path | None:
     return states[-1] if states else None
 
 
-def ray_trial_states(experiment_dir: Path) -> dict[str, str]:
-    """trial id -> Ray's status (PENDING, RUNNING, TERMINATED, ERROR) from the newest saved state."""
+def _ray_trial_entries(experiment_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(trial state, run metadata) per trial of Ray's newest saved experiment state."""
     state = newest_experiment_state(experiment_dir)
     if state is None:
-        return {}
+        return []
     try:
         saved = json.loads(state.read_text())
-        trials = [json.loads(entry[0]) for entry in saved["trial_data"]]
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-        return {}  # being rewritten right now; statuses fall back to what the results say
-    return {t["trial_id"]: t.get("status", "") for t in trials}
+        return [(json.loads(entry[0]), json.loads(entry[1])) for entry in saved["trial_data"]]
+    except (OSError, json.JSONDecodeError, KeyError, IndexError, TypeError):
+        return []  # being rewritten right now; statuses fall back to what the results say
+
+
+def ray_trial_states(experiment_dir: Path) -> dict[str, str]:
+    """trial id -> Ray's status (PENDING, RUNNING, TERMINATED, ERROR) from the newest saved state."""
+    return {state["trial_id"]: state.get("status", "") for state, _ in _ray_trial_entries(experiment_dir)}
+
+
+def ray_trial_failures(experiment_dir: Path) -> dict[str, int]:
+    """trial id -> how often its worker failed and Ray retried it (a resume after a kill is no failure)."""
+    return {state["trial_id"]: int(metadata.get("num_failures", 0) or 0) for state, metadata in _ray_trial_entries(experiment_dir)}
+
+
+def driver_is_alive(experiment_dir: Path) -> bool:
+    """Whether a sweep's driver is running this experiment now: its process, when it runs on this host,
+    else a heartbeat newer than DRIVER_STALE_S."""
+    try:
+        driver = json.loads((Path(experiment_dir) / DRIVER_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if driver.get("host") == socket.gethostname() and isinstance(driver.get("pid"), int):
+        try:
+            os.kill(driver["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return time.time() - float(driver.get("updated", 0)) < DRIVER_STALE_S
 
 
 def unfinished_trials(experiment_dir: Path, samples: int) -> int:
@@ -128,19 +173,28 @@ def unfinished_trials(experiment_dir: Path, samples: int) -> int:
     return max(samples - finished, 0)
 
 
-def trial_status(trial: TrialRecord, epochs: int, ray_status: str | None) -> str:
+def trial_status(trial: TrialRecord, epochs: int, ray_status: str | None, driver_alive: bool = False) -> str:
+    """One status per trial. A trial not run to its end reads `running` (or `pending`) while the sweep's
+    driver is alive, and `interrupted` once it is gone (killed, Ctrl-C): `--resume` continues it."""
     if trial.error_message is not None and ray_status in (None, "ERROR"):
         return "error"
     last = trial.last
-    if not last:
-        return "running" if ray_status == "RUNNING" else "pending"
     if last.get("infeasible"):
         return "infeasible"
     if last.get("diverged"):
         return "diverged"
-    if ray_status in ("RUNNING", "PENDING"):
-        return "running"
-    return "completed" if int(last.get("epoch", 0)) >= epochs else "stopped_early"
+    reached_end = bool(last) and int(last.get("epoch", 0)) >= epochs
+    if ray_status == "TERMINATED" or reached_end:
+        return "completed" if reached_end else "stopped_early"
+    if not driver_alive:
+        return "interrupted"
+    if not last:
+        return "running" if ray_status == "RUNNING" else "pending"
+    return "running"
+
+
+# Columns every trials frame has, even with no trial yet (a sweep in its first seconds).
+TRIAL_COLUMNS = ("trial_id", "order", "status", "error", "epochs_run", "retries", "best_epoch", "directory", "checkpoint", *METRICS)
 
 
 def _trial_id_from_directory(directory: Path) -> str:
@@ -197,10 +251,12 @@ def load_experiment(path: Path) -> Experiment:
     record = read_experiment_record(path) if is_experiment_dir(path) else {}
     epochs = int(record.get("epochs", 1))
     ray_states = ray_trial_states(path)
+    failures = ray_trial_failures(path)
+    driver_alive = driver_is_alive(path)
     rows, history_rows = [], []
     for order, trial in enumerate(load_trials(path)):
         trial_id = trial.trial_id or _trial_id_from_directory(trial.directory)
-        status = trial_status(trial, epochs, ray_states.get(trial_id))
+        status = trial_status(trial, epochs, ray_states.get(trial_id), driver_alive)
         best = _best_epoch_row(trial)
         row: dict[str, Any] = {
             "trial_id": trial_id,
@@ -208,7 +264,7 @@ def load_experiment(path: Path) -> Experiment:
             "status": status,
             "error": trial.error_message if status == "error" else trial.last.get("error_message"),
             "epochs_run": len({r.get("epoch") for r in trial.history}),
-            "retries": max((int(r.get("attempt", 1)) for r in trial.history), default=1) - 1,
+            "retries": failures.get(trial_id, 0),
             "best_epoch": best.get("epoch"),
             "directory": str(trial.directory),
             "checkpoint": str(trial.checkpoints()[-1]) if trial.checkpoints() else None,
@@ -219,6 +275,6 @@ def load_experiment(path: Path) -> Experiment:
         rows.append(row)
         for report in trial.history:
             history_rows.append({"trial_id": trial_id, **{k: report.get(k) for k in ("epoch", *METRICS)}})
-    trials = pd.DataFrame(rows)
+    trials = pd.DataFrame(rows, columns=list(dict.fromkeys([*TRIAL_COLUMNS, *(key for row in rows for key in row)])))
     history = pd.DataFrame(history_rows, columns=["trial_id", "epoch", *METRICS])
     return Experiment(path, record, trials, history)

@@ -36,6 +36,37 @@ def parse_pins(assignments: Sequence[str]) -> dict[str, Any]:
     return pinned
 
 
+def new_output_file(name: str, option: str, suffix: str | None = None) -> Path:
+    """Where a command may write a new file: its folder exists and the file does not.
+
+    With `suffix`, a name without it gets it, as numpy's save would add `.npy` on its own.
+    """
+    path = Path(name)
+    if suffix and path.suffix != suffix:
+        path = path.with_name(path.name + suffix)
+    if not path.parent.is_dir():
+        raise UserError(f"{option} {name}: folder {path.parent} does not exist")
+    if path.exists():
+        raise UserError(f"{option} {name}: {path} already exists; choose another name (nothing was overwritten)")
+    return path
+
+
+def read_images_or_fail(paths: Sequence[str], size: int):
+    """Decode image files into one array, or one sentence naming the first that cannot be read."""
+    import numpy as np
+    from PIL import Image
+
+    from scenetune.data import load_images
+
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(load_images([path], size))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            raise UserError(f"cannot read image {path}: {error}") from None
+    return np.concatenate(arrays)
+
+
 def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser("sweep", help="run a hyperparameter sweep of one task")
     sweep.add_argument("task", help="the task to sweep (see `scenetune presets`)")
@@ -114,15 +145,17 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 def command_dashboard(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from analysis.dashboard import create_app
+    from analysis.dashboard import LOOPBACK_HOST_NAMES, create_app
 
     root = Path(args.root)
     if not root.is_dir():
         raise UserError(f"results folder {root} does not exist; run a sweep or study first, or name the folder")
+    allowed_hosts = LOOPBACK_HOST_NAMES
     if args.host not in LOOPBACK_HOSTS:
+        allowed_hosts = ("*",)  # reached by whatever name the network gives this machine
         print(f"scenetune: warning: listening on {args.host}: the results become visible to the network", file=sys.stderr)
     print(f"scenetune dashboard: http://{args.host}:{args.port}/ (results in {root.resolve()}; Ctrl-C stops it)", flush=True)
-    uvicorn.run(create_app(root), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(root, allowed_hosts), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -132,10 +165,10 @@ def command_report(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).is_dir():
             raise UserError(f"{path} is not a folder")
-    output = Path(args.output)
-    if output.exists():
-        raise UserError(f"report file {output} already exists; choose another -o")
-    output.write_text(build_report([Path(p) for p in args.paths]))
+    output = new_output_file(args.output, "-o")
+    report = build_report([Path(p) for p in args.paths])
+    with output.open("x") as handle:  # exclusive: never replaces a file that appeared meanwhile
+        handle.write(report)
     print(f"report: {output}")
     return 0
 
@@ -278,16 +311,13 @@ def command_sweep(args: argparse.Namespace) -> int:
 def command_layer_output(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from scenetune.data import load_images
     from trainables.checkpoints import load_model
     from trainables.models import check_layer_name, layer_output
 
     from scenetune.sources import resolve_checkpoint
 
     checkpoint, _ = resolve_checkpoint(Path(args.checkpoint))
-    out = Path(args.out or f"layer-output-{args.layer}.npy")
-    if out.exists():
-        raise UserError(f"output file {out} already exists; choose another --out")
+    out = new_output_file(args.out or f"layer-output-{args.layer}.npy", "--out", suffix=".npy")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise UserError(f"image file {missing[0]} does not exist")
@@ -296,12 +326,10 @@ def command_layer_output(args: argparse.Namespace) -> int:
         check_layer_name(model, args.layer)
     except ValueError as error:
         raise UserError(str(error)) from None
-    try:
-        images = load_images(args.images, int(description["image_size"]))
-    except OSError as error:
-        raise UserError(f"cannot read image: {error}") from None
+    images = read_images_or_fail(args.images, int(description["image_size"]))
     activations = layer_output(model, images, args.layer).cpu().numpy()
-    np.save(out, activations)
+    with out.open("xb") as handle:  # exclusive: never replaces a file that appeared meanwhile
+        np.save(handle, activations)
     print(f"checkpoint: {checkpoint}")
     print(f"layer {args.layer}: shape {tuple(activations.shape)} -> {out}")
     return 0
@@ -329,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("\nscenetune: interrupted; continue with the same command plus --name NAME --resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         _stop_ray()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -202,7 +202,7 @@ def _decode_folder(
         for image in images:
             try:
                 decoded = decode_image(image.path)
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
                 bad.append(str(image.path))
                 continue
             for size in sizes:
@@ -216,6 +216,10 @@ def _decode_folder(
     for split in ("train", "test"):
         if not labels[split]:
             raise UserError(f"no readable images are left in {listing.root / split}")
+    empty = sorted(set(range(len(listing.classes))) - set(labels["train"]))
+    if empty:
+        folder = listing.root / "train" / listing.classes[empty[0]]
+        raise UserError(f"class folder {folder} has no readable image left after skipping the bad ones; a class needs training images")
     result = {
         split: {
             size: Split(np.stack(arrays[split][size]), np.asarray(labels[split], dtype=np.int64))
@@ -283,9 +287,7 @@ def _load_folder(
             train[size], test[size] = new_train[size], new_test[size]
             _write_cache(_cache_path(cache_dir, fingerprint, size), train[size], test[size], skipped)
     if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable image(s): {_format_paths(skipped)}", stacklevel=2
-        )
+        print(f"scenetune: warning: skipped {len(skipped)} unreadable image(s): {_format_paths(skipped)}", file=sys.stderr)
     return Dataset(str(root), fingerprint, listing.classes, train, test, skipped)
 
 
@@ -338,6 +340,18 @@ def load_dataset(
     return _load_folder(root, sizes, cache_dir or default_cache_dir(), skip_bad_images)
 
 
+def _check_classes_can_be_split(dataset: Dataset, labels: np.ndarray) -> None:
+    """A stratified validation split puts each class on both sides, so each needs two training images."""
+    counts = np.bincount(labels, minlength=len(dataset.classes))
+    if counts.min() < 2:
+        name = dataset.classes[int(counts.argmin())]
+        where = f" ({Path(dataset.source) / 'train' / name})" if dataset.source != BUILTIN_DIGITS else ""
+        raise UserError(
+            f"class {name!r} has {int(counts.min())} training image(s){where}; carving a stratified validation "
+            "set needs at least 2 per class: add images, or pass --val test"
+        )
+
+
 def make_trial_data(
     dataset: Dataset, val_fraction: float, val_from_test: bool, seed: int
 ) -> TrialData:
@@ -350,6 +364,7 @@ def make_trial_data(
         train_idx = np.arange(len(labels))
         val_idx = None
     else:
+        _check_classes_can_be_split(dataset, labels)
         n_classes = len(np.unique(labels))
         n_val = int(round(val_fraction * len(labels)))
         if n_val < n_classes or len(labels) - n_val < n_classes:

@@ -18,7 +18,7 @@ from analysis.plots import plot_experiment
 from analysis.results import is_experiment_dir, load_experiment
 from analysis.tables import render, summary_table
 from scenetune.errors import UserError
-from scenetune.sweep import SweepRequest, prepare, run
+from scenetune.sweep import SweepRequest, check_name, prepare, run
 
 STATE_FILE = "study.json"
 DEFAULT_BUDGET_S = 3600.0
@@ -66,7 +66,7 @@ class StudyRequest:
 
 
 def _study_dir(request: StudyRequest) -> Path:
-    name = request.name or f"study-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = check_name(request.name) if request.name is not None else f"study-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(request.storage).expanduser().resolve() / name
 
 
@@ -126,7 +126,11 @@ def run_study(request: StudyRequest) -> Path:
         state = _read_state(directory)
         request = StudyRequest(**{**state["request"], "resume": True, "address": request.address, "verbose": request.verbose})
     else:
-        directory.mkdir(parents=True)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir()  # atomic: of two studies started at once with one --name, one goes on
+        except FileExistsError:
+            raise UserError(f"study directory {directory} already exists (another study created it just now); choose another --name") from None
         state = {"request": {k: v for k, v in vars(request).items() if k not in ("resume", "address", "verbose")}, "steps": {}}
         state["request"]["name"] = directory.name
         _write_state(directory, state)

@@ -19,6 +19,7 @@ from analysis.results import EXPERIMENT_FILE
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, check_data_source, load_dataset, make_trial_data
 from scenetune.errors import UserError
+from scenetune.heartbeat import driver_heartbeat
 from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, get_task
 from search_spaces.base import OPTUNA_SPACE
@@ -110,6 +111,19 @@ def _check_numbers(request: SweepRequest) -> None:
         raise UserError(f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {request.early_stopping!r}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_pin_type(key: str, value: Any, default: Any) -> None:
+    """A pinned value has the type of the parameter's default (a float parameter also takes an integer)."""
+    expected = {bool: ("true or false", lambda v: isinstance(v, bool)),
+                int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+                float: ("a number", _is_number)}.get(type(default))
+    if expected is not None and not expected[1](value):
+        raise UserError(f"--set {key}={value}: {key} takes {expected[0]}, like its default {json.dumps(default)}")
+
+
 def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
     space = task.space
     if request.space not in space.space_names:
@@ -117,9 +131,13 @@ def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
     searched = request.sampler != "tpe" or request.early_stopping != "asha"
     if searched and request.space != OPTUNA_SPACE:
         raise UserError(f"--sampler and --early-stopping apply to the optuna space; preset {request.space!r} runs its grid to the end")
-    for key in request.pinned:
+    for key, value in request.pinned.items():
         if key not in space.defaults:
             raise UserError(f"--set {key}: {task.name} has no parameter {key!r}; its parameters are: {', '.join(space.defaults)}")
+        _check_pin_type(key, value, space.defaults[key])
+    epochs = request.pinned.get("epochs")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--set epochs={epochs}: a trial needs at least 1 epoch")
     if request.space != OPTUNA_SPACE:
         swept = set(space.presets[request.space].factors) & set(request.pinned)
         if swept:
@@ -137,8 +155,18 @@ def _apply_recorded(request: SweepRequest, recorded: dict[str, Any]) -> SweepReq
     return dataclasses.replace(request, **{key: recorded["request"][key] for key in RECORDED_FIELDS if key in recorded["request"]})
 
 
+MAX_NAME_LENGTH = 200
+
+
+def check_name(name: str, option: str = "--name") -> str:
+    """An experiment or study name is one folder inside --storage: no separators, no `..`."""
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0") or len(name) > MAX_NAME_LENGTH:
+        raise UserError(f"{option} {name!r} must be one folder name of at most {MAX_NAME_LENGTH} characters, without '/', '\\' or '..'")
+    return name
+
+
 def _experiment_location(request: SweepRequest) -> tuple[str, str, Path | None]:
-    name = request.name or default_name(request.task, request.space)
+    name = check_name(request.name) if request.name is not None else default_name(request.task, request.space)
     if _is_uri(request.storage):
         return request.storage, name, None
     storage = Path(request.storage).expanduser().resolve()
@@ -193,7 +221,7 @@ def prepare(request: SweepRequest) -> SweepPlan:
     request = _with_source_data(request, source)
     check_data_source(request.data)
     context = _sweep_context(source)
-    epochs = int(request.epochs or request.pinned.get("epochs") or task.space.defaults.get("epochs", 1))
+    epochs = int(next((e for e in (request.epochs, request.pinned.get("epochs"), task.space.defaults.get("epochs")) if e is not None), 1))
     constants = {"seed": request.seed, "epochs": epochs}
     configs: list[dict[str, Any]] = []
     if request.space != OPTUNA_SPACE:
@@ -273,12 +301,16 @@ def experiment_record(plan: SweepPlan) -> dict[str, Any]:
 
 
 def _write_record(plan: SweepPlan) -> None:
+    """Claim the experiment folder and write its record. Creating the folder is atomic, so of two sweeps
+    started at once with the same --name exactly one goes on; the other stops before writing anything."""
     if plan.experiment_dir is None:
         return
-    plan.experiment_dir.mkdir(parents=True, exist_ok=True)
-    path = plan.experiment_dir / EXPERIMENT_FILE
-    if not path.exists():  # never overwrite the record of a resumed experiment
-        path.write_text(json.dumps(experiment_record(plan), indent=2, default=str))
+    plan.experiment_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plan.experiment_dir.mkdir()
+    except FileExistsError:
+        raise UserError(f"experiment directory {plan.experiment_dir} already exists (another sweep created it just now); choose another --name") from None
+    (plan.experiment_dir / EXPERIMENT_FILE).write_text(json.dumps(experiment_record(plan), indent=2, default=str))
 
 
 def _start_ray(request: SweepRequest) -> None:
@@ -302,16 +334,24 @@ def _start_ray(request: SweepRequest) -> None:
     )
 
 
-def _check_gpus(request: SweepRequest) -> None:
+def _check_resources(request: SweepRequest) -> None:
+    """A trial must fit on one node, or Ray would wait for it forever; say what the cluster has instead."""
     import ray
 
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    largest_cpus = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
+    largest_gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
+    if request.cpus_per_trial > largest_cpus:
+        raise UserError(
+            f"--cpus-per-trial {request.cpus_per_trial:g} is more than the largest node's {largest_cpus:g} CPU(s) "
+            f"({len(nodes)} node(s), {ray.cluster_resources().get('CPU', 0.0):g} CPUs in all)"
+        )
     if request.gpus_per_trial <= 0:
         return
-    largest = max((node.get("Resources", {}).get("GPU", 0.0) for node in ray.nodes() if node.get("Alive")), default=0.0)
-    if largest == 0:
+    if largest_gpus == 0:
         raise UserError(f"--gpus-per-trial {request.gpus_per_trial:g} asks for GPUs, but the Ray cluster has none")
-    if request.gpus_per_trial > largest:
-        raise UserError(f"--gpus-per-trial {request.gpus_per_trial:g} is more than the largest node's {largest:g} GPU(s)")
+    if request.gpus_per_trial > largest_gpus:
+        raise UserError(f"--gpus-per-trial {request.gpus_per_trial:g} is more than the largest node's {largest_gpus:g} GPU(s)")
 
 
 def _default_concurrency(request: SweepRequest) -> int:
@@ -426,7 +466,7 @@ def run(plan: SweepPlan) -> SweepOutcome:
     from ray import tune
 
     _start_ray(plan.request)
-    _check_gpus(plan.request)
+    _check_resources(plan.request)
     location = os.path.join(plan.storage_path, plan.name)
     if plan.restoring and tune.Tuner.can_restore(location):
         if plan.experiment_dir is not None:  # remote storage is left to Ray
@@ -434,10 +474,12 @@ def run(plan: SweepPlan) -> SweepOutcome:
                 print(f"scenetune: {line}", file=sys.stderr)
         tuner = tune.Tuner.restore(location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True)
     else:
-        _write_record(plan)
+        if not plan.restoring:  # a resumed experiment keeps its folder and record
+            _write_record(plan)
         tuner = build_tuner(plan)
     started = time.monotonic()
-    results = tuner.fit()
+    with driver_heartbeat(plan.experiment_dir):
+        results = tuner.fit()
     outcome = summarise(results, location)
     if plan.experiment_dir is not None:
         from analysis.results import unfinished_trials

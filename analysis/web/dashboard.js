@@ -50,11 +50,11 @@ function replace(root, role, node) {
 // ---------- home ----------
 
 function renderHome(root, payload, linkTo) {
-  const columns = ["experiment", "task", "space", "dataset", "trials", "finished", "running", "stopped", "errors", "best val_acc", "test_acc", "started"];
+  const columns = ["experiment", "task", "space", "dataset", "trials", "finished", "running", "stopped", "interrupted", "errors", "best val_acc", "test_acc", "started"];
   const rows = payload.experiments.map((e) => ({
     attributes: { "data-experiment": e.id },
     cells: [element("a", { href: linkTo(e), text: e.id }), e.task, e.space, e.dataset, e.trials, e.finished,
-      e.running, e.stopped, e.errors, e.best_val_acc, e.best_test_acc, e.started],
+      e.running, e.stopped, e.interrupted, e.errors, e.best_val_acc, e.best_test_acc, e.started],
   }));
   replace(root, "experiments", rows.length ? table(columns, rows) : element("p", { text: "No experiments yet." }));
   const studies = payload.studies.map((study) => {
@@ -189,7 +189,7 @@ function renderBest(root, payload) {
 function renderExperiment(root, payload) {
   const s = payload.summary;
   replace(root, "summary", element("div", {}, [
-    element("p", { text: `${s.task} · ${s.space} · ${s.dataset} · ${s.trials} trials (${s.finished} finished, ${s.running} running, ${s.stopped} stopped early, ${s.errors} failed)` }),
+    element("p", { text: `${s.task} · ${s.space} · ${s.dataset} · ${s.trials} trials (${s.finished} finished, ${s.running} running, ${s.stopped} stopped early, ${s.interrupted} interrupted, ${s.errors} failed)` }),
     element("p", { "data-role": "classes", text: `classes: ${s.classes.join(", ")}` }),
   ]));
   const filter = part(root, "status-filter");
@@ -216,11 +216,17 @@ async function poll(url, render) {
   }
 }
 
+// An experiment id is a path under the results root: each of its parts is encoded on its own, so
+// names with '#', '?' or '%' stay part of the path.
+function experimentPath(id) {
+  return id.split("/").map(encodeURIComponent).join("/");
+}
+
 function startLive() {
   const page = document.body.dataset.page;
   const root = document.querySelector("main");
-  if (page === "home") poll("/api/home", (payload) => renderHome(root, payload, (e) => "/experiment/" + encodeURI(e.id)));
-  if (page === "experiment") poll("/api/experiment/" + document.body.dataset.experiment, (payload) => renderExperiment(root, payload));
+  if (page === "home") poll("/api/home", (payload) => renderHome(root, payload, (e) => "/experiment/" + experimentPath(e.id)));
+  if (page === "experiment") poll("/api/experiment/" + experimentPath(document.body.dataset.experiment), (payload) => renderExperiment(root, payload));
 }
 
 function startReport() {

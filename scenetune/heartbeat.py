@@ -1,0 +1,46 @@
+"""The running driver's heartbeat in its experiment folder, so readers can tell a live sweep from a killed one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from analysis.results import DRIVER_FILE, DRIVER_HEARTBEAT_S
+
+
+def _write(path: Path, started: float) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started, "updated": time.time()}))
+    os.replace(partial, path)  # atomic: a reader never sees half a file
+
+
+@contextlib.contextmanager
+def driver_heartbeat(experiment_dir: Path | None) -> Iterator[None]:
+    """Keep DRIVER_FILE fresh while the block runs; remove it when the block ends, however it ends."""
+    if experiment_dir is None:  # remote storage: readers elsewhere rely on Ray's own state
+        yield
+        return
+    path = Path(experiment_dir) / DRIVER_FILE
+    started = time.time()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(DRIVER_HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                _write(path, started)
+
+    _write(path, started)
+    thread = threading.Thread(target=beat, name="scenetune-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        path.unlink(missing_ok=True)
