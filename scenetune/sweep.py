@@ -5,6 +5,7 @@ Everything a user can get wrong is checked in `prepare` before Ray starts; `run`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -13,13 +14,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from analysis.results import EXPERIMENT_FILE
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, check_data_source, load_dataset, make_trial_data
 from scenetune.errors import UserError
 from scenetune.heartbeat import driver_heartbeat
+from scenetune.watchdog import children, start_watchdog
 from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, get_task
 from search_spaces.base import OPTUNA_SPACE
@@ -325,13 +327,39 @@ def _start_ray(request: SweepRequest) -> None:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         logging.getLogger("ray").setLevel(logging.ERROR)
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures are summarised by scenetune
-    ray.init(
-        address=request.address,
-        include_dashboard=False,
-        log_to_driver=request.verbose,
-        logging_level=logging.INFO if request.verbose else logging.ERROR,
-        ignore_reinit_error=True,
-    )
+    local = request.address is None and not ray.is_initialized()
+    before = children() if local else set()
+    with _loopback_only(request.address is None):
+        ray.init(
+            address=request.address,
+            include_dashboard=False,
+            log_to_driver=request.verbose,
+            logging_level=logging.INFO if request.verbose else logging.ERROR,
+            ignore_reinit_error=True,
+        )
+    if local:  # a driver killed with -9 cannot shut Ray down: the watchdog does it instead
+        start_watchdog(children() - before)
+
+
+@contextlib.contextmanager
+def _loopback_only(enabled: bool) -> Iterator[None]:
+    """A local Ray instance whose services listen on 127.0.0.1 only, not on every interface.
+
+    Ray binds its servers to loopback when it runs without cluster support (its switch
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, read once at import); a local sweep needs no cluster, so the
+    switch is turned off while ray.init starts the node, and only then.
+    """
+    from ray._private import ray_constants
+
+    if not enabled or not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        yield
+        return
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def _check_resources(request: SweepRequest) -> None:
