@@ -36,7 +36,7 @@ def _stat(pid: int) -> tuple[int, str] | None:
     return int(fields[1]), fields[19]
 
 
-def _descendants(roots: set[int]) -> set[Process]:
+def descendants(roots: set[int]) -> set[Process]:
     parents: dict[int, tuple[int, str]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (stat := _stat(int(entry))) is not None:
@@ -50,7 +50,7 @@ def _descendants(roots: set[int]) -> set[Process]:
     return found
 
 
-def _alive(processes: set[Process]) -> set[Process]:
+def alive(processes: set[Process]) -> set[Process]:
     return {(pid, started) for pid, started in processes if (stat := _stat(pid)) is not None and stat[1] == started}
 
 
@@ -71,24 +71,24 @@ def watch(roots: set[Process]) -> None:
         readable, _, _ = select.select([sys.stdin], [], [], SNAPSHOT_PERIOD_S)
         if readable and not os.read(sys.stdin.fileno(), 1024):
             break  # end of file: the driver is gone
-        roots = _alive(roots)
+        roots = alive(roots)
         if not roots:
             return  # Ray was shut down the normal way
-        noted = _alive(noted) | roots | {p for p in _descendants({pid for pid, _ in roots}) if p[0] != me}
-    left = _alive(noted)
-    left |= {p for p in _descendants({pid for pid, _ in left}) if p[0] != me}
+        noted = alive(noted) | roots | {p for p in descendants({pid for pid, _ in roots}) if p[0] != me}
+    left = alive(noted)
+    left |= {p for p in descendants({pid for pid, _ in left}) if p[0] != me}
     if not left:
         return
     _signal(left, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_S
-    while _alive(left) and time.monotonic() < deadline:
+    while alive(left) and time.monotonic() < deadline:
         time.sleep(0.1)
-    _signal(_alive(left), signal.SIGKILL)
+    _signal(alive(left), signal.SIGKILL)
 
 
 def children() -> set[Process]:
     """This process's children now."""
-    return {p for p in _descendants({os.getpid()}) if _stat(p[0]) is not None and _stat(p[0])[0] == os.getpid()}
+    return {p for p in descendants({os.getpid()}) if _stat(p[0]) is not None and _stat(p[0])[0] == os.getpid()}
 
 
 def start_watchdog(ray_processes: set[Process]) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -82,3 +87,66 @@ def wait_until_workers_exit(experiment: Path) -> None:
             except ProcessLookupError:
                 break
             time.sleep(0.1)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync", "--disable-quic"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def strict_json(text: str):
+    """Parse JSON as browsers do: NaN and Infinity are not JSON, so they fail here too."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dashboard_server(root: Path):
+    """`scenetune dashboard ROOT` in its own process; yields its URL once it answers."""
+    import httpx
+
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "scenetune", "dashboard", str(root), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if httpx.get(url + "/api/home").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, f"the dashboard exited: {process.stdout.read()}"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@contextlib.contextmanager
+def chromium_page():
+    """A page of Debian's Chromium that records console errors, uncaught exceptions and failed requests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+        page.console_errors = []
+        page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        page.on("response", lambda response: page.console_errors.append(f"{response.status} {response.url}") if response.status >= 400 else None)
+        try:
+            yield page
+        finally:
+            browser.close()
+
