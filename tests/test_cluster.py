@@ -31,6 +31,18 @@ def test_cluster_yaml_validates_against_the_autoscaler_schema() -> None:
     assert any("scenetune" in command for command in config["setup_commands"])
 
 
+def test_cluster_yaml_passes_the_checks_of_ray_up() -> None:
+    """`ray up` fills the autoscaler's defaults (prepare_config), then validates (validate_config). No
+    node pins an image id, so Ray picks its own Deep Learning AMI for the region rather than failing
+    on a placeholder."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load((REPO_ROOT / "cluster.yaml").read_text()))
+    validate_config(config)
+    assert config["provider"]["type"] == "aws" and config["head_node_type"] in config["available_node_types"]
+    assert all("ImageId" not in node["node_config"] for node in config["available_node_types"].values())
+
+
 def _ray(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([str(RAY), *arguments], capture_output=True, text=True, env=env, timeout=300)
 

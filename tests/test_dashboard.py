@@ -13,22 +13,10 @@ import httpx
 import pytest
 
 from scenetune.cli import main
-from tests.conftest import make_image_folder
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, make_image_folder, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync", "--disable-quic"]
 HOSTILE_CLASS = "<img src=x onerror=alert(1)>"
 SECRET = "TOP-SECRET-OUTSIDE-THE-ROOT"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
@@ -51,24 +39,8 @@ def results(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
 
 @pytest.fixture(scope="module")
 def server(results: Path):
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "scenetune", "dashboard", str(results), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/api/home").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, f"the dashboard exited: {process.stdout.read()}"
-        time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"the dashboard did not answer: {process.communicate()[0]}")
-    yield url
-    process.terminate()
-    process.wait()
+    with dashboard_server(results) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +73,7 @@ def _trace_counts(page) -> dict[str, int]:
     return page.evaluate("() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(n => [n.dataset.role, n.data.length]))")
 
 
+@needs_chromium
 def test_home_lists_experiments_and_prints_no_errors(server: str, page, capsys) -> None:
     page.goto(server + "/")
     page.wait_for_selector("[data-experiment='search']")
@@ -109,6 +82,7 @@ def test_home_lists_experiments_and_prints_no_errors(server: str, page, capsys) 
     assert page.console_errors == []
 
 
+@needs_chromium
 def test_experiment_page_charts_sorting_and_escaping(server: str, page) -> None:
     page.goto(server + "/experiment/search")
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5")
@@ -129,6 +103,7 @@ def test_experiment_page_charts_sorting_and_escaping(server: str, page) -> None:
     assert page.dialogs == [] and page.query_selector("[data-role=classes] img") is None
 
 
+@needs_chromium
 def test_new_results_appear_live_without_reload(server: str, page, results: Path) -> None:
     page.goto(server + "/experiment/search")
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5")
@@ -166,6 +141,7 @@ def test_dashboard_never_writes_under_the_root(server: str, results: Path) -> No
     assert _snapshot(results) == before
 
 
+@needs_chromium
 def test_report_opens_offline_with_the_same_numbers(results: Path, browser, tmp_path: Path, server: str) -> None:
     report = tmp_path / "report.html"
     assert main(["report", str(results / "search"), "-o", str(report)]) == 0

@@ -73,6 +73,8 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
     assert process.returncode == 130, stdout + stderr
     assert f"Continue it with: scenetune sweep mlp --storage {tmp_path} --name interrupted --resume" in stderr
     before = {t.trial_id: t.history for t in load_trials(experiment) if t.history}
+    statuses = set(load_experiment(experiment).trials["status"])
+    assert "interrupted" in statuses and not statuses & {"running", "pending"}  # nothing runs any more
     resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "interrupted", "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     trials = load_trials(experiment)
@@ -115,3 +117,5 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
     assert trial.last["epoch"] == 10
     first_after_resume = next(r for r in trial.history if r["attempt"] == 2)
     assert first_after_resume["epoch"] == continued_from + 1
+    # A resume after the driver was killed is no retry: the trial's worker never failed.
+    assert summary_table(load_experiment(experiment))["status"].iloc[0] == "completed"
