@@ -20,7 +20,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from analysis.payloads import discover, experiment_payload, home_payload, relative_id
-from analysis.results import STATUSES, is_experiment_dir
+from analysis.results import STATUSES
+from scenetune.experiment import is_experiment_dir
 
 IMPORTANCE_CACHE_SIZE = 64
 

@@ -10,9 +10,8 @@ import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from analysis.results import CONFIG_PREFIX, Experiment, is_finite_number, is_present
+from analysis.results import CONFIG_PREFIX, LOG_SCALE_RATIO, Experiment, is_finite_number, is_present
 
-LOG_SCALE_RATIO = 50
 MIN_TRIALS = 4
 EXCLUDED_PARAMS = frozenset({"seed", "epochs"})
 
@@ -32,11 +31,13 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def rebuild_study(experiment: Experiment, metric: str = "val_acc") -> optuna.Study:
+def rebuild_study(experiment: Experiment) -> optuna.Study:
     """An Optuna study holding one finished trial per scored trial of the experiment."""
-    trials = experiment.trials[experiment.trials[metric].map(is_finite_number)]
+    objective = experiment.objective
+    trials = experiment.scored_trials()
     params = [p for p in experiment.searched_params() if p not in EXCLUDED_PARAMS]
-    study = optuna.create_study(direction="maximize", study_name=experiment.name)
+    direction = "maximize" if objective.mode == "max" else "minimize"
+    study = optuna.create_study(direction=direction, study_name=experiment.name)
     if not params:
         return study
     columns = {p: trials[CONFIG_PREFIX + p] for p in params}
@@ -47,7 +48,7 @@ def rebuild_study(experiment: Experiment, metric: str = "val_acc") -> optuna.Stu
             optuna.trial.create_trial(
                 params=values,
                 distributions={p: distributions[p] for p in values},
-                value=float(trial[metric]),
+                value=float(trial[objective.metric]),
             )
         )
     return study

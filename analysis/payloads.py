@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import shlex
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analysis.results import CONFIG_PREFIX, STATUSES, Experiment, is_experiment_dir, load_experiment
+from analysis.results import LOG_SCALE_RATIO, STATUSES, Experiment, load_experiment, loss_ceiling
+from scenetune.experiment import is_experiment_dir, rerun_command
 
 STUDY_FILE = "study.json"
 MAX_DEPTH = 3  # root/experiment, root/study/step, root/group/study/step
@@ -65,8 +65,7 @@ def relative_id(root: Path, path: Path) -> str:
 def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
     trials = experiment.trials
     counts = {status: int((trials["status"] == status).sum()) if len(trials) else 0 for status in STATUSES}
-    scored = trials[trials["val_acc"].notna()] if len(trials) else trials
-    best = scored.loc[scored["val_acc"].astype(float).idxmax()] if len(scored) else None
+    best = experiment.best_row()
     data = experiment.record.get("data", {})
     return {
         "id": relative_id(root, experiment.path),
@@ -101,34 +100,8 @@ def home_payload(root: Path) -> dict[str, Any]:
     })
 
 
-def rerun_command(experiment: Experiment, config: dict[str, Any]) -> str:
-    """The `scenetune sweep` command that trains the given configuration again, as one trial."""
-    record = experiment.record.get("request", {})
-    words = ["scenetune", "sweep", experiment.task]
-    if record.get("data"):
-        words += ["--data", str(record["data"])]
-    if record.get("source"):
-        words += ["--from", str(record["source"])]
-    if record.get("val_from_test"):
-        words += ["--val", "test"]
-    elif record.get("val_fraction") is not None:
-        words += ["--val-fraction", f"{record['val_fraction']:g}"]  # the same train/validation split
-    words += ["--samples", "1", "--seed", str(record.get("seed", 0))]
-    defaults = experiment.defaults
-    for key, value in config.items():
-        if key in defaults or key == "epochs":
-            words += ["--set", f"{key}={_cli_value(value)}"]
-    return " ".join(shlex.quote(word) for word in words)
-
-
-def _cli_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
 def _config_of(row: pd.Series) -> dict[str, Any]:
-    return {c[len(CONFIG_PREFIX):]: _json_value(row[c]) for c in row.index if c.startswith(CONFIG_PREFIX) and _json_value(row[c]) is not None}
+    return {key: _json_value(value) for key, value in Experiment.config_of(row).items()}
 
 
 def _importance(experiment: Experiment) -> dict[str, Any] | None:
@@ -162,17 +135,16 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
         str(trial_id): {column: [_json_value(v) for v in group[column]] for column in ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")}
         for trial_id, group in experiment.history.groupby("trial_id", sort=False)
     }
-    scored = experiment.trials[experiment.trials["val_acc"].notna()] if len(experiment.trials) else experiment.trials
     best = None
-    if len(scored):
-        row = scored.loc[scored["val_acc"].astype(float).idxmax()]
+    row = experiment.best_row()
+    if row is not None:
         config = _config_of(row)
         best = {
             "trial_id": str(row["trial_id"]),
             "val_acc": _json_value(row["val_acc"]),
             "test_acc": _json_value(row["test_acc"]),
             "config": config,
-            "command": rerun_command(experiment, config),
+            "command": rerun_command(experiment.record, config),
             "checkpoint": row.get("checkpoint"),
         }
     return json_safe({
@@ -181,5 +153,7 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
         "trials": trials,
         "history": history,
         "best": best,
+        "loss_ceiling": loss_ceiling(experiment.history[["train_loss", "val_loss"]].stack()) if len(experiment.history) else None,
+        "log_scale_ratio": LOG_SCALE_RATIO,
         "importance": _importance(experiment) if with_importance else None,
     })

@@ -13,12 +13,11 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from analysis.describe import short_value
-from analysis.results import CONFIG_PREFIX, Experiment
-from analysis.tables import swept_factors
+from analysis.results import CONFIG_PREFIX, LOG_SCALE_RATIO, Experiment, loss_ceiling
+from scenetune.experiment import short_value
+from analysis.tables import OPTUNA_SPACE, swept_factors
 
 MAX_LEGEND_ENTRIES = 12
-LOG_SCALE_RATIO = 50  # numeric factors spanning more than this ratio get a log axis
 STATUS_COLOURS = {"completed": "tab:green", "stopped_early": "tab:orange", "diverged": "tab:red", "error": "tab:red",
                   "infeasible": "tab:gray", "running": "tab:blue", "pending": "tab:gray", "interrupted": "tab:purple"}
 
@@ -60,9 +59,17 @@ def learning_curves(experiment: Experiment, out_dir: Path) -> list[Path]:
     figure, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
     panels = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
     for axis, (metric, title) in zip(axes.flat, panels):
+        is_loss = metric.endswith("loss")
+        ceiling = loss_ceiling(history[["train_loss", "val_loss"]].stack()) if is_loss else None
         for trial_id, trial_history in history.groupby("trial_id", sort=False):
-            axis.plot(trial_history["epoch"], trial_history[metric], marker=".", label=labels.get(trial_id, trial_id))
-        axis.set_title(title)
+            values = trial_history[metric].astype(float)
+            line = axis.plot(trial_history["epoch"], values.clip(upper=ceiling), marker=".", label=labels.get(trial_id, trial_id))[0]
+            if ceiling is not None:
+                beyond = ~values.le(ceiling)  # larger than the ceiling, infinite or NaN: a diverged trial
+                axis.plot(trial_history["epoch"][beyond], np.full(int(beyond.sum()), ceiling), "x", color=line.get_color(), markersize=9)
+        if is_loss:
+            axis.set_yscale("log")
+        axis.set_title(title + (" (log; x: diverged, clipped)" if is_loss and ceiling is not None and _diverged(history[metric], ceiling) else ""))
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
@@ -70,6 +77,10 @@ def learning_curves(experiment: Experiment, out_dir: Path) -> list[Path]:
         axes[0, 1].legend(fontsize=8, loc="best")
     figure.suptitle(f"{experiment.name}: learning curves ({experiment.task})")
     return save_figure(figure, out_dir, "learning_curves")
+
+
+def _diverged(losses: pd.Series, ceiling: float) -> bool:
+    return bool((~losses.astype(float).le(ceiling)).any())
 
 
 def accuracy_vs_factor(experiment: Experiment, out_dir: Path) -> list[Path]:
@@ -93,55 +104,43 @@ def accuracy_vs_factor(experiment: Experiment, out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, f"accuracy_vs_{factor}")
 
 
-def _encoded_params(experiment: Experiment, params: list[str]) -> pd.DataFrame:
-    """Each parameter scaled to [0, 1] (log for wide positive ranges; categories by their order)."""
-    encoded = {}
-    for param in params:
-        column = experiment.trials[CONFIG_PREFIX + param]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            values = column.astype(float)
-            if values.min() > 0 and values.max() / values.min() > LOG_SCALE_RATIO:
-                values = np.log10(values)
-        else:
-            categories = sorted(column.map(str).unique())
-            values = column.map(str).map(categories.index).astype(float)
-        span = values.max() - values.min()
-        encoded[param] = (values - values.min()) / span if span else values * 0 + 0.5
-    return pd.DataFrame(encoded)
+def optuna_figures(experiment: Experiment, out_dir: Path) -> list[Path]:
+    """Optuna's own figures of a search, from the experiment rebuilt as an Optuna study: parallel
+    coordinates and slices with the parameters' real values, the optimisation history, and importance."""
+    import warnings
 
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as optuna_plots
 
-def parallel_coordinates(experiment: Experiment, out_dir: Path) -> list[Path]:
-    """Every searched parameter as an axis, one line per trial coloured by validation accuracy."""
-    params = [p for p in experiment.searched_params() if p not in ("seed", "epochs")]
-    trials = experiment.trials
-    scored = trials["val_acc"].notna()
-    if experiment.space != "optuna" or len(params) < 2 or scored.sum() < 2:
+    from analysis.importance import MIN_TRIALS, rebuild_study
+
+    if experiment.space != OPTUNA_SPACE:
         return []
-    encoded = _encoded_params(experiment, params)[scored.to_numpy()]
-    accuracy = trials.loc[scored, "val_acc"].astype(float).to_numpy()
-    colours = plt.cm.viridis((accuracy - accuracy.min()) / max(accuracy.max() - accuracy.min(), 1e-12))
-    figure, axis = plt.subplots(figsize=(max(8, 1.1 * len(params)), 5))
-    for row, colour in zip(encoded.to_numpy(), colours):
-        axis.plot(range(len(params)), row, color=colour, alpha=0.8)
-    axis.set_xticks(range(len(params)), params, rotation=30, ha="right")
-    axis.set_yticks([0, 1], ["low", "high"])
-    mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(accuracy.min(), accuracy.max()))
-    figure.colorbar(mappable, ax=axis, label="val_acc")
-    axis.set_title(f"{experiment.name}: parallel coordinates of the searched parameters")
-    return save_figure(figure, out_dir, "parallel_coordinates")
-
-
-def best_so_far(experiment: Experiment, out_dir: Path) -> list[Path]:
-    """Best validation accuracy against the number of trials started, in the order they were proposed."""
-    trials = experiment.trials.sort_values("order")
-    if experiment.space != "optuna" or trials["val_acc"].notna().sum() < 2:
-        return []
-    best = trials["val_acc"].astype(float).fillna(-np.inf).cummax().replace(-np.inf, np.nan)
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    axis.plot(np.arange(1, len(trials) + 1), trials["val_acc"].astype(float), "o", alpha=0.5, label="trial val_acc")
-    axis.step(np.arange(1, len(trials) + 1), best, where="post", label="best so far")
-    _label(axis, "trials", "validation accuracy", f"{experiment.name}: best validation accuracy so far")
-    return save_figure(figure, out_dir, "best_val_acc_so_far")
+    study = rebuild_study(experiment)
+    scored = len(study.trials)
+    varied = {name for trial in study.trials for name in trial.params}
+    figures = [("optimization_history", optuna_plots.plot_optimization_history, scored >= 2)]
+    figures += [("parallel_coordinates", optuna_plots.plot_parallel_coordinate, scored >= 2 and len(varied) >= 2),
+                ("slices", optuna_plots.plot_slice, scored >= 2 and bool(varied)),
+                ("hyperparameter_importance", optuna_plots.plot_param_importances, scored >= MIN_TRIALS and bool(varied))]
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        for name, draw, applies in figures:
+            if not applies:
+                continue
+            axes = draw(study, target_name=experiment.objective.metric) if name != "hyperparameter_importance" else draw(study)
+            axes = np.ravel(axes)
+            figure = axes[0].figure
+            title = f"{experiment.name}: {name.replace('_', ' ')}"
+            if len(axes) == 1:
+                axes[0].set_title(title)
+            else:
+                figure.suptitle(title)
+            if name == "parallel_coordinates":  # one axis per parameter, each with its own values
+                figure.set_size_inches(max(8.0, 1.4 * (len(varied) + 1)), 5.5)
+            written += save_figure(figure, out_dir, name)
+    return written
 
 
 def asha_stops(experiment: Experiment, out_dir: Path) -> list[Path]:
@@ -156,7 +155,7 @@ def asha_stops(experiment: Experiment, out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, "asha_stopped_trials")
 
 
-FIGURES = (learning_curves, accuracy_vs_factor, parallel_coordinates, best_so_far, asha_stops)
+FIGURES = (learning_curves, accuracy_vs_factor, optuna_figures, asha_stops)
 
 
 def plot_experiment(experiment: Experiment, out_dir: Path) -> list[Path]:

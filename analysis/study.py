@@ -7,15 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.describe import describe_config
 from analysis.results import CONFIG_PREFIX, Experiment, is_finite_number, is_present
+from scenetune.experiment import describe_config
+from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, FEATURE_SVM, MLP, PATCH_MLP
 
 APPROACH_COLUMNS = ["approach", "task", "experiment", "best_config", "val_acc", "test_acc", "trials", "trial_epochs", "compute_seconds"]
-MLP = "end-to-end MLP"
-FEATURE_SVM = "deep features + SVM"
-PATCH_MLP = "patch MLP"
-BOVW_LEARNT = "BoVW, learnt descriptors"
-BOVW_SIFT = "BoVW, dense SIFT (handcrafted)"
 TIE_POINTS = 0.5  # differences below half a point are reported as a tie
 WEAK_CORRELATION = 0.1
 
@@ -23,7 +19,6 @@ WEAK_CORRELATION = 0.1
 def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
     """The approach's best trial (chosen on validation accuracy) and what the search cost."""
     trials = experiment.trials
-    scored = trials[trials["val_acc"].map(is_finite_number)]
     row: dict[str, Any] = {
         "approach": approach,
         "task": experiment.task,
@@ -32,10 +27,10 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
         "trial_epochs": int(trials["epochs_run"].sum()) if len(trials) else 0,
         "compute_seconds": float(pd.to_numeric(trials.get("trial_seconds"), errors="coerce").fillna(0).sum()) if len(trials) else 0.0,
     }
-    if scored.empty:
+    best = experiment.best_row()
+    if best is None:
         return {**row, "best_config": "no finished trial", "val_acc": None, "test_acc": None}
-    best = scored.loc[scored["val_acc"].astype(float).idxmax()]
-    config = {c[len(CONFIG_PREFIX):]: best[c] for c in best.index if c.startswith(CONFIG_PREFIX) and is_present(best[c])}
+    config = experiment.config_of(best)
     return {**row, "best_config": describe_config(config, experiment.defaults), "val_acc": float(best["val_acc"]), "test_acc": _float(best["test_acc"])}
 
 

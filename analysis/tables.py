@@ -6,16 +6,12 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.describe import describe_config, short_value
 from analysis.results import CONFIG_PREFIX, Experiment, is_present
+from scenetune.experiment import describe_config, short_value
 
 FORMATS = ("md", "csv", "latex")
 TABLE_COLUMNS = ["name", "changes", "params", "train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "epochs", "status"]
 OPTUNA_SPACE = "optuna"
-
-
-def _config(row: pd.Series) -> dict[str, Any]:
-    return {c[len(CONFIG_PREFIX):]: row[c] for c in row.index if c.startswith(CONFIG_PREFIX) and is_present(row[c])}
 
 
 def swept_factors(experiment: Experiment) -> list[str]:
@@ -31,7 +27,7 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
     factors = swept_factors(experiment)
     rows = []
     for _, trial in experiment.trials.iterrows():
-        config = _config(trial)
+        config = Experiment.config_of(trial)
         name = " ".join(f"{f}={short_value(config.get(f))}" for f in factors) if factors else str(trial["trial_id"])
         status = trial["status"] if not is_present(trial.get("error")) else f"{trial['status']}: {trial['error']}"
         retries = int(trial.get("retries") or 0)

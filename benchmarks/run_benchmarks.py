@@ -36,7 +36,7 @@ def run_scenetune(arguments: list[str], env: dict[str, str] | None = None) -> fl
 
 
 def trial_results(experiment: Path) -> list[list[dict[str, Any]]]:
-    from analysis.results import load_trials
+    from scenetune.experiment import load_trials
 
     return [trial.history for trial in load_trials(experiment)]
 

@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.results import EXPERIMENT_FILE, load_trials, read_experiment_record, unfinished_trials  # noqa: E402
+from scenetune.experiment import EXPERIMENT_FILE, load_trials, read_experiment_record, unfinished_trials  # noqa: E402
 from search_spaces.mlp import PRESETS  # noqa: E402
 
 MIT_SPLIT = REPO.parent / "shared" / "datasets" / "MIT_split"

@@ -249,7 +249,7 @@ def command_presets(args: argparse.Namespace) -> int:
 
 
 def command_sweep(args: argparse.Namespace) -> int:
-    from analysis.describe import describe_config
+    from scenetune.experiment import describe_config
     from scenetune.sweep import SweepRequest, prepare, run
 
     request = SweepRequest(

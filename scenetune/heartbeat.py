@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from analysis.results import DRIVER_FILE, DRIVER_HEARTBEAT_S
+from scenetune.experiment import DRIVER_FILE, DRIVER_HEARTBEAT_S
 
 
 def _write(path: Path, started: float) -> None:

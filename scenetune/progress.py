@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import tune
 
-from analysis.describe import describe_config
+from scenetune.experiment import describe_config
 
 SHOWN_PARAMS = 4
 

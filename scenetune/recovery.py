@@ -12,9 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.results import newest_experiment_state
-
-CHECKPOINT_PREFIX = "checkpoint_"
+from scenetune.experiment import CHECKPOINT_PREFIX, ray_trial_entries
 
 
 @dataclass(frozen=True)
@@ -27,12 +25,9 @@ def recorded_checkpoints(experiment_dir: Path) -> list[RecordedCheckpoint]:
     """Each trial's latest checkpoint as Ray's newest saved experiment state names it."""
     from ray.tune.utils.serialization import TuneFunctionDecoder
 
-    state = newest_experiment_state(experiment_dir)
-    if state is None:
-        return []
     recorded = []
     try:
-        for trial_json, metadata_json in json.loads(state.read_text())["trial_data"]:
+        for trial_json, metadata_json in ray_trial_entries(experiment_dir):
             # The state is this experiment's own file, written by Ray for this experiment: safe to unpickle.
             metadata = json.loads(metadata_json, cls=TuneFunctionDecoder, allow_cloudpickle=True)
             latest = metadata["checkpoint_manager"].latest_checkpoint_result

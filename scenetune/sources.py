@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.results import best_trial, is_experiment_dir, read_experiment_record
+from scenetune.experiment import best_trial, is_experiment_dir, read_experiment_record
 from scenetune.errors import UserError
 from trainables.checkpoints import is_checkpoint_dir, read_description
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import study as comparison
+from scenetune.study_steps import STEPS, StudyStep
 from analysis.plots import plot_experiment
 from analysis.results import is_experiment_dir, load_experiment
 from analysis.tables import render, summary_table
@@ -24,32 +25,6 @@ STATE_FILE = "study.json"
 DEFAULT_BUDGET_S = 3600.0
 MAX_SAMPLES_UNDER_BUDGET = 500  # the time budget, not this, ends each step's search
 TABLE_ROWS_PER_TASK = 10
-
-
-@dataclass(frozen=True)
-class StudyStep:
-    name: str
-    task: str
-    approach: str
-    budget_share: float
-    source_step: str | None = None
-    pins: dict[str, Any] = field(default_factory=dict)
-    quick_samples: int = 4
-    quick_epochs: int | None = None
-    quick_pins: dict[str, Any] = field(default_factory=dict)
-
-
-STEPS = (
-    StudyStep("mlp", "mlp", comparison.MLP, 0.30, quick_samples=6, quick_epochs=3,
-              quick_pins={"image_size": 16, "width_schedule": "halve"}),
-    StudyStep("feature_svm", "feature_svm", comparison.FEATURE_SVM, 0.10, source_step="mlp", quick_samples=6),
-    StudyStep("patch_mlp", "patch_mlp", comparison.PATCH_MLP, 0.35, quick_samples=4, quick_epochs=3,
-              quick_pins={"image_size": 32, "width": 256}),
-    StudyStep("bovw_learnt", "bovw", comparison.BOVW_LEARNT, 0.10, source_step="patch_mlp", pins={"descriptor": "learnt"},
-              quick_pins={"codebook_size": 64}),
-    StudyStep("bovw_sift", "bovw", comparison.BOVW_SIFT, 0.15, pins={"descriptor": "sift"},
-              quick_pins={"image_size": 32, "codebook_size": 64}),
-)
 
 
 @dataclass

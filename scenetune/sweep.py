@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from analysis.results import EXPERIMENT_FILE
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, check_data_source, load_dataset, make_trial_data
 from scenetune.errors import UserError
+from scenetune.experiment import EXPERIMENT_FILE, Objective, trial_dirname as format_trial_dirname, unfinished_trials
 from scenetune.heartbeat import driver_heartbeat
 from scenetune.watchdog import children, start_watchdog
 from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, get_task
 from search_spaces.base import OPTUNA_SPACE
 
-METRIC = "val_acc"
-MODE = "max"
+OBJECTIVE = Objective("val_acc", "max")
+METRIC, MODE = OBJECTIVE.metric, OBJECTIVE.mode
 DEFAULT_OPTUNA_SAMPLES = 20
 # Experiment state is saved this often (seconds), so a killed sweep loses little when resumed.
 EXPERIMENT_STATE_PERIOD_S = "5"
@@ -462,9 +462,7 @@ def build_tuner(plan: SweepPlan):
 
 def trial_dirname(trial) -> str:
     """Short trial folders in creation order (Ray's default packs every parameter into the name)."""
-    counter = str(trial.experiment_tag).split("_", 1)[0]
-    order = f"{int(counter):05d}_" if counter.isdigit() else ""
-    return f"{trial.trainable_name}_{order}{trial.trial_id}"
+    return format_trial_dirname(trial.trainable_name, trial.experiment_tag, trial.trial_id)
 
 
 def _trainable(plan: SweepPlan):
@@ -510,8 +508,6 @@ def run(plan: SweepPlan) -> SweepOutcome:
         results = tuner.fit()
     outcome = summarise(results, location)
     if plan.experiment_dir is not None:
-        from analysis.results import unfinished_trials
-
         outcome.unfinished = unfinished_trials(plan.experiment_dir, plan.samples)
     budget = plan.request.time_budget_s
     outcome.budget_reached = budget is not None and time.monotonic() - started >= budget

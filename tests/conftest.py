@@ -78,7 +78,7 @@ def copy_tree(source: Path, target: Path) -> Path:
 def wait_until_workers_exit(experiment: Path) -> None:
     """After a sweep's driver is killed its trial workers live on for a few seconds (they are in their
     own process groups) and can still write a checkpoint; a user resumes after they are gone."""
-    from analysis.results import load_trials
+    from scenetune.experiment import load_trials
 
     for pid in {trial.last["pid"] for trial in load_trials(experiment) if trial.last and "pid" in trial.last}:
         while True:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.results import load_trials
+from scenetune.experiment import load_trials
 from tests.conftest import REPO_ROOT
 
 RAY = Path(sys.executable).with_name("ray")

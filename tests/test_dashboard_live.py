@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analysis.results import load_experiment, load_trials
+from analysis.results import load_experiment
+from scenetune.experiment import load_trials
 from scenetune.cli import main
 from scenetune.watchdog import alive, descendants
 from tests.conftest import CHROMIUM, chromium_page, dashboard_server, strict_json

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.results import load_experiment, load_trials, ray_trial_states
+from analysis.results import load_experiment
+from scenetune.experiment import load_trials, ray_trial_states
 from analysis.tables import summary_table
 from scenetune.cli import main
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import trainables.features as features
-from analysis.results import load_trials
+from scenetune.experiment import load_trials
 from scenetune.cli import main
 from scenetune.data import load_dataset
 from trainables.descriptors import dense_sift

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from analysis.results import load_trials
+from scenetune.experiment import load_trials
 from scenetune.cli import main
 from scenetune.data import load_dataset
 from tests.conftest import CHROMIUM, chromium_page, dashboard_server, make_image_folder, needs_chromium, strict_json

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.results import load_trials, ray_trial_states, read_experiment_record
+from scenetune.experiment import load_trials, ray_trial_states, read_experiment_record
 from scenetune.cli import main
 from tests.conftest import wait_until_workers_exit
 from trainables.checkpoints import load_model

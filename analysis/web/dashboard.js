@@ -3,7 +3,6 @@
 "use strict";
 
 const POLL_MS = 2000;
-const LOG_SCALE_RATIO = 50;  // numeric parameters spanning more than this get a log axis, as in the figures
 const states = new WeakMap();
 let lastJson = "";
 
@@ -104,16 +103,25 @@ function renderTrialTable(root, payload) {
   } }));
 }
 
-function curveTraces(root, payload, metrics) {
+// Losses above the ceiling (a diverged trial: huge, infinite or NaN, sent as null) are drawn at the
+// ceiling with an x, so one diverged trial does not flatten every other curve.
+function curveTraces(root, payload, metrics, ceiling) {
   const highlighted = (trialId) => isHighlighted(root, trialId);
   const traces = [];
   for (const trial of payload.trials) {
     const history = payload.history[trial.trial_id];
     if (!history) continue;
     for (const metric of metrics) {
-      traces.push({ x: history.epoch, y: history[metric], mode: "lines+markers", name: `${trial.trial_id} ${metric}`,
-        line: { dash: metric.startsWith("train") ? "dot" : "solid", width: highlighted(trial.trial_id) ? 2 : 1 },
-        opacity: highlighted(trial.trial_id) ? 1 : 0.15 });
+      const values = history[metric];
+      const clipped = ceiling === null ? values : values.map((v) => (v === null || v > ceiling ? ceiling : v));
+      const style = { width: highlighted(trial.trial_id) ? 2 : 1 };
+      traces.push({ x: history.epoch, y: clipped, mode: "lines+markers", name: `${trial.trial_id} ${metric}`,
+        line: { ...style, dash: metric.startsWith("train") ? "dot" : "solid" }, opacity: highlighted(trial.trial_id) ? 1 : 0.15 });
+      const beyond = ceiling === null ? [] : values.map((v, i) => (v === null || v > ceiling ? i : -1)).filter((i) => i >= 0);
+      if (beyond.length) {
+        traces.push({ x: beyond.map((i) => history.epoch[i]), y: beyond.map(() => ceiling), mode: "markers", showlegend: false,
+          name: `${trial.trial_id} ${metric} diverged`, marker: { symbol: "x", size: 11, color: "crimson" } });
+      }
     }
   }
   return traces;
@@ -142,8 +150,10 @@ function encode(values) {
 }
 
 function renderCharts(root, payload) {
-  draw(part(root, "chart-accuracy"), curveTraces(root, payload, ["train_acc", "val_acc"]), layout("accuracy per epoch", "epoch", "accuracy"));
-  draw(part(root, "chart-loss"), curveTraces(root, payload, ["train_loss", "val_loss"]), layout("loss per epoch", "epoch", "loss"));
+  draw(part(root, "chart-accuracy"), curveTraces(root, payload, ["train_acc", "val_acc"], null), layout("accuracy per epoch", "epoch", "accuracy"));
+  const lossLayout = layout(payload.loss_ceiling === null ? "loss per epoch (log)" : "loss per epoch (log; x: diverged, clipped)", "epoch", "loss");
+  lossLayout.yaxis.type = "log";
+  draw(part(root, "chart-loss"), curveTraces(root, payload, ["train_loss", "val_loss"], payload.loss_ceiling), lossLayout);
   const scored = payload.trials.filter((t) => t.val_acc !== null);
   const container = part(root, "param-charts");
   for (const param of payload.params) {
@@ -152,7 +162,7 @@ function renderCharts(root, payload) {
     const values = scored.map((t) => t.params[param]);
     const numeric = values.length > 0 && values.every((v) => typeof v === "number");
     const chartLayout = layout(`val_acc against ${param}`, param, "val_acc");
-    if (numeric && Math.min(...values) > 0 && Math.max(...values) / Math.min(...values) > LOG_SCALE_RATIO) chartLayout.xaxis.type = "log";
+    if (numeric && Math.min(...values) > 0 && Math.max(...values) / Math.min(...values) > payload.log_scale_ratio) chartLayout.xaxis.type = "log";
     draw(part(root, role), [{ x: numeric ? values : values.map(String), y: scored.map((t) => t.val_acc),
       text: scored.map((t) => t.trial_id), mode: "markers", type: "scatter", name: "val_acc",
       marker: { size: scored.map((t) => (isHighlighted(root, t.trial_id) ? 10 : 6)) } }], chartLayout);

@@ -1,0 +1,301 @@
+"""The experiment format: what an experiment folder holds and how to read it, in one place.
+
+The sweep runner writes experiments and `analysis` reads them; both use this module and neither
+imports the other. An experiment folder is Ray Tune's own directory plus scenetune's record:
+
+    scenetune.json                the record: command, task, space, objective, seed, data, request
+    .scenetune-driver.json        the running driver's heartbeat (removed when it ends)
+    experiment_state-*.json       Ray Tune's state (what --resume continues from)
+    <trainable>_<order>_<id>/     one folder per trial: params.json, result.json, checkpoint_*/
+
+Nothing here imports Ray, torch or pandas.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXPERIMENT_FILE = "scenetune.json"
+RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"
+CHECKPOINT_PREFIX = "checkpoint_"
+# Written by a sweep's driver while it runs (pid, host, time), removed when it ends: trials that Ray
+# last saw running read as `interrupted` once no driver is alive.
+DRIVER_FILE = ".scenetune-driver.json"
+DRIVER_HEARTBEAT_S = 5.0
+DRIVER_STALE_S = 60.0
+CONFIG_PREFIX = "config/"  # how tables name a trial's configuration columns
+# Config keys that every trial carries but that are no hyperparameter of the task.
+RUN_KEYS = frozenset({"seed", "epochs"})
+
+
+# ---------- the objective ----------
+
+@dataclass(frozen=True)
+class Objective:
+    """What a sweep optimises: the metric the searcher and ASHA see, and whether more is better."""
+
+    metric: str = "val_acc"
+    mode: str = "max"
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.mode == "max" else a < b
+
+    def best(self, values: list[float]) -> float | None:
+        return (max if self.mode == "max" else min)(values) if values else None
+
+
+DEFAULT_OBJECTIVE = Objective()
+
+
+def objective_of(record: Mapping[str, Any]) -> Objective:
+    """The objective an experiment was run with, from its record."""
+    return Objective(record.get("metric", DEFAULT_OBJECTIVE.metric), record.get("mode", DEFAULT_OBJECTIVE.mode))
+
+
+# ---------- values ----------
+
+def is_present(value: Any) -> bool:
+    """A value that is there: neither None nor NaN (pandas fills missing config keys with NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def config_of(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's configuration from a table row: its `config/<key>` columns that hold a value."""
+    return {key[len(CONFIG_PREFIX):]: value for key, value in columns.items() if key.startswith(CONFIG_PREFIX) and is_present(value)}
+
+
+# ---------- trials ----------
+
+@dataclass
+class TrialRecord:
+    directory: Path
+    config: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def trial_id(self) -> str:
+        if self.history and self.history[-1].get("trial_id"):
+            return str(self.history[-1]["trial_id"])
+        return trial_id_from_directory(self.directory)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+    def scored_reports(self, objective: Objective = DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
+        """The epochs whose objective is a finite number, diverged ones left out."""
+        return [r for r in self.history if is_finite_number(r.get(objective.metric)) and not r.get("diverged")]
+
+    def best_report(self, objective: Objective = DEFAULT_OBJECTIVE) -> dict[str, Any]:
+        """The report of the best epoch (the checkpoint's), or the last one if none is scored."""
+        scored = self.scored_reports(objective)
+        if not scored:
+            return self.last
+        best = scored[0]
+        for report in scored[1:]:
+            if objective.better(report[objective.metric], best[objective.metric]):
+                best = report
+        return best
+
+    def best_score(self, objective: Objective = DEFAULT_OBJECTIVE) -> float | None:
+        return objective.best([r[objective.metric] for r in self.scored_reports(objective)])
+
+    @property
+    def error_message(self) -> str | None:
+        path = self.directory / ERROR_FILE
+        if not path.is_file():
+            return None
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        return lines[-1] if lines else "error"
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.directory.glob(f"{CHECKPOINT_PREFIX}*"))
+
+
+def trial_dirname(trainable_name: str, experiment_tag: str, trial_id: str) -> str:
+    """Short trial folders in creation order: <trainable>_<order:05d>_<trial id>."""
+    counter = str(experiment_tag).split("_", 1)[0]
+    order = f"{int(counter):05d}_" if counter.isdigit() else ""
+    return f"{trainable_name}_{order}{trial_id}"
+
+
+def trial_id_from_directory(directory: Path) -> str:
+    """The trial id that `trial_dirname` put at the end of a trial folder's name."""
+    match = re.match(r"^.*?_\d{5}_(.+)$", directory.name)
+    return match.group(1) if match else directory.name
+
+
+def read_result_lines(path: Path) -> list[dict[str, Any]]:
+    """One dict per complete JSON line; a half-written last line (a running trial) is skipped."""
+    records = []
+    if not path.is_file():
+        return records
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether path, links resolved, lies inside folder: a link leading elsewhere is never read."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def load_trials(experiment_dir: Path) -> list[TrialRecord]:
+    """Every trial folder of the experiment, in creation order; links leading outside it are skipped."""
+    trials = []
+    for params in sorted(Path(experiment_dir).glob(f"*/{PARAMS_FILE}")):
+        directory = params.parent
+        if not (_inside(params, experiment_dir) and _inside(directory / RESULT_FILE, experiment_dir)):
+            continue
+        try:
+            config = json.loads(params.read_text())
+        except json.JSONDecodeError:
+            config = {}
+        trials.append(TrialRecord(directory, config, read_result_lines(directory / RESULT_FILE)))
+    return trials
+
+
+# ---------- the record ----------
+
+def is_experiment_dir(path: Path) -> bool:
+    return (Path(path) / EXPERIMENT_FILE).is_file()
+
+
+def read_experiment_record(path: Path) -> dict[str, Any]:
+    return json.loads((Path(path) / EXPERIMENT_FILE).read_text())
+
+
+def best_trial(experiment_dir: Path) -> TrialRecord | None:
+    """The trial with the best score for the experiment's recorded objective that has a checkpoint."""
+    objective = objective_of(read_experiment_record(experiment_dir)) if is_experiment_dir(experiment_dir) else DEFAULT_OBJECTIVE
+    best: TrialRecord | None = None
+    for trial in load_trials(experiment_dir):
+        score = trial.best_score(objective)
+        if score is None or not trial.checkpoints():
+            continue
+        if best is None or objective.better(score, best.best_score(objective)):
+            best = trial
+    return best
+
+
+def rerun_command(record: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """The `scenetune sweep` command that trains the given configuration again, as one trial, on the
+    same data and the same train/validation split."""
+    request = record.get("request", {})
+    words = ["scenetune", "sweep", str(record.get("task", request.get("task", "?")))]
+    if request.get("data"):
+        words += ["--data", str(request["data"])]
+    if request.get("source"):
+        words += ["--from", str(request["source"])]
+    if request.get("val_from_test"):
+        words += ["--val", "test"]
+    elif request.get("val_fraction") is not None:
+        words += ["--val-fraction", f"{request['val_fraction']:g}"]
+    words += ["--samples", "1", "--seed", str(request.get("seed", record.get("seed", 0)))]
+    defaults = record.get("defaults", {})
+    for key, value in config.items():
+        if key in defaults or key == "epochs":
+            words += ["--set", f"{key}={_cli_value(value)}"]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _cli_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def short_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def describe_config(config: Mapping[str, Any], defaults: Mapping[str, Any], limit: int | None = None) -> str:
+    """`key=value` for the known parameters whose value differs from the defaults."""
+    changed = [
+        f"{key}={short_value(value)}"
+        for key, value in config.items()
+        if key in defaults and key not in RUN_KEYS and defaults[key] != value
+    ]
+    if limit is not None and len(changed) > limit:
+        changed = changed[:limit] + ["..."]
+    return " ".join(changed) or "defaults"
+
+
+# ---------- Ray Tune's state ----------
+
+def newest_experiment_state(experiment_dir: Path) -> Path | None:
+    """Ray Tune's newest saved experiment state (the one a resume starts from), if any."""
+    states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
+    return states[-1] if states else None
+
+
+def ray_trial_entries(experiment_dir: Path) -> list[tuple[str, str]]:
+    """(trial state JSON, run metadata JSON) per trial of Ray's newest saved experiment state."""
+    state = newest_experiment_state(experiment_dir)
+    if state is None:
+        return []
+    try:
+        return [(entry[0], entry[1]) for entry in json.loads(state.read_text())["trial_data"]]
+    except (OSError, json.JSONDecodeError, KeyError, IndexError, TypeError):
+        return []  # being rewritten right now; statuses fall back to what the results say
+
+
+def _decoded_entries(experiment_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    try:
+        return [(json.loads(state), json.loads(metadata)) for state, metadata in ray_trial_entries(experiment_dir)]
+    except (json.JSONDecodeError, TypeError):
+        return []
+
+
+def ray_trial_states(experiment_dir: Path) -> dict[str, str]:
+    """trial id -> Ray's status (PENDING, RUNNING, TERMINATED, ERROR) from the newest saved state."""
+    return {state["trial_id"]: state.get("status", "") for state, _ in _decoded_entries(experiment_dir)}
+
+
+def ray_trial_failures(experiment_dir: Path) -> dict[str, int]:
+    """trial id -> how often its worker failed and Ray retried it (a resume after a kill is no failure)."""
+    return {state["trial_id"]: int(metadata.get("num_failures", 0) or 0) for state, metadata in _decoded_entries(experiment_dir)}
+
+
+def unfinished_trials(experiment_dir: Path, samples: int) -> int:
+    """How many of the experiment's `samples` trials Ray has not run to an end (finished or failed)."""
+    finished = sum(status in ("TERMINATED", "ERROR") for status in ray_trial_states(experiment_dir).values())
+    return max(samples - finished, 0)
+
+
+def driver_is_alive(experiment_dir: Path) -> bool:
+    """Whether a sweep's driver is running this experiment now: its process, when it runs on this host,
+    else a heartbeat newer than DRIVER_STALE_S."""
+    try:
+        driver = json.loads((Path(experiment_dir) / DRIVER_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if driver.get("host") == socket.gethostname() and isinstance(driver.get("pid"), int):
+        try:
+            os.kill(driver["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return time.time() - float(driver.get("updated", 0)) < DRIVER_STALE_S
