@@ -23,11 +23,9 @@ class SourceModel:
 
     @property
     def hidden_layers(self) -> list[str]:
-        spec = self.description["spec"]
-        mlp = spec.get("mlp", spec)
-        from trainables.specs import hidden_layer_name
+        from scenetune.registry import task_for_model
 
-        return [hidden_layer_name(i) for i in range(int(mlp["depth"]))]
+        return task_for_model(self.kind).hidden_layers(self.description)
 
 
 def resolve_checkpoint(path: Path) -> tuple[Path, dict[str, Any] | None]:
@@ -44,10 +42,10 @@ def resolve_checkpoint(path: Path) -> tuple[Path, dict[str, Any] | None]:
     raise UserError(f"{path} is neither a checkpoint (model.pt and model.json) nor a scenetune experiment directory")
 
 
-def resolve_source(path_text: str, expected_kind: str, task: str) -> SourceModel:
+def resolve_source(path_text: str, accepted_kinds: tuple[str, ...], task: str) -> SourceModel:
     path = Path(path_text).expanduser().resolve()
     checkpoint, record = resolve_checkpoint(path)
     description = read_description(checkpoint)
-    if description.get("model") != expected_kind:
-        raise UserError(f"--from {path} holds {description.get('model')} models, but {task} needs a {expected_kind} experiment or checkpoint")
+    if description.get("model") not in accepted_kinds:
+        raise UserError(f"--from {path} holds {description.get('model')} models, but {task} needs a {' or '.join(accepted_kinds)} experiment or checkpoint")
     return SourceModel(checkpoint, description, record)

@@ -176,15 +176,18 @@ def _experiment_location(request: SweepRequest) -> tuple[str, str, Path | None]:
 
 
 def _resolve_source(request: SweepRequest, task: Task):
+    from scenetune.registry import accepted_source_kinds
+
+    kinds = accepted_source_kinds(task)
     if request.source is None:
         if task.source_required:
-            raise UserError(f"{task.name} needs --from, a {task.source_kind} experiment or checkpoint to take features from")
+            raise UserError(f"{task.name} needs --from, a {' or '.join(kinds)} experiment or checkpoint to take features from")
         return None
-    if task.source_kind is None:
+    if not kinds:
         raise UserError(f"{task.name} trains from pixels and takes no --from")
     from scenetune.sources import resolve_source  # torch: only sweeps with --from need it in the driver
 
-    return resolve_source(request.source, task.source_kind, task.name)
+    return resolve_source(request.source, kinds, task.name)
 
 
 def _with_source_data(request: SweepRequest, source) -> SweepRequest:
@@ -263,7 +266,7 @@ def prepare(request: SweepRequest) -> SweepPlan:
         storage_path=storage_path,
         name=name,
         trial_data=trial_data,
-        inputs=task.build_inputs(trial_data, source, values, data_key),
+        inputs=task.build_inputs(trial_data, source, values, data_key, request.cache_dir),
         context=context,
         fingerprint=dataset.fingerprint,
         configs=configs,

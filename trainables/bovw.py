@@ -5,24 +5,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from ray import tune
 
 from scenetune.data import TrialData, default_cache_dir
-from trainables.descriptors import (
-    Descriptors,
-    cached_arrays,
-    dense_sift,
-    fit_codebook,
-    inverse_document_frequency,
-    learnt_descriptors,
-    normalize_histograms,
-    word_histograms,
-)
-from trainables.features import SPLITS
-from trainables.svm import check_svm_config, fit_and_score_svm, svm_report
+from search_spaces import bovw as bovw_space
+from trainables.specs import check_svm_config
+from trainables.task import Task
+
+if TYPE_CHECKING:
+    from trainables.descriptors import Descriptors
+
+SPLITS = ("train", "val", "test")
 
 DESCRIPTORS = ("sift", "learnt")
 NORMALIZATIONS = ("l1", "l2", "power")
@@ -30,7 +25,7 @@ BOVW_KERNELS = ("rbf", "linear", "intersection")
 
 
 # A key naming the descriptors, the function computing them, and the image size they need.
-DescriptorSetting = tuple[str, Callable[[np.ndarray], Descriptors], int]
+DescriptorSetting = tuple[str, "Callable[[np.ndarray], Descriptors]", int]
 
 
 @dataclass
@@ -68,19 +63,21 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
                 raise ValueError(f"{key} {config[key]} must lie between 1 and the image size {side}")
 
 
-def build_inputs(data: TrialData, source, values: Callable[[str], list], data_key: str) -> BovwInputs:
+def build_inputs(data: TrialData, source, values: Callable[[str], list], data_key: str, cache_dir: str | None) -> BovwInputs:
     return BovwInputs(
         data=data,
         source_checkpoint=str(source.checkpoint) if source is not None else None,
         source_layers=source.hidden_layers if source is not None else [],
         source_image_size=int(source.description["image_size"]) if source is not None else None,
         data_key=data_key,
-        cache_dir=str(default_cache_dir() / "bovw"),
+        cache_dir=str((Path(cache_dir) if cache_dir else default_cache_dir()) / "bovw"),  # beside the dataset cache
     )
 
 
 def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> DescriptorSetting:
     """A key naming the descriptors, the function computing them, and the image size they need."""
+    from trainables.descriptors import dense_sift, learnt_descriptors
+
     if config.get("descriptor", "sift") == "sift":
         step, size, side = int(config["sift_step"]), int(config["sift_size"]), int(config["image_size"])
         return f"sift|step={step}|size={size}|{side}px", lambda images: dense_sift(images, step, size), side
@@ -93,6 +90,8 @@ def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> Descripto
 
 def _split_descriptors(setting: DescriptorSetting, inputs: BovwInputs, key: str) -> tuple[dict[str, Descriptors], bool]:
     """Every split's descriptors under `key`, computed by the first trial that needs them."""
+    from trainables.descriptors import Descriptors, cached_arrays
+
     _, compute, side = setting
     splits = inputs.data.at_size(side)
 
@@ -114,6 +113,8 @@ def _visual_words(setting: DescriptorSetting, inputs: BovwInputs, descriptor_key
     Also records how many training descriptors there are (a codebook cannot have more words) and
     what came from the cache. A k larger than the descriptors gives no counts.
     """
+    from trainables.descriptors import cached_arrays, fit_codebook, word_histograms
+
     descriptors, descriptors_cached = _split_descriptors(setting, inputs, descriptor_key)
     available = len(descriptors["train"].values)
     facts = {"available": np.array(available), "descriptors_per_image": np.array(available / descriptors["train"].n_images),
@@ -128,8 +129,12 @@ def _visual_words(setting: DescriptorSetting, inputs: BovwInputs, descriptor_key
     return {**facts, **counts, "codebook_cached": np.array(codebook_cached)}
 
 
-def train_bovw(config: dict[str, Any], data: BovwInputs) -> None:
-    inputs = data
+def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
+    from ray import tune
+
+    from trainables.descriptors import cached_arrays, inverse_document_frequency, normalize_histograms
+    from trainables.svm import fit_and_score_svm, svm_report
+
     started = time.perf_counter()
     setting = _descriptor_setting(config, inputs)
     descriptor_key = f"{inputs.data_key}|{setting[0]}"
@@ -156,3 +161,17 @@ def train_bovw(config: dict[str, Any], data: BovwInputs) -> None:
                            descriptors_cached=counts_cached or bool(words["descriptors_cached"]),
                            codebook_cached=counts_cached or bool(words["codebook_cached"]),
                            descriptors_per_image=float(words["descriptors_per_image"])))
+
+
+class BovwTask(Task):
+    space = bovw_space.SPACE
+    source_kinds = ("patch_mlp",)
+
+    def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
+        check_config(config, n_classes, context)
+
+    def build_inputs(self, data: TrialData, source: Any, values: Callable[[str], list[Any]], data_key: str, cache_dir: str | None) -> BovwInputs:
+        return build_inputs(data, source, values, data_key, cache_dir)
+
+    def train(self, config: dict[str, Any], data: BovwInputs) -> None:
+        train_bovw(config, data)

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from trainables.models import MLP, MLPSpec, PatchMLP, PatchSpec
 
 WEIGHTS_FILE = "model.pt"
 MODEL_FILE = "model.json"
 TRAINING_STATE_FILE = "training_state.pt"
-
-
-def _build_mlp(description: dict[str, Any]) -> nn.Module:
-    return MLP(MLPSpec(**description["spec"]))
-
-
-def _build_patch_mlp(description: dict[str, Any]) -> nn.Module:
-    spec = description["spec"]
-    return PatchMLP(PatchSpec(**{**spec, "mlp": MLPSpec(**spec["mlp"])}))
-
-
-# Model kinds a checkpoint can hold; a new architecture adds its builder here.
-MODEL_BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"mlp": _build_mlp, "patch_mlp": _build_patch_mlp}
 
 
 def save_checkpoint(
@@ -55,7 +41,9 @@ def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[nn.
     """Rebuild the model saved in a checkpoint directory, in evaluation mode, on `device`."""
     directory = Path(directory)
     description = read_description(directory)
-    model = MODEL_BUILDERS[description["model"]](description)
+    from scenetune.registry import task_for_model  # the task that saved it knows how to rebuild it
+
+    model = task_for_model(description["model"]).build_model(description)
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     return model.to(device).eval(), description
 

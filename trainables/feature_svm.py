@@ -8,13 +8,15 @@ scaling), so it costs the fit and little else.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ray import tune
+from search_spaces import feature_svm as feature_svm_space
+from trainables.specs import SCALINGS, check_svm_config
+from trainables.task import Task
 
-from scenetune.data import TrialData
-from trainables.features import FeatureData, network_features
-from trainables.svm import SCALINGS, check_svm_config, fit_and_score_svm, scale_features, svm_report
+if TYPE_CHECKING:
+    from scenetune.data import TrialData
+    from trainables.features import FeatureData
 
 
 def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any] | None = None) -> None:
@@ -26,11 +28,11 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
         raise ValueError(f"the source model has no layer {config['layer']!r}; its hidden layers are: {', '.join(layers)}")
 
 
-def build_inputs(data: TrialData, source, values: Callable[[str], list], data_key: str) -> FeatureData:
-    return network_features(source.checkpoint, data, values("layer"), data_key)
-
-
 def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
+    from ray import tune
+
+    from trainables.svm import fit_and_score_svm, scale_features, svm_report
+
     started = time.perf_counter()
     features = data.at(config["layer"])
     scaling = config.get("scaling", "standard")
@@ -38,3 +40,20 @@ def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
     features_key = f"{data.keys[config['layer']]}|scaling={scaling}"
     result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, data.labels, features_key)
     tune.report(svm_report(result, started, n_features=int(train.shape[1])))
+
+
+class FeatureSVMTask(Task):
+    space = feature_svm_space.SPACE
+    source_kinds = ("network",)  # any task whose networks are feature sources (Task.feature_source)
+    source_required = True
+
+    def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
+        check_config(config, n_classes, context)
+
+    def build_inputs(self, data: TrialData, source: Any, values: Callable[[str], list[Any]], data_key: str, cache_dir: str | None) -> FeatureData:
+        from trainables.features import network_features
+
+        return network_features(source.checkpoint, data, values("layer"), data_key)
+
+    def train(self, config: dict[str, Any], data: FeatureData) -> None:
+        train_feature_svm(config, data)

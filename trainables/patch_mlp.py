@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scenetune.data import TrialData
+from search_spaces import patch_mlp as patch_mlp_space
 from trainables.mlp import train_statistics
-from trainables.models import PatchMLP, PatchSpec, patch_level_loss
-from trainables.training import TrainingPlan, classification_loss, fit_and_report
+from trainables.specs import check_patch_mlp_config
+from trainables.task import Task
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from scenetune.data import TrialData
+    from trainables.models import PatchMLP
 
 
 def build_patch_mlp(config: dict[str, Any], data: TrialData) -> tuple[PatchMLP, dict[str, Any]]:
+    from trainables.models import PatchMLP, PatchSpec
+
     spec = PatchSpec.from_config(config, n_classes=len(data.classes))
     mean, std = train_statistics(config, data)
     description = {"model": "patch_mlp", "spec": spec.to_dict(), "classes": data.classes, "image_size": spec.image_size}
     return PatchMLP(spec, mean, std), description
 
 
-def train_patch_mlp(config: dict[str, Any], data: TrialData) -> None:
-    model, description = build_patch_mlp(config, data)
-    loss = patch_level_loss if config.get("train_on", "image") == "patch" else classification_loss
-    fit_and_report(TrainingPlan(model, description, loss_fn=loss), data.at_size(int(config["image_size"])), config)
+class PatchMLPTask(Task):
+    space = patch_mlp_space.SPACE
+    model_kind = "patch_mlp"
+
+    def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
+        check_patch_mlp_config(config, n_classes, context)
+
+    def train(self, config: dict[str, Any], data: TrialData) -> None:
+        from trainables.models import patch_level_loss
+        from trainables.training import TrainingPlan, classification_loss, fit_and_report
+
+        model, description = build_patch_mlp(config, data)
+        loss = patch_level_loss if config.get("train_on", "image") == "patch" else classification_loss
+        fit_and_report(TrainingPlan(model, description, loss_fn=loss), data.at_size(int(config["image_size"])), config)
+
+    def build_model(self, description: dict[str, Any]) -> nn.Module:
+        from trainables.models import MLPSpec, PatchMLP, PatchSpec
+
+        spec = description["spec"]
+        return PatchMLP(PatchSpec(**{**spec, "mlp": MLPSpec(**spec["mlp"])}))
+
+    def hidden_layers(self, description: dict[str, Any]) -> list[str]:
+        from trainables.specs import hidden_layer_name
+
+        return [hidden_layer_name(i) for i in range(int(description["spec"]["mlp"]["depth"]))]
+

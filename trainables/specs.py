@@ -20,6 +20,8 @@ WIDTH_SCHEDULES = ("halve", "constant")
 AGGREGATIONS = ("mean", "max", "min", "mean_logits", "vote")
 TRAIN_ON = ("image", "patch")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+SVM_KERNELS = ("rbf", "linear", "poly", "intersection")
+SCALINGS = ("standard", "l2", "none")
 
 
 def hidden_layer_name(index: int) -> str:
@@ -128,3 +130,13 @@ def check_patch_mlp_config(config: dict[str, Any], n_classes: int, context: dict
         raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}")
     if train_on == "image" and config.get("aggregation") == "vote":
         raise ValueError("aggregation 'vote' has no gradient; use it with train_on=patch")
+
+
+def check_svm_config(config: dict[str, Any]) -> None:
+    if config.get("kernel", "rbf") not in SVM_KERNELS:
+        raise ValueError(f"kernel must be one of {SVM_KERNELS}, got {config.get('kernel')!r}")
+    if not float(config.get("C", 1.0)) > 0:
+        raise ValueError(f"C must be positive, got {config.get('C')}")
+    gamma = config.get("gamma", "scale")
+    if gamma not in ("scale", "auto") and not float(gamma) > 0:
+        raise ValueError(f"gamma must be positive, 'scale' or 'auto', got {gamma!r}")

@@ -13,8 +13,8 @@ from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.svm import SVC
 from sklearn.utils.extmath import row_norms
 
-KERNELS = ("rbf", "linear", "poly", "intersection")
-SCALINGS = ("standard", "l2", "none")
+from trainables.specs import SCALINGS, SVM_KERNELS
+
 
 
 def scale_features(scaling: str, train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -45,16 +45,6 @@ def histogram_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for start in range(0, a.shape[0], rows):
         kernel[start : start + rows] = np.minimum(a[start : start + rows, None, :], b[None, :, :]).sum(axis=-1)
     return kernel
-
-
-def check_svm_config(config: dict[str, Any]) -> None:
-    if config.get("kernel", "rbf") not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {config.get('kernel')!r}")
-    if not float(config.get("C", 1.0)) > 0:
-        raise ValueError(f"C must be positive, got {config.get('C')}")
-    gamma = config.get("gamma", "scale")
-    if gamma not in ("scale", "auto") and not float(gamma) > 0:
-        raise ValueError(f"gamma must be positive, 'scale' or 'auto', got {gamma!r}")
 
 
 @dataclass
@@ -117,7 +107,7 @@ def kernel_from_basis(kernel: str, basis: KernelBasis, split: str, gamma: float,
         if split == "train":
             np.fill_diagonal(distances, 0.0)
         return np.exp(-gamma * distances, out=distances)
-    raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    raise ValueError(f"kernel must be one of {SVM_KERNELS}, got {kernel!r}")
 
 
 # The bases of the feature sets this worker process scored last, up to this many bytes (the newest is

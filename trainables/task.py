@@ -1,0 +1,83 @@
+"""The plug-in interface of a task, in the spirit of Optuna's BaseSampler: one small typed class per
+task says everything the sweep runner, the checkpoints and the feature tasks need to know about it.
+
+A task module defines a subclass; defining it registers it (`scenetune.registry` imports the task
+modules). Importing a task module must not import torch: the sweep's driver imports every task to
+list and check them, and torch would add seconds to every command. Task methods that run where the
+trial runs (`train`, `build_model`) import what they need there.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from search_spaces.base import TaskSpace
+from trainables.specs import hidden_layer_name
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from scenetune.data import TrialData
+
+# Every task class defined so far, by task name (filled by Task.__init_subclass__).
+_REGISTERED: dict[str, type[Task]] = {}
+
+
+class Task(ABC):
+    """One experiment of the study: its search space, its config check, what its trials receive,
+    its trainable, and, for tasks whose trials save a network, how to rebuild that network."""
+
+    space: ClassVar[TaskSpace]
+    # The `model` a checkpoint's model.json names, for tasks whose trials save a network.
+    model_kind: ClassVar[str | None] = None
+    # Whether that network's hidden layers (second, third, ...) can feed `feature_svm --from`.
+    feature_source: ClassVar[bool] = False
+    # Feature tasks: the model kinds `--from` may hold, and whether --from is required.
+    source_kinds: ClassVar[tuple[str, ...]] = ()
+    source_required: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None):
+            _REGISTERED[cls.space.task] = cls
+
+    @property
+    def name(self) -> str:
+        return self.space.task
+
+    @abstractmethod
+    def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
+        """Raise ValueError for a configuration that cannot be trained, before any trial starts."""
+
+    @abstractmethod
+    def train(self, config: dict[str, Any], data: Any) -> None:
+        """One trial: train and `tune.report` every epoch. Runs in the trial's worker."""
+
+    def build_inputs(self, data: TrialData, source: Any, values: Callable[[str], list[Any]], data_key: str, cache_dir: str | None) -> Any:
+        """What every trial receives through the object store (default: the dataset's arrays)."""
+        return data
+
+    def build_model(self, description: dict[str, Any]) -> nn.Module:
+        """The untrained network a checkpoint's model.json describes, ready for its weights."""
+        raise NotImplementedError(f"{self.name} trials save no network")
+
+    def hidden_layers(self, description: dict[str, Any]) -> list[str]:
+        """The names of the hidden layers a feature task may take (second, third, ...)."""
+        return [hidden_layer_name(i) for i in range(int(description["spec"]["depth"]))]
+
+    def trainable(self) -> Callable[[dict[str, Any], Any], None]:
+        """The trial function Ray Tune runs; it names the trials and their folders (train_<task>_...)."""
+        task = self
+
+        def run_trial(config: dict[str, Any], data: Any) -> None:
+            task.train(config, data)
+
+        run_trial.__name__ = run_trial.__qualname__ = f"train_{self.name}"
+        return run_trial
+
+
+def registered_tasks() -> dict[str, Task]:
+    """One instance of every task class defined, by name."""
+    return {name: cls() for name, cls in _REGISTERED.items()}
