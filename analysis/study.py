@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.results import CONFIG_PREFIX, Experiment, is_finite_number, is_present
 from scenetune.experiment import describe_config
-from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, FEATURE_SVM, MLP, PATCH_MLP
+from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, CNN_REFERENCE, FEATURE_SVM, MLP, PATCH_MLP
 
 APPROACH_COLUMNS = ["approach", "task", "experiment", "best_config", "val_acc", "test_acc", "trials", "trial_epochs", "compute_seconds"]
 TIE_POINTS = 0.5  # differences below half a point are reported as a tie
@@ -87,7 +87,9 @@ def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
 
 def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None) -> list[str]:
     """Sentences computed from the numbers: they change whenever the numbers do."""
-    scored = approaches[approaches["test_acc"].map(is_present)].sort_values(["test_acc", "val_acc"], ascending=False)
+    # The winner is named among the study's approaches; the CNN is a reference, compared on its own.
+    studied = approaches[approaches["approach"] != CNN_REFERENCE]
+    scored = studied[studied["test_acc"].map(is_present)].sort_values(["test_acc", "val_acc"], ascending=False)
     sentences = []
     if len(scored) >= 2:
         first, second = scored.iloc[0], scored.iloc[1]
@@ -107,6 +109,12 @@ def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None
         sentence = _compare(approaches, first, second, better, worse)
         if sentence:
             sentences.append(sentence)
+    reference = _accuracy(approaches, CNN_REFERENCE)
+    if reference is not None and len(scored):
+        best = scored.iloc[0]
+        relation = "above" if reference > best["test_acc"] else "below"
+        sentences.append(f"The {CNN_REFERENCE} reaches test accuracy {reference:.3f}, {_points(reference, best['test_acc'])} {relation} "
+                         f"the best of the study's approaches ({best['approach']}, {best['test_acc']:.3f}).")
     depth_width = _depth_versus_width(mlp_trials)
     if depth_width:
         sentences.append(depth_width)

@@ -4,7 +4,7 @@ registers itself when the module is imported: a new task is one more name on the
 from __future__ import annotations
 
 from scenetune.errors import UserError
-from trainables import bovw, feature_svm, mlp, patch_mlp  # noqa: F401  (importing a task module registers its task)
+from trainables import bovw, cnn, feature_svm, mlp, patch_mlp  # noqa: F401  (importing a task module registers its task)
 from trainables.task import Task, registered_tasks
 
 TASKS: dict[str, Task] = registered_tasks()

@@ -11,6 +11,7 @@ FEATURE_SVM = "deep features + SVM"
 PATCH_MLP = "patch MLP"
 BOVW_LEARNT = "BoVW, learnt descriptors"
 BOVW_SIFT = "BoVW, dense SIFT (handcrafted)"
+CNN_REFERENCE = "small CNN (reference)"
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,16 @@ class StudyStep:
 
 
 STEPS = (
-    StudyStep("mlp", "mlp", MLP, 0.30, quick_samples=6, quick_epochs=3,
+    StudyStep("mlp", "mlp", MLP, 0.25, quick_samples=6, quick_epochs=3,
               quick_pins={"image_size": 16, "width_schedule": "halve"}),
     StudyStep("feature_svm", "feature_svm", FEATURE_SVM, 0.10, source_step="mlp", quick_samples=6),
-    StudyStep("patch_mlp", "patch_mlp", PATCH_MLP, 0.35, quick_samples=4, quick_epochs=3,
+    StudyStep("patch_mlp", "patch_mlp", PATCH_MLP, 0.30, quick_samples=4, quick_epochs=3,
               quick_pins={"image_size": 32, "width": 256}),
     StudyStep("bovw_learnt", "bovw", BOVW_LEARNT, 0.10, source_step="patch_mlp", pins={"descriptor": "learnt"},
               quick_pins={"codebook_size": 64}),
     StudyStep("bovw_sift", "bovw", BOVW_SIFT, 0.15, pins={"descriptor": "sift"},
               quick_pins={"image_size": 32, "codebook_size": 64}),
+    # Not part of the study: a small CNN, to show where its networks stand against a standard model.
+    StudyStep("cnn", "cnn", CNN_REFERENCE, 0.10, quick_samples=4, quick_epochs=3,
+              quick_pins={"image_size": 16, "conv_width": 16}),
 )

@@ -127,7 +127,8 @@ def test_quick_study_end_to_end_and_resume(tmp_path: Path, ray_session, capsys: 
     report = (study / "study.md").read_text()
     approaches = pd.read_csv(study / "study.csv")
     assert list(approaches["approach"]) == [comparison.MLP, comparison.FEATURE_SVM, comparison.PATCH_MLP,
-                                            comparison.BOVW_LEARNT, comparison.BOVW_SIFT]
+                                            comparison.BOVW_LEARNT, comparison.BOVW_SIFT, comparison.CNN_REFERENCE]
+    assert "The small CNN (reference) reaches test accuracy" in report
     assert approaches["test_acc"].notna().all() and (approaches["test_acc"] > 0.5).all()
     for approach in approaches["approach"]:
         assert f"| {approach}" in report

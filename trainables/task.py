@@ -80,4 +80,4 @@ class Task(ABC):
 
 def registered_tasks() -> dict[str, Task]:
     """One instance of every task class defined, by name."""
-    return {name: cls() for name, cls in _REGISTERED.items()}
+    return {name: _REGISTERED[name]() for name in sorted(_REGISTERED)}
