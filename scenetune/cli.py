@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -67,33 +68,34 @@ def read_images_or_fail(paths: Sequence[str], size: int):
     return np.concatenate(arrays)
 
 
+VALIDATION_OPTIONS = ("val_fraction", "val_from_test")  # one or the other
+
+
 def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
+    """`scenetune sweep`, its arguments generated from the sweep options (scenetune.request)."""
+    from scenetune.request import SweepRequest
+
     sweep = commands.add_parser("sweep", help="run a hyperparameter sweep of one task")
-    sweep.add_argument("task", help="the task to sweep (see `scenetune presets`)")
-    sweep.add_argument("--data", help="`digits` (built in, the default) or a folder DIR/{train,test}/<class>/<image>; feature tasks default to their --from experiment's data")
-    sweep.add_argument("--from", dest="source", metavar="EXPERIMENT_OR_CHECKPOINT", help="feature tasks: the trained network (an experiment means its best trial)")
-    sweep.add_argument("--space", default="optuna", help="`optuna` (joint search with ASHA) or one of the study's presets")
-    sweep.add_argument("--samples", type=int, help="trials of the optuna space (default 20; presets run their grid)")
-    sweep.add_argument("--epochs", type=int, help="epochs per trial (ASHA's maximum)")
-    sweep.add_argument("--seed", type=int, default=0, help="seeds suggestions, splits, initialisation and batch order")
-    sweep.add_argument("--set", dest="pins", action="append", default=[], metavar="KEY=VALUE", help="pin a parameter, e.g. --set image_size=16")
-    sweep.add_argument("--cpus-per-trial", type=float, default=1.0)
-    sweep.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials onto one GPU, e.g. 0.25")
-    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
-    sweep.add_argument("--sampler", default="tpe", help="optuna space: `tpe` (Optuna's TPE, the default) or `random`")
-    sweep.add_argument("--early-stopping", default="asha", help="optuna space: `asha` (stop weak trials early, the default) or `none`")
-    sweep.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS", help="stop starting trials after this long")
     validation = sweep.add_mutually_exclusive_group()
-    validation.add_argument("--val-fraction", type=float, default=0.15, help="validation share carved from train (stratified)")
-    validation.add_argument("--val", choices=["test"], help="`test`: use the test folder as validation (the study's protocol)")
-    sweep.add_argument("--storage", default="results", help="where experiments live: a folder or a URI (s3://...)")
-    sweep.add_argument("--name", help="experiment name (default TASK-SPACE-TIME)")
-    sweep.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
-    sweep.add_argument("--address", help="join a running Ray cluster (e.g. auto or HOST:6379)")
-    sweep.add_argument("--cache-dir", help="dataset array cache (default $SCENETUNE_CACHE or ~/.cache/scenetune)")
-    sweep.add_argument("--skip-bad-images", action="store_true", help="go on past unreadable images, with a warning")
-    sweep.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
-    sweep.add_argument("--verbose", action="store_true", help="show Ray's own progress tables and logs")
+    for option in dataclasses.fields(SweepRequest):
+        flag, settings = option.metadata["flag"], dict(option.metadata["argparse"])
+        if not flag.startswith("-"):
+            sweep.add_argument(option.name, help=option.metadata["help"])
+            continue
+        if option.name not in ("pinned", "val_from_test"):
+            settings.setdefault("default", option.default)
+        group = validation if option.name in VALIDATION_OPTIONS else sweep
+        group.add_argument(flag, dest=option.name, help=option.metadata["help"], **settings)
+
+
+def sweep_request(args: argparse.Namespace):
+    """The request that a parsed `scenetune sweep` command line asks for."""
+    from scenetune.request import SweepRequest
+
+    values = {option.name: getattr(args, option.name) for option in dataclasses.fields(SweepRequest)}
+    values["pinned"] = parse_pins(values["pinned"] or [])
+    values["val_from_test"] = values["val_from_test"] == "test"
+    return SweepRequest(**values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,34 +252,9 @@ def command_presets(args: argparse.Namespace) -> int:
 
 def command_sweep(args: argparse.Namespace) -> int:
     from scenetune.experiment import describe_config
-    from scenetune.sweep import SweepRequest, prepare, run
+    from scenetune.sweep import prepare, run
 
-    request = SweepRequest(
-        task=args.task,
-        data=args.data,
-        source=args.source,
-        space=args.space,
-        samples=args.samples,
-        epochs=args.epochs,
-        seed=args.seed,
-        pinned=parse_pins(args.pins),
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        time_budget_s=args.time_budget_s,
-        val_fraction=args.val_fraction,
-        val_from_test=args.val == "test",
-        storage=args.storage,
-        name=args.name,
-        resume=args.resume,
-        address=args.address,
-        verbose=args.verbose,
-        cache_dir=args.cache_dir,
-        skip_bad_images=args.skip_bad_images,
-        max_failures=args.max_failures,
-        sampler=args.sampler,
-        early_stopping=args.early_stopping,
-    )
+    request = sweep_request(args)
     plan = prepare(request)
     action = "resuming" if plan.restoring else "sweeping"
     sizes = {name: len(split) for name, split in next(iter(plan.trial_data.splits.values())).items()}

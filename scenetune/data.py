@@ -324,6 +324,15 @@ def check_data_source(source: str) -> FolderListing | None:
     return list_image_folder(Path(source).expanduser())
 
 
+DIGITS_CLASS_COUNT = 10
+
+
+def class_count(source: str) -> int:
+    """How many classes --data has, from its layout alone (checked, nothing decoded)."""
+    listing = check_data_source(source)
+    return DIGITS_CLASS_COUNT if listing is None else len(listing.classes)
+
+
 def load_dataset(
     source: str,
     image_sizes: Iterable[int],

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from scenetune import __version__
-from scenetune.data import BUILTIN_DIGITS, TrialData, check_data_source, load_dataset, make_trial_data
+from scenetune.data import BUILTIN_DIGITS, TrialData, class_count, load_dataset, make_trial_data
 from scenetune.errors import UserError
 from scenetune.experiment import EXPERIMENT_FILE, Objective, trial_dirname as format_trial_dirname, unfinished_trials
 from scenetune.heartbeat import driver_heartbeat
 from scenetune.watchdog import children, start_watchdog
 from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, get_task
+from scenetune.request import RECORDED_FIELDS, SweepRequest
 from search_spaces.base import OPTUNA_SPACE
 
 OBJECTIVE = Objective("val_acc", "max")
@@ -33,37 +34,6 @@ DEFAULT_OPTUNA_SAMPLES = 20
 EXPERIMENT_STATE_PERIOD_S = "5"
 
 
-@dataclass
-class SweepRequest:
-    task: str
-    data: str | None = None  # None: the --from experiment's data, else the built-in digits
-    source: str | None = None
-    space: str = OPTUNA_SPACE
-    samples: int | None = None
-    epochs: int | None = None
-    seed: int = 0
-    pinned: dict[str, Any] = field(default_factory=dict)
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    time_budget_s: float | None = None
-    val_fraction: float = 0.15
-    val_from_test: bool = False
-    storage: str = "results"
-    name: str | None = None
-    resume: bool = False
-    address: str | None = None
-    verbose: bool = False
-    cache_dir: str | None = None
-    skip_bad_images: bool = False
-    max_failures: int = 2
-    sampler: str = "tpe"  # how the optuna space is searched: Optuna's TPE, or uniformly at random
-    early_stopping: str = "asha"  # "none": every trial of the optuna space runs all its epochs
-
-
-# Settings that define an experiment; `--resume` takes them from scenetune.json, not the command line.
-RECORDED_FIELDS = ("task", "data", "source", "space", "samples", "epochs", "seed", "pinned", "val_fraction", "val_from_test", "time_budget_s",
-                   "sampler", "early_stopping")
 SAMPLERS = ("tpe", "random")
 EARLY_STOPPING = ("asha", "none")
 
@@ -207,41 +177,81 @@ def _sweep_context(source) -> dict[str, Any]:
     return {"has_source": True, "layers": source.hidden_layers, "image_size": int(source.description["image_size"])}
 
 
-def prepare(request: SweepRequest) -> SweepPlan:
-    """Check the request and load the data; raises UserError before anything is started or written."""
+@dataclass
+class _Location:
+    request: SweepRequest  # with the recorded settings applied when resuming
+    storage_path: str
+    name: str
+    experiment_dir: Path | None
+    recorded: dict[str, Any] | None  # scenetune.json of the experiment being resumed
+
+
+def _locate(request: SweepRequest) -> _Location:
+    """Where the experiment lives; resuming, its record, whose settings replace the command line's."""
     if request.resume and not request.name:
         raise UserError("--resume needs --name, the name of the experiment to continue")
     storage_path, name, experiment_dir = _experiment_location(request)
+    recorded = None
     if experiment_dir is not None:
         if request.resume:
             if not experiment_dir.is_dir():
                 raise UserError(f"cannot resume: experiment directory {experiment_dir} does not exist")
-            request = _apply_recorded(request, _recorded(experiment_dir))
+            recorded = _recorded(experiment_dir)
+            request = _apply_recorded(request, recorded)
         elif experiment_dir.exists():
             raise UserError(f"experiment directory {experiment_dir} already exists; pass --resume to continue it or choose another --name")
+    return _Location(request, storage_path, name, experiment_dir, recorded)
+
+
+def _grid(request: SweepRequest, task: Task, context: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], int, int]:
+    """The preset's grid points (none for the optuna space), the constants every trial gets, the
+    number of trials and the epochs per trial."""
+    candidates = (request.epochs, request.pinned.get("epochs"), task.space.defaults.get("epochs"))
+    epochs = int(next((e for e in candidates if e is not None), 1))
+    constants = {"seed": request.seed, "epochs": epochs}
+    if request.space == OPTUNA_SPACE:
+        return [], constants, request.samples or DEFAULT_OPTUNA_SAMPLES, epochs
+    configs = [{**config, **constants} for config in task.space.preset_configs(request.space, request.pinned, context)]
+    if not configs:
+        raise UserError(f"preset {request.space!r} has no value that fits the pinned parameters {request.pinned}")
+    return configs, constants, len(configs), epochs
+
+
+def _check_configs(task: Task, configs: list[dict[str, Any]], n_classes: int, context: dict[str, Any]) -> None:
+    for config in configs:
+        try:
+            task.check_config(config, n_classes, context)
+        except (ValueError, TypeError, KeyError) as error:
+            raise UserError(f"invalid configuration for {task.name}: {error}") from None
+
+
+def _load_trial_data(request: SweepRequest, image_sizes: set[int], source, location: _Location) -> tuple[TrialData, str, str]:
+    """The dataset decoded at every size the trials need, split; its fingerprint and a key for caches."""
+    cache_dir = Path(request.cache_dir) if request.cache_dir else None
+    dataset = load_dataset(request.data, image_sizes, cache_dir, request.skip_bad_images)
+    if location.recorded is not None and location.recorded["data"]["fingerprint"] != dataset.fingerprint:
+        raise UserError(f"the dataset {request.data} changed since experiment {location.experiment_dir} started; "
+                        "resume would mix results, so start a new experiment")
+    split_seed = request.seed
+    if source is not None and source.record is not None:
+        split_seed = source.record["request"]["seed"]  # the source network's own train/val split
+    trial_data = make_trial_data(dataset, request.val_fraction, request.val_from_test, split_seed)
+    return trial_data, dataset.fingerprint, f"{dataset.fingerprint}|{request.val_fraction}|{request.val_from_test}|{split_seed}"
+
+
+def prepare(request: SweepRequest) -> SweepPlan:
+    """Check the request and load the data; raises UserError before anything is started or written."""
+    location = _locate(request)
+    request = location.request
     task = get_task(request.task)
     _check_numbers(request)
     _check_space_and_pins(request, task)
     source = _resolve_source(request, task)
     request = _with_source_data(request, source)
-    check_data_source(request.data)
+    n_classes = class_count(request.data)
     context = _sweep_context(source)
-    epochs = int(next((e for e in (request.epochs, request.pinned.get("epochs"), task.space.defaults.get("epochs")) if e is not None), 1))
-    constants = {"seed": request.seed, "epochs": epochs}
-    configs: list[dict[str, Any]] = []
-    if request.space != OPTUNA_SPACE:
-        configs = [{**config, **constants} for config in task.space.preset_configs(request.space, request.pinned, context)]
-        if not configs:
-            raise UserError(f"preset {request.space!r} has no value that fits the pinned parameters {request.pinned}")
-        samples = len(configs)
-    else:
-        samples = request.samples or DEFAULT_OPTUNA_SAMPLES
-    n_classes_hint = 2  # the class count is known only after loading; any count checks the rest of the config
-    for config in configs or [{**task.space.defaults, **request.pinned, **constants}]:
-        try:
-            task.check_config(config, n_classes_hint, context)
-        except (ValueError, TypeError, KeyError) as error:
-            raise UserError(f"invalid configuration for {task.name}: {error}") from None
+    configs, constants, samples, epochs = _grid(request, task, context)
+    _check_configs(task, configs or [{**task.space.defaults, **request.pinned, **constants}], n_classes, context)
 
     def values(key: str) -> list[Any]:
         return task.space.possible_values(key, request.space, request.pinned, context)
@@ -249,26 +259,17 @@ def prepare(request: SweepRequest) -> SweepPlan:
     image_sizes = set(values("image_size")) if "image_size" in task.space.defaults else set()
     if "image_size" in context:
         image_sizes.add(context["image_size"])
-    dataset = load_dataset(request.data, image_sizes, Path(request.cache_dir) if request.cache_dir else None, request.skip_bad_images)
-    if request.resume and experiment_dir is not None:
-        recorded_fingerprint = _recorded(experiment_dir)["data"]["fingerprint"]
-        if recorded_fingerprint != dataset.fingerprint:
-            raise UserError(f"the dataset {request.data} changed since experiment {experiment_dir} started; resume would mix results, so start a new experiment")
-    split_seed = request.seed
-    if source is not None and source.record is not None:
-        split_seed = source.record["request"]["seed"]  # the source network's own train/val split
-    trial_data = make_trial_data(dataset, request.val_fraction, request.val_from_test, split_seed)
-    data_key = f"{dataset.fingerprint}|{request.val_fraction}|{request.val_from_test}|{split_seed}"
+    trial_data, fingerprint, data_key = _load_trial_data(request, image_sizes, source, location)
     return SweepPlan(
         request=request,
         task=task,
-        experiment_dir=experiment_dir,
-        storage_path=storage_path,
-        name=name,
+        experiment_dir=location.experiment_dir,
+        storage_path=location.storage_path,
+        name=location.name,
         trial_data=trial_data,
         inputs=task.build_inputs(trial_data, source, values, data_key, request.cache_dir),
         context=context,
-        fingerprint=dataset.fingerprint,
+        fingerprint=fingerprint,
         configs=configs,
         constants=constants,
         samples=samples,

@@ -148,6 +148,46 @@ class TrainingPlan:
     predict_log_proba: Callable | None = None
 
 
+@dataclass
+class Progress:
+    """Where a trial stands: its best validation epoch so far, the next epoch, and which attempt this is."""
+
+    best: dict[str, float]
+    first_epoch: int = 1
+    attempt: int = 1
+
+    def state(self, optimizer: torch.optim.Optimizer, generator: torch.Generator, epoch: int) -> dict[str, Any]:
+        """What a checkpoint keeps so that a retry continues after `epoch`."""
+        return {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "best": self.best, "epoch": epoch, "attempt": self.attempt}
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device) -> Progress:
+    """Continue from the trial's checkpoint if Ray hands it one (a retry or a resume), else start."""
+    progress = Progress(best={"val_acc": -1.0, "epoch": 0, "test_acc": float("nan"), "val_loss": float("inf")})
+    restored = tune.get_checkpoint()
+    if restored is None:
+        return progress
+    with restored.as_directory() as directory:
+        state = load_training_state(Path(directory))
+        weights, _ = load_model(Path(directory), device)
+    model.load_state_dict(weights.state_dict())
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        progress = Progress(best=state["best"], first_epoch=state["epoch"] + 1, attempt=state.get("attempt", 1) + 1)
+    return progress
+
+
+def _report(metrics: dict[str, Any], plan: TrainingPlan, model: nn.Module, saved_state: dict[str, Any] | None) -> None:
+    """One epoch's metrics to Ray Tune, with a checkpoint when the epoch improved on the best."""
+    with tempfile.TemporaryDirectory(prefix="scenetune-checkpoint-") as staging:
+        checkpoint = None
+        if saved_state is not None:  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
+            save_checkpoint(Path(staging), model, plan.description, saved_state)
+            checkpoint = tune.Checkpoint.from_directory(staging)
+        tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
+
+
 def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[str, Any]) -> None:
     """Train for config['epochs'], reporting the core metrics after every epoch.
 
@@ -164,62 +204,23 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     optimizer = make_optimizer(config, model.parameters())
     generator = torch.Generator().manual_seed(seed)
     data = {name: DeviceSplit.from_split(split, device) for name, split in splits.items()}
-    epochs = int(config.get("epochs", 10))
-    batch_size = int(config.get("batch_size", 16))
-    best = {"val_acc": -1.0, "epoch": 0, "test_acc": float("nan"), "val_loss": float("inf")}
-    first_epoch = 1
-    attempt = 1
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        with restored.as_directory() as directory:
-            state = load_training_state(Path(directory))
-            weights, _ = load_model(Path(directory), device)
-        model.load_state_dict(weights.state_dict())
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"])
-            best = state["best"]
-            first_epoch = state["epoch"] + 1
-            attempt = state.get("attempt", 1) + 1  # a retry after a failure, from the best epoch's checkpoint
-    n_params = count_parameters(model)
-    node_id = ray.get_runtime_context().get_node_id()
-    for epoch in range(first_epoch, epochs + 1):
+    progress = _restore(model, optimizer, generator, device)
+    context = {"n_params": count_parameters(model), "node_id": ray.get_runtime_context().get_node_id(), "device": str(device),
+               "threads": threads, "pid": os.getpid(), "attempt": progress.attempt}
+    for epoch in range(progress.first_epoch, int(config.get("epochs", 10)) + 1):
         epoch_started = time.perf_counter()
-        train_loss, train_acc = train_one_epoch(model, data["train"], optimizer, batch_size, generator, plan.loss_fn)
+        train_loss, train_acc = train_one_epoch(model, data["train"], optimizer, int(config.get("batch_size", 16)), generator, plan.loss_fn)
         train_seconds = time.perf_counter() - epoch_started
         diverged = not math.isfinite(train_loss)
         val_loss, val_acc = evaluate(model, data["val"], plan.predict_log_proba)
-        metrics: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "n_params": n_params,
-            "diverged": diverged,
-            "node_id": node_id,
-            "device": str(device),
-            "threads": threads,
-            "pid": os.getpid(),
-            "train_samples_per_s": len(data["train"].y) / train_seconds,
-            "attempt": attempt,
-        }
-        improved = not diverged and val_acc > best["val_acc"]
+        improved = not diverged and val_acc > progress.best["val_acc"]
         if improved:
             _, test_acc = evaluate(model, data["test"], plan.predict_log_proba)
-            best = {"val_acc": val_acc, "epoch": epoch, "test_acc": test_acc, "val_loss": val_loss}
-        metrics.update(
-            best_val_acc=best["val_acc"],
-            best_epoch=best["epoch"],
-            test_acc=best["test_acc"],
-            trial_seconds=time.perf_counter() - started,
-        )
-        with tempfile.TemporaryDirectory(prefix="scenetune-checkpoint-") as staging:
-            checkpoint = None
-            if improved:  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
-                state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "best": best, "epoch": epoch, "attempt": attempt}
-                save_checkpoint(Path(staging), model, plan.description, state)
-                checkpoint = tune.Checkpoint.from_directory(staging)
-            tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
+            progress.best = {"val_acc": val_acc, "epoch": epoch, "test_acc": test_acc, "val_loss": val_loss}
+        metrics = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
+                   "diverged": diverged, "train_samples_per_s": len(data["train"].y) / train_seconds, **context,
+                   "best_val_acc": progress.best["val_acc"], "best_epoch": progress.best["epoch"], "test_acc": progress.best["test_acc"],
+                   "trial_seconds": time.perf_counter() - started}
+        _report(metrics, plan, model, progress.state(optimizer, generator, epoch) if improved else None)
         if diverged:
             return  # a NaN or infinite loss ends the trial; the sweep goes on
