@@ -53,7 +53,9 @@ def test_feature_svm_layer_preset_extracts_each_layer_once(mlp_experiment: Path,
 def test_patch_mlp_sweeps_the_patch_sizes_that_fit(patch_experiment: Path) -> None:
     trials = load_trials(patch_experiment)
     assert sorted(t.config["patch_size"] for t in trials) == [8, 16]
-    assert all(t.last["test_acc"] >= 0 and t.checkpoints() for t in trials)
+    for trial in trials:  # test accuracy is that of the best validation epoch, the checkpoint's, well above chance (0.1)
+        best = max(trial.history, key=lambda report: report["val_acc"])
+        assert trial.last["test_acc"] == best["test_acc"] > 0.2 and trial.checkpoints()
 
 
 def test_bovw_learnt_descriptors_and_codebook_are_computed_once(patch_experiment: Path, tmp_path: Path) -> None:

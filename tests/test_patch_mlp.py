@@ -52,8 +52,14 @@ def test_layer_output_is_per_patch_and_patch_loss_repeats_labels() -> None:
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     assert tuple(layer_output(model, images, "third").shape) == (5, 16, 16)
     assert tuple(layer_output(model, images, "first").shape) == (5, 16, 8 * 8 * 3)
-    loss, predictions = patch_level_loss(model, torch.as_tensor(images), torch.tensor([0, 1, 2, 0, 1]))
-    assert loss.ndim == 0 and predictions.shape == (5,)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    loss, predictions = patch_level_loss(model, torch.as_tensor(images), labels)
+    # Every one of an image's 16 patches is scored against that image's label.
+    logits = model.patch_logits(torch.as_tensor(images))
+    per_patch = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat_interleave(16), reduction="none")
+    assert torch.allclose(loss, per_patch.mean())
+    assert not torch.allclose(loss, torch.nn.functional.cross_entropy(logits[:, 0], labels))  # not one patch per image
+    assert torch.equal(predictions, aggregate_patch_scores(logits, "mean").argmax(dim=1))
 
 
 def test_patch_size_must_divide_the_image() -> None:
@@ -62,6 +68,19 @@ def test_patch_size_must_divide_the_image() -> None:
 
 
 def test_patch_mlp_presets_and_space() -> None:
+    import optuna
+
+    from search_spaces.base import OPTUNA_SPACE
+
+    define = space.SPACE.define_by_run({}, {"seed": 0, "epochs": 1})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(50):  # the space's suggestions always tile the image, and vote only trains on patches
+        trial = study.ask()
+        config = {**define(trial), **trial.params}
+        study.tell(trial, 0.0)
+        assert config["image_size"] % config["patch_size"] == 0
+        assert config["aggregation"] != "vote" or config["train_on"] == "patch"
+    assert space.SPACE.possible_values("image_size", OPTUNA_SPACE, {}) == space.IMAGE_SIZES
     assert [c["patch_size"] for c in space.SPACE.preset_configs("patch_size", {})] == [8, 16, 32, 64]
     assert [c["patch_size"] for c in space.SPACE.preset_configs("patch_size", {"image_size": 32})] == [8, 16, 32]
     assert [c["aggregation"] for c in space.SPACE.preset_configs("aggregation", {})] == ["mean", "max", "min"]

@@ -17,6 +17,9 @@ from typing import Callable
 import cv2
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.metrics import pairwise_distances_argmin
+from sklearn.preprocessing import normalize
 
 from trainables.checkpoints import load_model
 from trainables.models import layer_output
@@ -91,12 +94,7 @@ def fit_codebook(train: Descriptors, k: int, seed: int) -> np.ndarray:
 
 def word_histograms(descriptors: Descriptors, codebook: np.ndarray) -> np.ndarray:
     """Counts of each visual word per image (n_images, k)."""
-    # Nearest centre by ||d||^2 - 2 d.c + ||c||^2, in chunks to bound memory.
-    words = np.empty(len(descriptors.values), dtype=np.int64)
-    centre_norms = (codebook**2).sum(axis=1)
-    for start in range(0, len(words), 65536):
-        chunk = descriptors.values[start : start + 65536]
-        words[start : start + 65536] = (centre_norms - 2 * chunk @ codebook.T).argmin(axis=1)
+    words = pairwise_distances_argmin(descriptors.values, codebook)  # nearest centre, in bounded chunks
     k = len(codebook)
     flat = descriptors.image_index * k + words
     return np.bincount(flat, minlength=descriptors.n_images * k).reshape(descriptors.n_images, k).astype(np.float64)
@@ -104,13 +102,16 @@ def word_histograms(descriptors: Descriptors, codebook: np.ndarray) -> np.ndarra
 
 def normalize_histograms(histograms: np.ndarray, normalization: str, idf: np.ndarray | None = None) -> np.ndarray:
     weighted = histograms * idf if idf is not None else histograms
-    if normalization == "l1":
-        return weighted / np.maximum(weighted.sum(axis=1, keepdims=True), 1e-12)
-    if normalization == "power":
-        weighted = np.sqrt(weighted)
-    elif normalization != "l2":
+    if normalization == "power":  # square root, then l2: the Hellinger mapping of the histograms
+        return normalize(np.sqrt(weighted), norm="l2")
+    if normalization not in ("l1", "l2"):
         raise ValueError(f"normalization must be one of l1, l2, power, got {normalization!r}")
-    return weighted / np.maximum(np.linalg.norm(weighted, axis=1, keepdims=True), 1e-12)
+    return normalize(weighted, norm=normalization)
+
+
+def inverse_document_frequency(train_histograms: np.ndarray) -> np.ndarray:
+    """Smoothed idf of each visual word over the training images, as scikit-learn's tf-idf defines it."""
+    return TfidfTransformer(norm=None, smooth_idf=True).fit(train_histograms).idf_
 
 
 def inverse_document_frequency(train_histograms: np.ndarray) -> np.ndarray:
