@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from jinja2 import Environment, select_autoescape
 from starlette.applications import Starlette
@@ -117,13 +118,26 @@ class ImportanceCache:
 
 
 def render_home(root: Path) -> str:
-    return PAGE.render(title="experiments", page="home", experiment_id="", home_link="/", inline=False,
-                       body=HOME_BODY.render(root=str(root)))
+    return PAGE.render(
+        title="experiments",
+        page="home",
+        experiment_id="",
+        home_link="/",
+        inline=False,
+        body=HOME_BODY.render(root=str(root)),
+    )
 
 
 def render_experiment(experiment_id: str) -> str:
     body = EXPERIMENT_BODY.render(section_id="experiment", experiment_id=experiment_id, statuses=STATUSES)
-    return PAGE.render(title=experiment_id, page="experiment", experiment_id=experiment_id, home_link="/", inline=False, body=body)
+    return PAGE.render(
+        title=experiment_id,
+        page="experiment",
+        experiment_id=experiment_id,
+        home_link="/",
+        inline=False,
+        body=body,
+    )
 
 
 # The Host names a browser may use for a dashboard on the loopback interface. Any other Host is refused,
@@ -210,10 +224,20 @@ def build_report(paths: list[Path]) -> str:
         home["experiments"].append(payload["summary"])
     order = list(payloads)
     sections = [HOME_BODY.render(root=str(root))]
-    sections += [EXPERIMENT_BODY.render(section_id=f"section-{i}", experiment_id=eid, statuses=STATUSES) for i, eid in enumerate(order)]
+    sections += [
+        EXPERIMENT_BODY.render(section_id=f"section-{i}", experiment_id=eid, statuses=STATUSES)
+        for i, eid in enumerate(order)
+    ]
     data = script_safe_json({"home": home, "experiments": payloads, "order": order})
     return PAGE.render(
-        title="report", page="report", experiment_id="", home_link="#", inline=True, css=_asset("dashboard.css"),
-        plotly_js=plotly_js().replace("</script", "<\\/script"), dashboard_js=_asset("dashboard.js"),
-        data_script=f'<script type="application/json" id="report-data">{data}</script>', body="\n".join(sections),
+        title="report",
+        page="report",
+        experiment_id="",
+        home_link="#",
+        inline=True,
+        css=_asset("dashboard.css"),
+        plotly_js=plotly_js().replace("</script", "<\\/script"),
+        dashboard_js=_asset("dashboard.js"),
+        data_script=f'<script type="application/json" id="report-data">{data}</script>',
+        body="\n".join(sections),
     )

@@ -10,7 +10,8 @@ import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from analysis.results import CONFIG_PREFIX, LOG_SCALE_RATIO, Experiment, is_finite_number, is_present
+from analysis.results import CONFIG_PREFIX, LOG_SCALE_RATIO, Experiment
+from scenetune.experiment import is_present
 
 MIN_TRIALS = 4
 EXCLUDED_PARAMS = frozenset({"seed", "epochs"})
@@ -41,9 +42,13 @@ def rebuild_study(experiment: Experiment) -> optuna.Study:
     if not params:
         return study
     columns = {p: trials[CONFIG_PREFIX + p] for p in params}
-    distributions = {p: _distribution(column.dropna()) for p, column in columns.items() if column.notna().any()}
+    distributions = {
+        p: _distribution(column.dropna()) for p, column in columns.items() if column.notna().any()
+    }
     for _, trial in trials.iterrows():
-        values = {p: _plain(trial[CONFIG_PREFIX + p]) for p in distributions if is_present(trial[CONFIG_PREFIX + p])}
+        values = {
+            p: _plain(trial[CONFIG_PREFIX + p]) for p in distributions if is_present(trial[CONFIG_PREFIX + p])
+        }
         study.add_trial(
             optuna.trial.create_trial(
                 params=values,
@@ -59,14 +64,19 @@ def importance_table(experiment: Experiment, seed: int = 0) -> pd.DataFrame:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = rebuild_study(experiment)
     if len(study.trials) < MIN_TRIALS:
-        raise ValueError(f"importance needs at least {MIN_TRIALS} scored trials; {experiment.path} has {len(study.trials)}")
+        raise ValueError(
+            f"importance needs at least {MIN_TRIALS} scored trials; {experiment.path} has {len(study.trials)}"
+        )
     if not study.trials[0].distributions and not any(t.params for t in study.trials):
         raise ValueError(f"{experiment.path} has no parameter that varies between trials")
     evaluators = {
         "fanova": optuna.importance.FanovaImportanceEvaluator(seed=seed),
         "ped_anova": optuna.importance.PedAnovaImportanceEvaluator(),
     }
-    columns = {name: optuna.importance.get_param_importances(study, evaluator=evaluator) for name, evaluator in evaluators.items()}
+    columns = {
+        name: optuna.importance.get_param_importances(study, evaluator=evaluator)
+        for name, evaluator in evaluators.items()
+    }
     table = pd.DataFrame(columns).fillna(0.0)
     table.index.name = "parameter"
     return table.sort_values("fanova", ascending=False)

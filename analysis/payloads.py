@@ -89,15 +89,21 @@ def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
 def study_summary(root: Path, study: Path) -> dict[str, Any]:
     table_path = study / "study.csv"
     rows = pd.read_csv(table_path).to_dict("records") if table_path.is_file() else []
-    return {"id": relative_id(root, study), "name": study.name, "rows": [{k: _json_value(v) for k, v in row.items()} for row in rows]}
+    return {
+        "id": relative_id(root, study),
+        "name": study.name,
+        "rows": [{k: _json_value(v) for k, v in row.items()} for row in rows],
+    }
 
 
 def home_payload(root: Path) -> dict[str, Any]:
     experiments, studies = discover(root)
-    return json_safe({
-        "experiments": [experiment_summary(root, load_experiment(path)) for path in experiments],
-        "studies": [study_summary(root, path) for path in studies],
-    })
+    return json_safe(
+        {
+            "experiments": [experiment_summary(root, load_experiment(path)) for path in experiments],
+            "studies": [study_summary(root, path) for path in studies],
+        }
+    )
 
 
 def _config_of(row: pd.Series) -> dict[str, Any]:
@@ -111,7 +117,10 @@ def _importance(experiment: Experiment) -> dict[str, Any] | None:
         table = importance_table(experiment)
     except (ValueError, RuntimeError):
         return None  # too few scored trials, or nothing varies
-    return {"params": list(table.index), **{column: [float(v) for v in table[column]] for column in table.columns}}
+    return {
+        "params": list(table.index),
+        **{column: [float(v) for v in table[column]] for column in table.columns},
+    }
 
 
 def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> dict[str, Any]:
@@ -126,13 +135,19 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
                 "status": row["status"],
                 "error": _json_value(row.get("error")),
                 "epochs": int(row["epochs_run"]),
-                **{m: _json_value(row.get(m)) for m in ("val_acc", "test_acc", "train_acc", "val_loss", "train_loss", "n_params")},
+                **{
+                    m: _json_value(row.get(m))
+                    for m in ("val_acc", "test_acc", "train_acc", "val_loss", "train_loss", "n_params")
+                },
                 "params": {p: config.get(p) for p in params},
                 "checkpoint": row.get("checkpoint"),
             }
         )
     history = {
-        str(trial_id): {column: [_json_value(v) for v in group[column]] for column in ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")}
+        str(trial_id): {
+            column: [_json_value(v) for v in group[column]]
+            for column in ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")
+        }
         for trial_id, group in experiment.history.groupby("trial_id", sort=False)
     }
     best = None
@@ -147,13 +162,17 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
             "command": rerun_command(experiment.record, config),
             "checkpoint": row.get("checkpoint"),
         }
-    return json_safe({
-        "summary": experiment_summary(root, experiment),
-        "params": params,
-        "trials": trials,
-        "history": history,
-        "best": best,
-        "loss_ceiling": loss_ceiling(experiment.history[["train_loss", "val_loss"]].stack()) if len(experiment.history) else None,
-        "log_scale_ratio": LOG_SCALE_RATIO,
-        "importance": _importance(experiment) if with_importance else None,
-    })
+    return json_safe(
+        {
+            "summary": experiment_summary(root, experiment),
+            "params": params,
+            "trials": trials,
+            "history": history,
+            "best": best,
+            "loss_ceiling": loss_ceiling(experiment.history[["train_loss", "val_loss"]].stack())
+            if len(experiment.history)
+            else None,
+            "log_scale_ratio": LOG_SCALE_RATIO,
+            "importance": _importance(experiment) if with_importance else None,
+        }
+    )

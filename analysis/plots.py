@@ -9,17 +9,25 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from analysis.results import CONFIG_PREFIX, LOG_SCALE_RATIO, Experiment, loss_ceiling
-from scenetune.experiment import short_value
 from analysis.tables import OPTUNA_SPACE, swept_factors
+from scenetune.experiment import short_value
 
 MAX_LEGEND_ENTRIES = 12
-STATUS_COLOURS = {"completed": "tab:green", "stopped_early": "tab:orange", "diverged": "tab:red", "error": "tab:red",
-                  "infeasible": "tab:gray", "running": "tab:blue", "pending": "tab:gray", "interrupted": "tab:purple"}
+STATUS_COLOURS = {
+    "completed": "tab:green",
+    "stopped_early": "tab:orange",
+    "diverged": "tab:red",
+    "error": "tab:red",
+    "infeasible": "tab:gray",
+    "running": "tab:blue",
+    "pending": "tab:gray",
+    "interrupted": "tab:purple",
+}
 
 
 def save_figure(figure: plt.Figure, out_dir: Path, name: str) -> list[Path]:
@@ -44,7 +52,9 @@ def _trial_labels(experiment: Experiment) -> dict[str, str]:
     labels = {}
     for _, trial in experiment.trials.iterrows():
         if factors:
-            labels[trial["trial_id"]] = " ".join(f"{f}={short_value(trial[CONFIG_PREFIX + f])}" for f in factors)
+            labels[trial["trial_id"]] = " ".join(
+                f"{f}={short_value(trial[CONFIG_PREFIX + f])}" for f in factors
+            )
         else:
             labels[trial["trial_id"]] = str(trial["trial_id"])
     return labels
@@ -57,19 +67,42 @@ def learning_curves(experiment: Experiment, out_dir: Path) -> list[Path]:
         return []  # single-epoch tasks (the SVMs) have no curves
     labels = _trial_labels(experiment)
     figure, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
-    panels = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
+    panels = [
+        ("train_loss", "train loss"),
+        ("val_loss", "validation loss"),
+        ("train_acc", "train accuracy"),
+        ("val_acc", "validation accuracy"),
+    ]
     for axis, (metric, title) in zip(axes.flat, panels):
         is_loss = metric.endswith("loss")
         ceiling = loss_ceiling(history[["train_loss", "val_loss"]].stack()) if is_loss else None
         for trial_id, trial_history in history.groupby("trial_id", sort=False):
             values = trial_history[metric].astype(float)
-            line = axis.plot(trial_history["epoch"], values.clip(upper=ceiling), marker=".", label=labels.get(trial_id, trial_id))[0]
+            line = axis.plot(
+                trial_history["epoch"],
+                values.clip(upper=ceiling),
+                marker=".",
+                label=labels.get(trial_id, trial_id),
+            )[0]
             if ceiling is not None:
                 beyond = ~values.le(ceiling)  # larger than the ceiling, infinite or NaN: a diverged trial
-                axis.plot(trial_history["epoch"][beyond], np.full(int(beyond.sum()), ceiling), "x", color=line.get_color(), markersize=9)
+                axis.plot(
+                    trial_history["epoch"][beyond],
+                    np.full(int(beyond.sum()), ceiling),
+                    "x",
+                    color=line.get_color(),
+                    markersize=9,
+                )
         if is_loss:
             axis.set_yscale("log")
-        axis.set_title(title + (" (log; x: diverged, clipped)" if is_loss and ceiling is not None and _diverged(history[metric], ceiling) else ""))
+        axis.set_title(
+            title
+            + (
+                " (log; x: diverged, clipped)"
+                if is_loss and ceiling is not None and _diverged(history[metric], ceiling)
+                else ""
+            )
+        )
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
@@ -120,16 +153,26 @@ def optuna_figures(experiment: Experiment, out_dir: Path) -> list[Path]:
     scored = len(study.trials)
     varied = {name for trial in study.trials for name in trial.params}
     figures = [("optimization_history", optuna_plots.plot_optimization_history, scored >= 2)]
-    figures += [("parallel_coordinates", optuna_plots.plot_parallel_coordinate, scored >= 2 and len(varied) >= 2),
-                ("slices", optuna_plots.plot_slice, scored >= 2 and bool(varied)),
-                ("hyperparameter_importance", optuna_plots.plot_param_importances, scored >= MIN_TRIALS and bool(varied))]
+    figures += [
+        ("parallel_coordinates", optuna_plots.plot_parallel_coordinate, scored >= 2 and len(varied) >= 2),
+        ("slices", optuna_plots.plot_slice, scored >= 2 and bool(varied)),
+        (
+            "hyperparameter_importance",
+            optuna_plots.plot_param_importances,
+            scored >= MIN_TRIALS and bool(varied),
+        ),
+    ]
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         for name, draw, applies in figures:
             if not applies:
                 continue
-            axes = draw(study, target_name=experiment.objective.metric) if name != "hyperparameter_importance" else draw(study)
+            axes = (
+                draw(study, target_name=experiment.objective.metric)
+                if name != "hyperparameter_importance"
+                else draw(study)
+            )
             axes = np.ravel(axes)
             figure = axes[0].figure
             title = f"{experiment.name}: {name.replace('_', ' ')}"
@@ -150,7 +193,13 @@ def asha_stops(experiment: Experiment, out_dir: Path) -> list[Path]:
         return []
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for status, group in trials.groupby("status"):
-        axis.scatter(group["epochs_run"], group["val_acc"].astype(float), label=status, color=STATUS_COLOURS.get(status, "black"), alpha=0.8)
+        axis.scatter(
+            group["epochs_run"],
+            group["val_acc"].astype(float),
+            label=status,
+            color=STATUS_COLOURS.get(status, "black"),
+            alpha=0.8,
+        )
     _label(axis, "epochs run", "best validation accuracy", f"{experiment.name}: where ASHA stopped trials")
     return save_figure(figure, out_dir, "asha_stopped_trials")
 

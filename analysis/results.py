@@ -22,7 +22,6 @@ from scenetune.experiment import (
     driver_is_alive,
     is_experiment_dir,
     is_finite_number,
-    is_present,
     load_trials,
     objective_of,
     ray_trial_failures,
@@ -31,7 +30,16 @@ from scenetune.experiment import (
 )
 
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "n_params", "trial_seconds")
-STATUSES = ("completed", "stopped_early", "diverged", "infeasible", "error", "running", "pending", "interrupted")
+STATUSES = (
+    "completed",
+    "stopped_early",
+    "diverged",
+    "infeasible",
+    "error",
+    "running",
+    "pending",
+    "interrupted",
+)
 LOG_SCALE_RATIO = 50  # positive numbers spanning more than this ratio are shown (and modelled) on a log scale
 DIVERGED_LOSS_FACTOR = 20.0  # a loss this many times the median loss is drawn as diverged, clipped
 
@@ -45,7 +53,18 @@ def loss_ceiling(losses: pd.Series) -> float | None:
 
 
 # Columns every trials frame has, even with no trial yet (a sweep in its first seconds).
-TRIAL_COLUMNS = ("trial_id", "order", "status", "error", "epochs_run", "retries", "best_epoch", "directory", "checkpoint", *METRICS)
+TRIAL_COLUMNS = (
+    "trial_id",
+    "order",
+    "status",
+    "error",
+    "epochs_run",
+    "retries",
+    "best_epoch",
+    "directory",
+    "checkpoint",
+    *METRICS,
+)
 
 
 def trial_status(trial: TrialRecord, epochs: int, ray_status: str | None, driver_alive: bool = False) -> str:
@@ -155,6 +174,8 @@ def load_experiment(path: Path) -> Experiment:
         rows.append(row)
         for report in trial.history:
             history_rows.append({"trial_id": trial_id, **{k: report.get(k) for k in ("epoch", *METRICS)}})
-    trials = pd.DataFrame(rows, columns=list(dict.fromkeys([*TRIAL_COLUMNS, *(key for row in rows for key in row)])))
+    trials = pd.DataFrame(
+        rows, columns=list(dict.fromkeys([*TRIAL_COLUMNS, *(key for row in rows for key in row)]))
+    )
     history = pd.DataFrame(history_rows, columns=["trial_id", "epoch", *METRICS])
     return Experiment(path, record, trials, history)

@@ -7,11 +7,21 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.results import CONFIG_PREFIX, Experiment, is_finite_number, is_present
-from scenetune.experiment import describe_config
+from analysis.results import CONFIG_PREFIX, Experiment
+from scenetune.experiment import describe_config, is_present
 from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, CNN_REFERENCE, FEATURE_SVM, MLP, PATCH_MLP
 
-APPROACH_COLUMNS = ["approach", "task", "experiment", "best_config", "val_acc", "test_acc", "trials", "trial_epochs", "compute_seconds"]
+APPROACH_COLUMNS = [
+    "approach",
+    "task",
+    "experiment",
+    "best_config",
+    "val_acc",
+    "test_acc",
+    "trials",
+    "trial_epochs",
+    "compute_seconds",
+]
 TIE_POINTS = 0.5  # differences below half a point are reported as a tie
 WEAK_CORRELATION = 0.1
 
@@ -25,13 +35,20 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
         "experiment": experiment.name,
         "trials": len(trials),
         "trial_epochs": int(trials["epochs_run"].sum()) if len(trials) else 0,
-        "compute_seconds": float(pd.to_numeric(trials.get("trial_seconds"), errors="coerce").fillna(0).sum()) if len(trials) else 0.0,
+        "compute_seconds": float(pd.to_numeric(trials.get("trial_seconds"), errors="coerce").fillna(0).sum())
+        if len(trials)
+        else 0.0,
     }
     best = experiment.best_row()
     if best is None:
         return {**row, "best_config": "no finished trial", "val_acc": None, "test_acc": None}
     config = experiment.config_of(best)
-    return {**row, "best_config": describe_config(config, experiment.defaults), "val_acc": float(best["val_acc"]), "test_acc": _float(best["test_acc"])}
+    return {
+        **row,
+        "best_config": describe_config(config, experiment.defaults),
+        "val_acc": float(best["val_acc"]),
+        "test_acc": _float(best["test_acc"]),
+    }
 
 
 def _float(value: Any) -> float | None:
@@ -72,7 +89,11 @@ def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
     correlation = {}
     for name, column in columns.items():
         values = pd.to_numeric(scored[column], errors="coerce")
-        correlation[name] = values.corr(scored["val_acc"].astype(float), method="spearman") if values.nunique() > 1 else float("nan")
+        correlation[name] = (
+            values.corr(scored["val_acc"].astype(float), method="spearman")
+            if values.nunique() > 1
+            else float("nan")
+        )
     depth, width = correlation["depth"], correlation["width"]
     if math.isnan(depth) or math.isnan(width):
         return None
@@ -89,7 +110,9 @@ def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None
     """Sentences computed from the numbers: they change whenever the numbers do."""
     # The winner is named among the study's approaches; the CNN is a reference, compared on its own.
     studied = approaches[approaches["approach"] != CNN_REFERENCE]
-    scored = studied[studied["test_acc"].map(is_present)].sort_values(["test_acc", "val_acc"], ascending=False)
+    scored = studied[studied["test_acc"].map(is_present)].sort_values(
+        ["test_acc", "val_acc"], ascending=False
+    )
     sentences = []
     if len(scored) >= 2:
         first, second = scored.iloc[0], scored.iloc[1]
@@ -98,7 +121,9 @@ def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None
             f"{_points(first['test_acc'], second['test_acc'])} ahead of {second['approach']} ({second['test_acc']:.3f})."
         )
     elif len(scored) == 1:
-        sentences.append(f"Only {scored.iloc[0]['approach']} finished, with test accuracy {scored.iloc[0]['test_acc']:.3f}.")
+        sentences.append(
+            f"Only {scored.iloc[0]['approach']} finished, with test accuracy {scored.iloc[0]['test_acc']:.3f}."
+        )
     comparisons = [
         (BOVW_LEARNT, BOVW_SIFT, "beat", "fell behind"),
         (FEATURE_SVM, MLP, "improved on", "fell short of"),
@@ -113,8 +138,10 @@ def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None
     if reference is not None and len(scored):
         best = scored.iloc[0]
         relation = "above" if reference > best["test_acc"] else "below"
-        sentences.append(f"The {CNN_REFERENCE} reaches test accuracy {reference:.3f}, {_points(reference, best['test_acc'])} {relation} "
-                         f"the best of the study's approaches ({best['approach']}, {best['test_acc']:.3f}).")
+        sentences.append(
+            f"The {CNN_REFERENCE} reaches test accuracy {reference:.3f}, {_points(reference, best['test_acc'])} {relation} "
+            f"the best of the study's approaches ({best['approach']}, {best['test_acc']:.3f})."
+        )
     depth_width = _depth_versus_width(mlp_trials)
     if depth_width:
         sentences.append(depth_width)

@@ -6,11 +6,22 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.results import CONFIG_PREFIX, Experiment, is_present
-from scenetune.experiment import describe_config, short_value
+from analysis.results import Experiment
+from scenetune.experiment import describe_config, is_present, short_value
 
 FORMATS = ("md", "csv", "latex")
-TABLE_COLUMNS = ["name", "changes", "params", "train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "epochs", "status"]
+TABLE_COLUMNS = [
+    "name",
+    "changes",
+    "params",
+    "train_loss",
+    "val_loss",
+    "train_acc",
+    "val_acc",
+    "test_acc",
+    "epochs",
+    "status",
+]
 OPTUNA_SPACE = "optuna"
 
 
@@ -28,8 +39,14 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
     rows = []
     for _, trial in experiment.trials.iterrows():
         config = Experiment.config_of(trial)
-        name = " ".join(f"{f}={short_value(config.get(f))}" for f in factors) if factors else str(trial["trial_id"])
-        status = trial["status"] if not is_present(trial.get("error")) else f"{trial['status']}: {trial['error']}"
+        name = (
+            " ".join(f"{f}={short_value(config.get(f))}" for f in factors)
+            if factors
+            else str(trial["trial_id"])
+        )
+        status = (
+            trial["status"] if not is_present(trial.get("error")) else f"{trial['status']}: {trial['error']}"
+        )
         retries = int(trial.get("retries") or 0)
         if retries:
             status += f" ({retries} {'retry' if retries == 1 else 'retries'})"
@@ -38,7 +55,10 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
                 "name": name,
                 "changes": describe_config(config, experiment.defaults),
                 "params": trial.get("n_params"),
-                **{metric: trial.get(metric) for metric in ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc")},
+                **{
+                    metric: trial.get(metric)
+                    for metric in ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc")
+                },
                 "epochs": trial.get("epochs_run"),
                 "status": status,
                 "_config": config,
@@ -48,7 +68,9 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "_config", "_order"])
     if factors:  # the preset's grid order, which is the order its trials were created in
         return table.sort_values("_order", kind="stable").reset_index(drop=True)
-    return table.sort_values("val_acc", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    return table.sort_values("val_acc", ascending=False, na_position="last", kind="stable").reset_index(
+        drop=True
+    )
 
 
 def summary_table(experiment: Experiment, top: int | None = None) -> pd.DataFrame:
@@ -63,7 +85,9 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, str(value))
 
 
-def combined_table(experiments: list[Experiment], by: str | None = None, top: int | None = None) -> pd.DataFrame:
+def combined_table(
+    experiments: list[Experiment], by: str | None = None, top: int | None = None
+) -> pd.DataFrame:
     """Several experiments in one frame, with an `experiment` column; `by` groups rows by a parameter."""
     frames = []
     for experiment in experiments:

@@ -20,10 +20,17 @@ import optuna  # noqa: E402
 import torch  # noqa: E402
 
 from scenetune.data import load_dataset, make_trial_data  # noqa: E402
+from scenetune.sweep import make_sampler  # noqa: E402
 from search_spaces import mlp as space  # noqa: E402
 from trainables.mlp import build_mlp  # noqa: E402
-from scenetune.sweep import make_sampler  # noqa: E402
-from trainables.training import DeviceSplit, classification_loss, evaluate, make_optimizer, train_one_epoch, trial_seed  # noqa: E402
+from trainables.training import (  # noqa: E402
+    DeviceSplit,
+    classification_loss,
+    evaluate,
+    make_optimizer,
+    train_one_epoch,
+    trial_seed,
+)
 
 # The overhead benchmark's tiny trials: 1 epoch of a 32-unit MLP on 8x8 digits.
 PINNED = {"image_size": 8, "width": 32, "depth": 1}
@@ -34,10 +41,15 @@ def bare_optuna_loop(n_trials: int, seed: int) -> float:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)  # a trial's share in the sweep: one CPU
     data = make_trial_data(load_dataset("digits", [PINNED["image_size"]]), 0.15, False, seed)
-    splits = {k: DeviceSplit.from_split(v, torch.device("cpu")) for k, v in data.at_size(PINNED["image_size"]).items()}
+    splits = {
+        k: DeviceSplit.from_split(v, torch.device("cpu"))
+        for k, v in data.at_size(PINNED["image_size"]).items()
+    }
     define = space.SPACE.define_by_run(PINNED, {"seed": seed, "epochs": 1})
     started = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", seed))  # the sweep's own TPE settings
+    study = optuna.create_study(
+        direction="maximize", sampler=make_sampler("tpe", seed)
+    )  # the sweep's own TPE settings
 
     def objective(trial: optuna.Trial) -> float:
         constants = define(trial)  # suggests first, so trial.params is complete below
@@ -46,7 +58,9 @@ def bare_optuna_loop(n_trials: int, seed: int) -> float:
         model, _ = build_mlp(config, data)
         optimizer = make_optimizer(config, model.parameters())
         generator = torch.Generator().manual_seed(trial_seed(config))
-        train_one_epoch(model, splits["train"], optimizer, int(config["batch_size"]), generator, classification_loss)
+        train_one_epoch(
+            model, splits["train"], optimizer, int(config["batch_size"]), generator, classification_loss
+        )
         evaluate(model, splits["test"])
         return evaluate(model, splits["val"])[1]
 

@@ -44,13 +44,29 @@ ASHA_EPOCHS_PER_TRIAL_LOW = 1.6
 def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
     """Seconds the sweep took; an experiment already complete in storage is reused (None: a rerun continues)."""
     experiment = storage / name
-    if (experiment / EXPERIMENT_FILE).is_file() and not unfinished_trials(experiment, read_experiment_record(experiment)["samples"]):
+    if (experiment / EXPERIMENT_FILE).is_file() and not unfinished_trials(
+        experiment, read_experiment_record(experiment)["samples"]
+    ):
         return None
     if experiment.exists():
         arguments = ["--resume"]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "scenetune", "sweep", "mlp", "--storage", str(storage), "--name", name, *arguments],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scenetune",
+            "sweep",
+            "mlp",
+            "--storage",
+            str(storage),
+            "--name",
+            name,
+            *arguments,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -59,8 +75,15 @@ def epoch_results(experiment: Path) -> list[dict[str, Any]]:
     rows = []
     for order, trial in enumerate(sorted(load_trials(experiment), key=lambda t: t.directory.name)):
         for row in trial.history:
-            rows.append({"timestamp": row.get("timestamp", 0), "order": order, "epoch": row["epoch"],
-                         "best_val_acc": row.get("best_val_acc", row.get("val_acc")), "test_acc": row.get("test_acc")})
+            rows.append(
+                {
+                    "timestamp": row.get("timestamp", 0),
+                    "order": order,
+                    "epoch": row["epoch"],
+                    "best_val_acc": row.get("best_val_acc", row.get("val_acc")),
+                    "test_acc": row.get("test_acc"),
+                }
+            )
     return sorted(rows, key=lambda r: (r["timestamp"], r["order"], r["epoch"]))
 
 
@@ -91,7 +114,11 @@ def plot(replicates: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    labels = {"presets": "one-factor presets, one after another", "optuna_asha": "Optuna TPE + ASHA", "random": "random search"}
+    labels = {
+        "presets": "one-factor presets, one after another",
+        "optuna_asha": "Optuna TPE + ASHA",
+        "random": "random search",
+    }
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for colour, (strategy, label) in zip(("C0", "C1", "C2"), labels.items()):
         curves = [r["curves"][strategy] for r in replicates]
@@ -101,7 +128,14 @@ def plot(replicates: list[dict[str, Any]], out: Path) -> None:
             values = np.array([[p[key] for p in c[:length]] for c in curves])
             for row in values:
                 axis.step(x, row, where="post", color=colour, alpha=0.25, linewidth=0.8)
-            axis.step(x, values.mean(axis=0), where="post", color=colour, linewidth=2, label=f"{label} (mean of {len(curves)})")
+            axis.step(
+                x,
+                values.mean(axis=0),
+                where="post",
+                color=colour,
+                linewidth=2,
+                label=f"{label} (mean of {len(curves)})",
+            )
     for axis, what in zip(axes, ("best validation accuracy so far", "test accuracy of that model")):
         axis.axvline(replicates[0]["budget_trial_epochs"], color="grey", linestyle=":", linewidth=1)
         axis.set_xlabel("compute (trial-epochs)")
@@ -119,17 +153,38 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
     presets = presets_to_run(pins)
     preset_rows, preset_seconds = [], []
     for name in presets:
-        preset_seconds.append(run_sweep(storage, f"preset-{name}", [*common, "--space", name, "--set", f"epochs={args.epochs}"]))
+        preset_seconds.append(
+            run_sweep(storage, f"preset-{name}", [*common, "--space", name, "--set", f"epochs={args.epochs}"])
+        )
         preset_rows += epoch_results(storage / f"preset-{name}")  # one after another, as the study ran them
         print(f"seed {seed}, preset {name}: {len(preset_rows)} trial-epochs so far", flush=True)
     budget = len(preset_rows)
     seconds = {"presets": None if None in preset_seconds else sum(preset_seconds)}
     optuna_samples = math.ceil(budget / ASHA_EPOCHS_PER_TRIAL_LOW)
-    seconds["optuna_asha"] = run_sweep(storage, "optuna-asha", [*common, "--samples", str(optuna_samples), "--epochs", str(args.epochs)])
+    seconds["optuna_asha"] = run_sweep(
+        storage, "optuna-asha", [*common, "--samples", str(optuna_samples), "--epochs", str(args.epochs)]
+    )
     random_samples = math.ceil(budget / args.epochs)
-    seconds["random"] = run_sweep(storage, "random", [*common, "--samples", str(random_samples), "--epochs", str(args.epochs),
-                                                      "--sampler", "random", "--early-stopping", "none"])
-    rows = {"presets": preset_rows, "optuna_asha": epoch_results(storage / "optuna-asha"), "random": epoch_results(storage / "random")}
+    seconds["random"] = run_sweep(
+        storage,
+        "random",
+        [
+            *common,
+            "--samples",
+            str(random_samples),
+            "--epochs",
+            str(args.epochs),
+            "--sampler",
+            "random",
+            "--early-stopping",
+            "none",
+        ],
+    )
+    rows = {
+        "presets": preset_rows,
+        "optuna_asha": epoch_results(storage / "optuna-asha"),
+        "random": epoch_results(storage / "random"),
+    }
     curves = {strategy: best_so_far(r)[:budget] for strategy, r in rows.items()}
     target = curves["presets"][-1]["best_val_acc"]
     reach = {strategy: first_reaching(curve, target) for strategy, curve in curves.items()}
@@ -138,7 +193,11 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
         "presets": presets,
         "budget_trial_epochs": budget,
         "trial_epochs_run": {strategy: len(r) for strategy, r in rows.items()},
-        "trials": {"presets": sum(r["epoch"] == 1 for r in preset_rows), "optuna_asha": optuna_samples, "random": random_samples},
+        "trials": {
+            "presets": sum(r["epoch"] == 1 for r in preset_rows),
+            "optuna_asha": optuna_samples,
+            "random": random_samples,
+        },
         "wall_seconds": seconds,
         "presets_best_val_acc": target,
         "reach_presets_best": reach,
@@ -151,12 +210,27 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MIT_SPLIT))
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of a preset or random trial; ASHA's maximum")
-    parser.add_argument("--set", dest="pins", action="append", default=[], metavar="KEY=VALUE", help="pins shared by all three searches")
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="epochs of a preset or random trial; ASHA's maximum"
+    )
+    parser.add_argument(
+        "--set",
+        dest="pins",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pins shared by all three searches",
+    )
     parser.add_argument("--no-default-pins", action="store_true", help=f"do not add {' '.join(DEFAULT_PINS)}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one replicate of all three searches per seed")
-    parser.add_argument("--storage", help="where the experiments go (default: a temporary folder); finished ones are reused")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "search_efficiency"), help="writes OUT.json and OUT.png")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1], help="one replicate of all three searches per seed"
+    )
+    parser.add_argument(
+        "--storage", help="where the experiments go (default: a temporary folder); finished ones are reused"
+    )
+    parser.add_argument(
+        "--out", default=str(REPO / "benchmarks" / "search_efficiency"), help="writes OUT.json and OUT.png"
+    )
     args = parser.parse_args()
     if not Path(args.data).is_dir():
         print(f"search_efficiency: dataset folder {args.data} does not exist", file=sys.stderr)

@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from scenetune.errors import UserError
 
@@ -48,7 +49,9 @@ def new_output_file(name: str, option: str, suffix: str | None = None) -> Path:
     if not path.parent.is_dir():
         raise UserError(f"{option} {name}: folder {path.parent} does not exist")
     if path.exists():
-        raise UserError(f"{option} {name}: {path} already exists; choose another name (nothing was overwritten)")
+        raise UserError(
+            f"{option} {name}: {path} already exists; choose another name (nothing was overwritten)"
+        )
     return path
 
 
@@ -99,32 +102,54 @@ def sweep_request(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scenetune", description="Hyperparameter search for image-classification studies on Ray Tune.")
+    parser = argparse.ArgumentParser(
+        prog="scenetune", description="Hyperparameter search for image-classification studies on Ray Tune."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_sweep_parser(commands)
     presets = commands.add_parser("presets", help="list the search spaces of each task")
     presets.add_argument("task", nargs="?")
-    layer = commands.add_parser("layer-output", help="activations of one layer of a trained model for some images")
-    layer.add_argument("checkpoint", help="a checkpoint directory, or an experiment directory (its best trial)")
+    layer = commands.add_parser(
+        "layer-output", help="activations of one layer of a trained model for some images"
+    )
+    layer.add_argument(
+        "checkpoint", help="a checkpoint directory, or an experiment directory (its best trial)"
+    )
     layer.add_argument("images", nargs="+", help="image files")
     layer.add_argument("--layer", required=True, help="layer name, e.g. second, third, output")
     layer.add_argument("--out", help="where to write the array (.npy); default layer-output-LAYER.npy")
     table = commands.add_parser("table", help="the study's comparison table of one or more experiments")
     table.add_argument("experiments", nargs="+", metavar="EXPERIMENT_DIR")
     table.add_argument("--format", choices=["md", "csv", "latex"], default="md")
-    table.add_argument("--by", metavar="PARAM", help="one table grouped by this parameter, instead of one block per experiment")
+    table.add_argument(
+        "--by",
+        metavar="PARAM",
+        help="one table grouped by this parameter, instead of one block per experiment",
+    )
     table.add_argument("--top", type=int, metavar="N", help="the N best trials of each experiment")
-    plot = commands.add_parser("plot", help="learning curves and sweep figures of an experiment (PNG and SVG)")
+    plot = commands.add_parser(
+        "plot", help="learning curves and sweep figures of an experiment (PNG and SVG)"
+    )
     plot.add_argument("experiment", metavar="EXPERIMENT_DIR")
     plot.add_argument("--out", help="folder for the figures (default EXPERIMENT_DIR/figures)")
     importance = commands.add_parser("importance", help="hyperparameter importance (fANOVA and PED-ANOVA)")
     importance.add_argument("experiment", metavar="EXPERIMENT_DIR")
     importance.add_argument("--out", help="folder for the bar chart (default EXPERIMENT_DIR/figures)")
-    study = commands.add_parser("study", help="run the whole study: every task, then its comparison and conclusions")
-    study.add_argument("--data", default="digits", help="`digits` (built in) or a folder DIR/{train,test}/<class>/<image>")
+    study = commands.add_parser(
+        "study", help="run the whole study: every task, then its comparison and conclusions"
+    )
+    study.add_argument(
+        "--data", default="digits", help="`digits` (built in) or a folder DIR/{train,test}/<class>/<image>"
+    )
     pace = study.add_mutually_exclusive_group()
     pace.add_argument("--quick", action="store_true", help="a few small trials per task: minutes on a laptop")
-    pace.add_argument("--budget", type=float, dest="budget_s", metavar="SECONDS", help="wall-clock budget shared out across the tasks (default 3600)")
+    pace.add_argument(
+        "--budget",
+        type=float,
+        dest="budget_s",
+        metavar="SECONDS",
+        help="wall-clock budget shared out across the tasks (default 3600)",
+    )
     study.add_argument("--storage", default="results")
     study.add_argument("--name", help="study name (default study-DATE-TIME)")
     study.add_argument("--resume", action="store_true", help="continue the interrupted study --name")
@@ -135,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("root", nargs="?", default="results", metavar="RESULTS_ROOT")
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=8050)
-    report = commands.add_parser("report", help="the dashboard's tables and charts as one self-contained HTML file")
+    report = commands.add_parser(
+        "report", help="the dashboard's tables and charts as one self-contained HTML file"
+    )
     report.add_argument("paths", nargs="+", metavar="EXPERIMENT_OR_STUDY_DIR")
     report.add_argument("-o", "--output", required=True, metavar="REPORT.html")
     return parser
@@ -151,12 +178,20 @@ def command_dashboard(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     if not root.is_dir():
-        raise UserError(f"results folder {root} does not exist; run a sweep or study first, or name the folder")
+        raise UserError(
+            f"results folder {root} does not exist; run a sweep or study first, or name the folder"
+        )
     allowed_hosts = LOOPBACK_HOST_NAMES
     if args.host not in LOOPBACK_HOSTS:
         allowed_hosts = ("*",)  # reached by whatever name the network gives this machine
-        print(f"scenetune: warning: listening on {args.host}: the results become visible to the network", file=sys.stderr)
-    print(f"scenetune dashboard: http://{args.host}:{args.port}/ (results in {root.resolve()}; Ctrl-C stops it)", flush=True)
+        print(
+            f"scenetune: warning: listening on {args.host}: the results become visible to the network",
+            file=sys.stderr,
+        )
+    print(
+        f"scenetune dashboard: http://{args.host}:{args.port}/ (results in {root.resolve()}; Ctrl-C stops it)",
+        flush=True,
+    )
     uvicorn.run(create_app(root, allowed_hosts), host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -178,13 +213,25 @@ def command_report(args: argparse.Namespace) -> int:
 def command_study(args: argparse.Namespace) -> int:
     from scenetune.study import StudyRequest, run_study
 
-    run_study(StudyRequest(data=args.data, quick=args.quick, budget_s=args.budget_s, storage=args.storage, name=args.name,
-                           resume=args.resume, seed=args.seed, address=args.address, verbose=args.verbose))
+    run_study(
+        StudyRequest(
+            data=args.data,
+            quick=args.quick,
+            budget_s=args.budget_s,
+            storage=args.storage,
+            name=args.name,
+            resume=args.resume,
+            seed=args.seed,
+            address=args.address,
+            verbose=args.verbose,
+        )
+    )
     return 0
 
 
 def _load_experiments(paths: Sequence[str]):
-    from analysis.results import is_experiment_dir, load_experiment
+    from analysis.results import load_experiment
+    from scenetune.experiment import is_experiment_dir
 
     for path in paths:
         if not Path(path).is_dir():
@@ -203,7 +250,9 @@ def command_table(args: argparse.Namespace) -> int:
         return 0
     for experiment in experiments:
         if args.format == "md":
-            print(f"### {experiment.name} ({experiment.task}, {experiment.space}, {len(experiment.trials)} trials)\n")
+            print(
+                f"### {experiment.name} ({experiment.task}, {experiment.space}, {len(experiment.trials)} trials)\n"
+            )
         print(render(summary_table(experiment, args.top), args.format))
         print()
     return 0
@@ -231,7 +280,9 @@ def command_importance(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UserError(str(error)) from None
     print(table.round(4).to_markdown())
-    for path in importance_chart(table, experiment, Path(args.out) if args.out else experiment.path / "figures"):
+    for path in importance_chart(
+        table, experiment, Path(args.out) if args.out else experiment.path / "figures"
+    ):
         print(path)
     return 0
 
@@ -273,14 +324,22 @@ def command_sweep(args: argparse.Namespace) -> int:
         if outcome.best_checkpoint:
             print(f"best checkpoint: {outcome.best_checkpoint}")
     if outcome.unfinished and outcome.budget_reached:
-        print(f"scenetune: the time budget ended the sweep with {outcome.unfinished} of {plan.samples} trials not run to their end")
+        print(
+            f"scenetune: the time budget ended the sweep with {outcome.unfinished} of {plan.samples} trials not run to their end"
+        )
     elif outcome.unfinished:
         resume = f"scenetune sweep {plan.task.name} --storage {plan.storage_path} --name {plan.name} --resume"
-        print(f"scenetune: the sweep stopped with {outcome.unfinished} of {plan.samples} trials unfinished; "
-              f"everything so far is saved. Continue it with: {resume}", file=sys.stderr)
+        print(
+            f"scenetune: the sweep stopped with {outcome.unfinished} of {plan.samples} trials unfinished; "
+            f"everything so far is saved. Continue it with: {resume}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     if outcome.errors:
-        print(f"scenetune: {outcome.errors} of {outcome.trials} trials failed, e.g.: {outcome.error_messages[0]}", file=sys.stderr)
+        print(
+            f"scenetune: {outcome.errors} of {outcome.trials} trials failed, e.g.: {outcome.error_messages[0]}",
+            file=sys.stderr,
+        )
         return EXIT_TRIALS_FAILED
     return 0
 
@@ -288,10 +347,9 @@ def command_sweep(args: argparse.Namespace) -> int:
 def command_layer_output(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from scenetune.sources import resolve_checkpoint
     from trainables.checkpoints import load_model
     from trainables.models import check_layer_name, layer_output
-
-    from scenetune.sources import resolve_checkpoint
 
     checkpoint, _ = resolve_checkpoint(Path(args.checkpoint))
     out = new_output_file(args.out or f"layer-output-{args.layer}.npy", "--out", suffix=".npy")
@@ -333,7 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scenetune: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("\nscenetune: interrupted; continue with the same command plus --name NAME --resume", file=sys.stderr)
+        print(
+            "\nscenetune: interrupted; continue with the same command plus --name NAME --resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     finally:
         _stop_ray()

@@ -11,9 +11,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -78,8 +78,7 @@ class TrialData:
     def at_size(self, image_size: int) -> dict[str, Split]:
         if image_size not in self.splits:
             raise ValueError(
-                f"image_size {image_size} was not prepared for this sweep "
-                f"(prepared: {sorted(self.splits)})"
+                f"image_size {image_size} was not prepared for this sweep (prepared: {sorted(self.splits)})"
             )
         return self.splits[image_size]
 
@@ -129,9 +128,7 @@ def list_image_folder(root: Path) -> FolderListing:
     for split in ("train", "test"):
         for folder in _class_folders(root / split):
             if folder.name not in label_of:
-                raise UserError(
-                    f"test class folder {folder} has no counterpart in {root / 'train'}"
-                )
+                raise UserError(f"test class folder {folder} has no counterpart in {root / 'train'}")
             images = sorted(p for p in folder.iterdir() if _is_image_file(p))
             if not images:
                 raise UserError(f"class folder {folder} holds no images")
@@ -219,7 +216,9 @@ def _decode_folder(
     empty = sorted(set(range(len(listing.classes))) - set(labels["train"]))
     if empty:
         folder = listing.root / "train" / listing.classes[empty[0]]
-        raise UserError(f"class folder {folder} has no readable image left after skipping the bad ones; a class needs training images")
+        raise UserError(
+            f"class folder {folder} has no readable image left after skipping the bad ones; a class needs training images"
+        )
     result = {
         split: {
             size: Split(np.stack(arrays[split][size]), np.asarray(labels[split], dtype=np.int64))
@@ -261,9 +260,7 @@ def _write_cache(path: Path, train: Split, test: Split, skipped: list[str]) -> N
     os.replace(partial, path)  # atomic: a reader never sees half a cache file
 
 
-def _load_folder(
-    root: Path, sizes: list[int], cache_dir: Path, skip_bad_images: bool
-) -> Dataset:
+def _load_folder(root: Path, sizes: list[int], cache_dir: Path, skip_bad_images: bool) -> Dataset:
     listing = list_image_folder(root)
     fingerprint = folder_fingerprint(listing)
     train: dict[int, Split] = {}
@@ -287,7 +284,10 @@ def _load_folder(
             train[size], test[size] = new_train[size], new_test[size]
             _write_cache(_cache_path(cache_dir, fingerprint, size), train[size], test[size], skipped)
     if skipped:
-        print(f"scenetune: warning: skipped {len(skipped)} unreadable image(s): {_format_paths(skipped)}", file=sys.stderr)
+        print(
+            f"scenetune: warning: skipped {len(skipped)} unreadable image(s): {_format_paths(skipped)}",
+            file=sys.stderr,
+        )
     return Dataset(str(root), fingerprint, listing.classes, train, test, skipped)
 
 
@@ -303,9 +303,7 @@ def _load_digits(sizes: list[int]) -> Dataset:
     )
 
     def at_size(indices: np.ndarray, size: int) -> Split:
-        images = [
-            resize_rgb(Image.fromarray(gray[i], "L").convert("RGB"), size) for i in indices
-        ]
+        images = [resize_rgb(Image.fromarray(gray[i], "L").convert("RGB"), size) for i in indices]
         return Split(np.stack(images), labels[indices])
 
     return Dataset(
@@ -361,9 +359,7 @@ def _check_classes_can_be_split(dataset: Dataset, labels: np.ndarray) -> None:
         )
 
 
-def make_trial_data(
-    dataset: Dataset, val_fraction: float, val_from_test: bool, seed: int
-) -> TrialData:
+def make_trial_data(dataset: Dataset, val_fraction: float, val_from_test: bool, seed: int) -> TrialData:
     """Carve validation from train (stratified, seeded), or use the test folder as validation."""
     if not val_from_test and not 0.0 < val_fraction < 1.0:
         raise UserError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")

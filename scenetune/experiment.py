@@ -42,6 +42,7 @@ RUN_KEYS = frozenset({"seed", "epochs"})
 
 # ---------- the objective ----------
 
+
 @dataclass(frozen=True)
 class Objective:
     """What a sweep optimises: the metric the searcher and ASHA see, and whether more is better."""
@@ -61,10 +62,13 @@ DEFAULT_OBJECTIVE = Objective()
 
 def objective_of(record: Mapping[str, Any]) -> Objective:
     """The objective an experiment was run with, from its record."""
-    return Objective(record.get("metric", DEFAULT_OBJECTIVE.metric), record.get("mode", DEFAULT_OBJECTIVE.mode))
+    return Objective(
+        record.get("metric", DEFAULT_OBJECTIVE.metric), record.get("mode", DEFAULT_OBJECTIVE.mode)
+    )
 
 
 # ---------- values ----------
+
 
 def is_present(value: Any) -> bool:
     """A value that is there: neither None nor NaN (pandas fills missing config keys with NaN)."""
@@ -77,10 +81,15 @@ def is_finite_number(value: Any) -> bool:
 
 def config_of(columns: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's configuration from a table row: its `config/<key>` columns that hold a value."""
-    return {key[len(CONFIG_PREFIX):]: value for key, value in columns.items() if key.startswith(CONFIG_PREFIX) and is_present(value)}
+    return {
+        key[len(CONFIG_PREFIX) :]: value
+        for key, value in columns.items()
+        if key.startswith(CONFIG_PREFIX) and is_present(value)
+    }
 
 
 # ---------- trials ----------
+
 
 @dataclass
 class TrialRecord:
@@ -100,7 +109,9 @@ class TrialRecord:
 
     def scored_reports(self, objective: Objective = DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
         """The epochs whose objective is a finite number, diverged ones left out."""
-        return [r for r in self.history if is_finite_number(r.get(objective.metric)) and not r.get("diverged")]
+        return [
+            r for r in self.history if is_finite_number(r.get(objective.metric)) and not r.get("diverged")
+        ]
 
     def best_report(self, objective: Objective = DEFAULT_OBJECTIVE) -> dict[str, Any]:
         """The report of the best epoch (the checkpoint's), or the last one if none is scored."""
@@ -179,6 +190,7 @@ def load_trials(experiment_dir: Path) -> list[TrialRecord]:
 
 # ---------- the record ----------
 
+
 def is_experiment_dir(path: Path) -> bool:
     return (Path(path) / EXPERIMENT_FILE).is_file()
 
@@ -189,7 +201,11 @@ def read_experiment_record(path: Path) -> dict[str, Any]:
 
 def best_trial(experiment_dir: Path) -> TrialRecord | None:
     """The trial with the best score for the experiment's recorded objective that has a checkpoint."""
-    objective = objective_of(read_experiment_record(experiment_dir)) if is_experiment_dir(experiment_dir) else DEFAULT_OBJECTIVE
+    objective = (
+        objective_of(read_experiment_record(experiment_dir))
+        if is_experiment_dir(experiment_dir)
+        else DEFAULT_OBJECTIVE
+    )
     best: TrialRecord | None = None
     for trial in load_trials(experiment_dir):
         score = trial.best_score(objective)
@@ -243,6 +259,7 @@ def describe_config(config: Mapping[str, Any], defaults: Mapping[str, Any], limi
 
 # ---------- Ray Tune's state ----------
 
+
 def newest_experiment_state(experiment_dir: Path) -> Path | None:
     """Ray Tune's newest saved experiment state (the one a resume starts from), if any."""
     states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
@@ -262,7 +279,9 @@ def ray_trial_entries(experiment_dir: Path) -> list[tuple[str, str]]:
 
 def _decoded_entries(experiment_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     try:
-        return [(json.loads(state), json.loads(metadata)) for state, metadata in ray_trial_entries(experiment_dir)]
+        return [
+            (json.loads(state), json.loads(metadata)) for state, metadata in ray_trial_entries(experiment_dir)
+        ]
     except (json.JSONDecodeError, TypeError):
         return []
 
@@ -274,7 +293,10 @@ def ray_trial_states(experiment_dir: Path) -> dict[str, str]:
 
 def ray_trial_failures(experiment_dir: Path) -> dict[str, int]:
     """trial id -> how often its worker failed and Ray retried it (a resume after a kill is no failure)."""
-    return {state["trial_id"]: int(metadata.get("num_failures", 0) or 0) for state, metadata in _decoded_entries(experiment_dir)}
+    return {
+        state["trial_id"]: int(metadata.get("num_failures", 0) or 0)
+        for state, metadata in _decoded_entries(experiment_dir)
+    }
 
 
 def unfinished_trials(experiment_dir: Path, samples: int) -> int:

@@ -16,7 +16,11 @@ from scenetune.experiment import DRIVER_FILE, DRIVER_HEARTBEAT_S
 
 def _write(path: Path, started: float) -> None:
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started, "updated": time.time()}))
+    partial.write_text(
+        json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": started, "updated": time.time()}
+        )
+    )
     os.replace(partial, path)  # atomic: a reader never sees half a file
 
 

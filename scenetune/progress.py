@@ -77,7 +77,8 @@ class ProgressLine(tune.Callback):
         elapsed = int(time.monotonic() - self.started)
         parts = [
             f"[{elapsed // 60:02d}:{elapsed % 60:02d}]",
-            f"trials {len(finished) + errors}/{self.total} done" if self.budget_s is None
+            f"trials {len(finished) + errors}/{self.total} done"
+            if self.budget_s is None
             else f"trials {len(finished) + errors} done (budget {self.budget_s:.0f} s)",
             f"{running} running",
             f"{stopped} stopped early",

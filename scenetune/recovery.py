@@ -34,7 +34,12 @@ def recorded_checkpoints(experiment_dir: Path) -> list[RecordedCheckpoint]:
             if latest is None or latest.checkpoint is None:
                 continue
             saved_at = Path(latest.checkpoint.path)
-            recorded.append(RecordedCheckpoint(json.loads(trial_json)["trial_id"], Path(experiment_dir) / saved_at.parent.name / saved_at.name))
+            recorded.append(
+                RecordedCheckpoint(
+                    json.loads(trial_json)["trial_id"],
+                    Path(experiment_dir) / saved_at.parent.name / saved_at.name,
+                )
+            )
     except (ValueError, KeyError, TypeError, AttributeError):
         return []  # a state this code cannot read is left to Ray's restore, which says what is wrong
     return recorded
@@ -43,7 +48,11 @@ def recorded_checkpoints(experiment_dir: Path) -> list[RecordedCheckpoint]:
 def _newer_checkpoints(recorded: Path) -> list[Path]:
     if not recorded.parent.is_dir():
         return []
-    return sorted(p for p in recorded.parent.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name > recorded.name)
+    return sorted(
+        p
+        for p in recorded.parent.iterdir()
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name > recorded.name
+    )
 
 
 def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
@@ -60,5 +69,7 @@ def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
         if not newer:
             continue
         newer[-1].rename(checkpoint.path)
-        mended.append(f"trial {checkpoint.trial_id} continues from {newer[-1].name}, saved after Ray last recorded the experiment")
+        mended.append(
+            f"trial {checkpoint.trial_id} continues from {newer[-1].name}, saved after Ray last recorded the experiment"
+        )
     return mended

@@ -21,7 +21,9 @@ def task_for_model(kind: str) -> Task:
     for task in TASKS.values():
         if task.model_kind == kind:
             return task
-    raise ValueError(f"no task saves {kind!r} models; known: {', '.join(t.model_kind for t in TASKS.values() if t.model_kind)}")
+    raise ValueError(
+        f"no task saves {kind!r} models; known: {', '.join(t.model_kind for t in TASKS.values() if t.model_kind)}"
+    )
 
 
 def feature_source_kinds() -> tuple[str, ...]:

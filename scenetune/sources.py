@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scenetune.experiment import best_trial, is_experiment_dir, read_experiment_record
 from scenetune.errors import UserError
+from scenetune.experiment import best_trial, is_experiment_dir, read_experiment_record
 from trainables.checkpoints import is_checkpoint_dir, read_description
 
 
@@ -39,7 +39,9 @@ def resolve_checkpoint(path: Path) -> tuple[Path, dict[str, Any] | None]:
         if trial is None:
             raise UserError(f"experiment {path} has no trial with a checkpoint yet")
         return trial.checkpoints()[-1], read_experiment_record(path)
-    raise UserError(f"{path} is neither a checkpoint (model.pt and model.json) nor a scenetune experiment directory")
+    raise UserError(
+        f"{path} is neither a checkpoint (model.pt and model.json) nor a scenetune experiment directory"
+    )
 
 
 def resolve_source(path_text: str, accepted_kinds: tuple[str, ...], task: str) -> SourceModel:
@@ -47,5 +49,7 @@ def resolve_source(path_text: str, accepted_kinds: tuple[str, ...], task: str) -
     checkpoint, record = resolve_checkpoint(path)
     description = read_description(checkpoint)
     if description.get("model") not in accepted_kinds:
-        raise UserError(f"--from {path} holds {description.get('model')} models, but {task} needs a {' or '.join(accepted_kinds)} experiment or checkpoint")
+        raise UserError(
+            f"--from {path} holds {description.get('model')} models, but {task} needs a {' or '.join(accepted_kinds)} experiment or checkpoint"
+        )
     return SourceModel(checkpoint, description, record)

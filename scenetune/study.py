@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from analysis import study as comparison
-from scenetune.study_steps import STEPS, StudyStep
 from analysis.plots import plot_experiment
-from analysis.results import is_experiment_dir, load_experiment
+from analysis.results import load_experiment
 from analysis.tables import render, summary_table
 from scenetune.errors import UserError
+from scenetune.experiment import is_experiment_dir
+from scenetune.study_steps import STEPS, StudyStep
 from scenetune.sweep import SweepRequest, check_name, prepare, run
 
 STATE_FILE = "study.json"
@@ -89,7 +90,9 @@ def check_request(request: StudyRequest) -> Path:
         if not (directory / STATE_FILE).is_file():
             raise UserError(f"cannot resume: {directory} is not a scenetune study (no {STATE_FILE})")
     elif directory.exists():
-        raise UserError(f"study directory {directory} already exists; pass --resume to continue it or choose another --name")
+        raise UserError(
+            f"study directory {directory} already exists; pass --resume to continue it or choose another --name"
+        )
     check_data_source(request.data)
     return directory
 
@@ -99,14 +102,21 @@ def run_study(request: StudyRequest) -> Path:
     directory = check_request(request)
     if request.resume:
         state = _read_state(directory)
-        request = StudyRequest(**{**state["request"], "resume": True, "address": request.address, "verbose": request.verbose})
+        request = StudyRequest(
+            **{**state["request"], "resume": True, "address": request.address, "verbose": request.verbose}
+        )
     else:
         directory.parent.mkdir(parents=True, exist_ok=True)
         try:
             directory.mkdir()  # atomic: of two studies started at once with one --name, one goes on
         except FileExistsError:
-            raise UserError(f"study directory {directory} already exists (another study created it just now); choose another --name") from None
-        state = {"request": {k: v for k, v in vars(request).items() if k not in ("resume", "address", "verbose")}, "steps": {}}
+            raise UserError(
+                f"study directory {directory} already exists (another study created it just now); choose another --name"
+            ) from None
+        state = {
+            "request": {k: v for k, v in vars(request).items() if k not in ("resume", "address", "verbose")},
+            "steps": {},
+        }
         state["request"]["name"] = directory.name
         _write_state(directory, state)
     for step in STEPS:
@@ -144,7 +154,9 @@ def write_report(directory: Path, request: StudyRequest) -> str:
         figures = plot_experiment(experiment, directory / "figures" / step.name)
         table = render(summary_table(experiment, TABLE_ROWS_PER_TASK))
         links = " ".join(f"[{p.stem}]({p.relative_to(directory)})" for p in figures if p.suffix == ".png")
-        sections.append(f"### {step.approach} (`{step.name}`, {len(experiment.trials)} trials)\n\n{table}\n\n{links}\n")
+        sections.append(
+            f"### {step.approach} (`{step.name}`, {len(experiment.trials)} trials)\n\n{table}\n\n{links}\n"
+        )
     approaches = comparison.approaches_frame(rows)
     approaches.to_csv(directory / "study.csv", index=False)
     table = render(approaches.drop(columns=["experiment"]))

@@ -12,19 +12,21 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, class_count, load_dataset, make_trial_data
 from scenetune.errors import UserError
-from scenetune.experiment import EXPERIMENT_FILE, Objective, trial_dirname as format_trial_dirname, unfinished_trials
+from scenetune.experiment import EXPERIMENT_FILE, Objective, unfinished_trials
+from scenetune.experiment import trial_dirname as format_trial_dirname
 from scenetune.heartbeat import driver_heartbeat
-from scenetune.watchdog import children, start_watchdog
 from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, get_task
 from scenetune.request import RECORDED_FIELDS, SweepRequest
+from scenetune.watchdog import children, start_watchdog
 from search_spaces.base import OPTUNA_SPACE
 
 OBJECTIVE = Objective("val_acc", "max")
@@ -80,7 +82,9 @@ def _check_numbers(request: SweepRequest) -> None:
     if request.sampler not in SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {request.sampler!r}")
     if request.early_stopping not in EARLY_STOPPING:
-        raise UserError(f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {request.early_stopping!r}")
+        raise UserError(
+            f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {request.early_stopping!r}"
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -89,23 +93,33 @@ def _is_number(value: Any) -> bool:
 
 def _check_pin_type(key: str, value: Any, default: Any) -> None:
     """A pinned value has the type of the parameter's default (a float parameter also takes an integer)."""
-    expected = {bool: ("true or false", lambda v: isinstance(v, bool)),
-                int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-                float: ("a number", _is_number)}.get(type(default))
+    expected = {
+        bool: ("true or false", lambda v: isinstance(v, bool)),
+        int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+        float: ("a number", _is_number),
+    }.get(type(default))
     if expected is not None and not expected[1](value):
-        raise UserError(f"--set {key}={value}: {key} takes {expected[0]}, like its default {json.dumps(default)}")
+        raise UserError(
+            f"--set {key}={value}: {key} takes {expected[0]}, like its default {json.dumps(default)}"
+        )
 
 
 def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
     space = task.space
     if request.space not in space.space_names:
-        raise UserError(f"unknown space {request.space!r} for task {task.name}; choose one of: {', '.join(space.space_names)}")
+        raise UserError(
+            f"unknown space {request.space!r} for task {task.name}; choose one of: {', '.join(space.space_names)}"
+        )
     searched = request.sampler != "tpe" or request.early_stopping != "asha"
     if searched and request.space != OPTUNA_SPACE:
-        raise UserError(f"--sampler and --early-stopping apply to the optuna space; preset {request.space!r} runs its grid to the end")
+        raise UserError(
+            f"--sampler and --early-stopping apply to the optuna space; preset {request.space!r} runs its grid to the end"
+        )
     for key, value in request.pinned.items():
         if key not in space.defaults:
-            raise UserError(f"--set {key}: {task.name} has no parameter {key!r}; its parameters are: {', '.join(space.defaults)}")
+            raise UserError(
+                f"--set {key}: {task.name} has no parameter {key!r}; its parameters are: {', '.join(space.defaults)}"
+            )
         _check_pin_type(key, value, space.defaults[key])
     epochs = request.pinned.get("epochs")
     if epochs is not None and epochs < 1:
@@ -113,18 +127,24 @@ def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
     if request.space != OPTUNA_SPACE:
         swept = set(space.presets[request.space].factors) & set(request.pinned)
         if swept:
-            raise UserError(f"--set {', '.join(sorted(swept))} conflicts with preset {request.space!r}, which sweeps it")
+            raise UserError(
+                f"--set {', '.join(sorted(swept))} conflicts with preset {request.space!r}, which sweeps it"
+            )
 
 
 def _recorded(experiment_dir: Path) -> dict[str, Any]:
     path = experiment_dir / EXPERIMENT_FILE
     if not path.is_file():
-        raise UserError(f"{experiment_dir} is not a scenetune experiment (no {EXPERIMENT_FILE}); nothing to resume")
+        raise UserError(
+            f"{experiment_dir} is not a scenetune experiment (no {EXPERIMENT_FILE}); nothing to resume"
+        )
     return json.loads(path.read_text())
 
 
 def _apply_recorded(request: SweepRequest, recorded: dict[str, Any]) -> SweepRequest:
-    return dataclasses.replace(request, **{key: recorded["request"][key] for key in RECORDED_FIELDS if key in recorded["request"]})
+    return dataclasses.replace(
+        request, **{key: recorded["request"][key] for key in RECORDED_FIELDS if key in recorded["request"]}
+    )
 
 
 MAX_NAME_LENGTH = 200
@@ -132,8 +152,15 @@ MAX_NAME_LENGTH = 200
 
 def check_name(name: str, option: str = "--name") -> str:
     """An experiment or study name is one folder inside --storage: no separators, no `..`."""
-    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0") or len(name) > MAX_NAME_LENGTH:
-        raise UserError(f"{option} {name!r} must be one folder name of at most {MAX_NAME_LENGTH} characters, without '/', '\\' or '..'")
+    if (
+        not name.strip()
+        or name in (".", "..")
+        or any(c in name for c in "/\\\0")
+        or len(name) > MAX_NAME_LENGTH
+    ):
+        raise UserError(
+            f"{option} {name!r} must be one folder name of at most {MAX_NAME_LENGTH} characters, without '/', '\\' or '..'"
+        )
     return name
 
 
@@ -151,7 +178,9 @@ def _resolve_source(request: SweepRequest, task: Task):
     kinds = accepted_source_kinds(task)
     if request.source is None:
         if task.source_required:
-            raise UserError(f"{task.name} needs --from, a {' or '.join(kinds)} experiment or checkpoint to take features from")
+            raise UserError(
+                f"{task.name} needs --from, a {' or '.join(kinds)} experiment or checkpoint to take features from"
+            )
         return None
     if not kinds:
         raise UserError(f"{task.name} trains from pixels and takes no --from")
@@ -174,7 +203,11 @@ def _with_source_data(request: SweepRequest, source) -> SweepRequest:
 def _sweep_context(source) -> dict[str, Any]:
     if source is None:
         return {"has_source": False}
-    return {"has_source": True, "layers": source.hidden_layers, "image_size": int(source.description["image_size"])}
+    return {
+        "has_source": True,
+        "layers": source.hidden_layers,
+        "image_size": int(source.description["image_size"]),
+    }
 
 
 @dataclass
@@ -199,11 +232,15 @@ def _locate(request: SweepRequest) -> _Location:
             recorded = _recorded(experiment_dir)
             request = _apply_recorded(request, recorded)
         elif experiment_dir.exists():
-            raise UserError(f"experiment directory {experiment_dir} already exists; pass --resume to continue it or choose another --name")
+            raise UserError(
+                f"experiment directory {experiment_dir} already exists; pass --resume to continue it or choose another --name"
+            )
     return _Location(request, storage_path, name, experiment_dir, recorded)
 
 
-def _grid(request: SweepRequest, task: Task, context: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], int, int]:
+def _grid(
+    request: SweepRequest, task: Task, context: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any], int, int]:
     """The preset's grid points (none for the optuna space), the constants every trial gets, the
     number of trials and the epochs per trial."""
     candidates = (request.epochs, request.pinned.get("epochs"), task.space.defaults.get("epochs"))
@@ -211,13 +248,20 @@ def _grid(request: SweepRequest, task: Task, context: dict[str, Any]) -> tuple[l
     constants = {"seed": request.seed, "epochs": epochs}
     if request.space == OPTUNA_SPACE:
         return [], constants, request.samples or DEFAULT_OPTUNA_SAMPLES, epochs
-    configs = [{**config, **constants} for config in task.space.preset_configs(request.space, request.pinned, context)]
+    configs = [
+        {**config, **constants}
+        for config in task.space.preset_configs(request.space, request.pinned, context)
+    ]
     if not configs:
-        raise UserError(f"preset {request.space!r} has no value that fits the pinned parameters {request.pinned}")
+        raise UserError(
+            f"preset {request.space!r} has no value that fits the pinned parameters {request.pinned}"
+        )
     return configs, constants, len(configs), epochs
 
 
-def _check_configs(task: Task, configs: list[dict[str, Any]], n_classes: int, context: dict[str, Any]) -> None:
+def _check_configs(
+    task: Task, configs: list[dict[str, Any]], n_classes: int, context: dict[str, Any]
+) -> None:
     for config in configs:
         try:
             task.check_config(config, n_classes, context)
@@ -225,18 +269,26 @@ def _check_configs(task: Task, configs: list[dict[str, Any]], n_classes: int, co
             raise UserError(f"invalid configuration for {task.name}: {error}") from None
 
 
-def _load_trial_data(request: SweepRequest, image_sizes: set[int], source, location: _Location) -> tuple[TrialData, str, str]:
+def _load_trial_data(
+    request: SweepRequest, image_sizes: set[int], source, location: _Location
+) -> tuple[TrialData, str, str]:
     """The dataset decoded at every size the trials need, split; its fingerprint and a key for caches."""
     cache_dir = Path(request.cache_dir) if request.cache_dir else None
     dataset = load_dataset(request.data, image_sizes, cache_dir, request.skip_bad_images)
     if location.recorded is not None and location.recorded["data"]["fingerprint"] != dataset.fingerprint:
-        raise UserError(f"the dataset {request.data} changed since experiment {location.experiment_dir} started; "
-                        "resume would mix results, so start a new experiment")
+        raise UserError(
+            f"the dataset {request.data} changed since experiment {location.experiment_dir} started; "
+            "resume would mix results, so start a new experiment"
+        )
     split_seed = request.seed
     if source is not None and source.record is not None:
         split_seed = source.record["request"]["seed"]  # the source network's own train/val split
     trial_data = make_trial_data(dataset, request.val_fraction, request.val_from_test, split_seed)
-    return trial_data, dataset.fingerprint, f"{dataset.fingerprint}|{request.val_fraction}|{request.val_from_test}|{split_seed}"
+    return (
+        trial_data,
+        dataset.fingerprint,
+        f"{dataset.fingerprint}|{request.val_fraction}|{request.val_from_test}|{split_seed}",
+    )
 
 
 def prepare(request: SweepRequest) -> SweepPlan:
@@ -251,7 +303,9 @@ def prepare(request: SweepRequest) -> SweepPlan:
     n_classes = class_count(request.data)
     context = _sweep_context(source)
     configs, constants, samples, epochs = _grid(request, task, context)
-    _check_configs(task, configs or [{**task.space.defaults, **request.pinned, **constants}], n_classes, context)
+    _check_configs(
+        task, configs or [{**task.space.defaults, **request.pinned, **constants}], n_classes, context
+    )
 
     def values(key: str) -> list[Any]:
         return task.space.possible_values(key, request.space, request.pinned, context)
@@ -299,7 +353,9 @@ def experiment_record(plan: SweepPlan) -> dict[str, Any]:
             "fingerprint": plan.fingerprint,
             "classes": plan.trial_data.classes,
             "image_sizes": sorted(plan.trial_data.splits),
-            "validation": "test folder" if plan.request.val_from_test else f"{plan.request.val_fraction:g} of train, stratified",
+            "validation": "test folder"
+            if plan.request.val_from_test
+            else f"{plan.request.val_fraction:g} of train, stratified",
             "sizes": {name: len(split) for name, split in splits.items()},
         },
         "request": dataclasses.asdict(plan.request),
@@ -315,8 +371,12 @@ def _write_record(plan: SweepPlan) -> None:
     try:
         plan.experiment_dir.mkdir()
     except FileExistsError:
-        raise UserError(f"experiment directory {plan.experiment_dir} already exists (another sweep created it just now); choose another --name") from None
-    (plan.experiment_dir / EXPERIMENT_FILE).write_text(json.dumps(experiment_record(plan), indent=2, default=str))
+        raise UserError(
+            f"experiment directory {plan.experiment_dir} already exists (another sweep created it just now); choose another --name"
+        ) from None
+    (plan.experiment_dir / EXPERIMENT_FILE).write_text(
+        json.dumps(experiment_record(plan), indent=2, default=str)
+    )
 
 
 def _start_ray(request: SweepRequest) -> None:
@@ -381,9 +441,13 @@ def _check_resources(request: SweepRequest) -> None:
     if request.gpus_per_trial <= 0:
         return
     if largest_gpus == 0:
-        raise UserError(f"--gpus-per-trial {request.gpus_per_trial:g} asks for GPUs, but the Ray cluster has none")
+        raise UserError(
+            f"--gpus-per-trial {request.gpus_per_trial:g} asks for GPUs, but the Ray cluster has none"
+        )
     if request.gpus_per_trial > largest_gpus:
-        raise UserError(f"--gpus-per-trial {request.gpus_per_trial:g} is more than the largest node's {largest_gpus:g} GPU(s)")
+        raise UserError(
+            f"--gpus-per-trial {request.gpus_per_trial:g} is more than the largest node's {largest_gpus:g} GPU(s)"
+        )
 
 
 def _default_concurrency(request: SweepRequest) -> int:
@@ -432,16 +496,31 @@ def build_tuner(plan: SweepPlan):
         )
         search_alg = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
         scheduler = (
-            ASHAScheduler(time_attr="epoch", metric=METRIC, mode=MODE, max_t=plan.epochs, grace_period=1, reduction_factor=3)
+            ASHAScheduler(
+                time_attr="epoch",
+                metric=METRIC,
+                mode=MODE,
+                max_t=plan.epochs,
+                grace_period=1,
+                reduction_factor=3,
+            )
             if request.early_stopping == "asha"
             else FIFOScheduler()
         )
         param_space: dict[str, Any] = {}
     else:
-        search_alg = BasicVariantGenerator(points_to_evaluate=[dict(c) for c in plan.configs], max_concurrent=max_concurrent, random_state=request.seed)
+        search_alg = BasicVariantGenerator(
+            points_to_evaluate=[dict(c) for c in plan.configs],
+            max_concurrent=max_concurrent,
+            random_state=request.seed,
+        )
         scheduler = FIFOScheduler()
         param_space = dict(plan.configs[0])  # every key of the grid; each point overrides it
-    callbacks = [ProgressLine(plan.samples, plan.epochs, space.defaults, request.time_budget_s), JsonLoggerCallback(), CSVLoggerCallback()]
+    callbacks = [
+        ProgressLine(plan.samples, plan.epochs, space.defaults, request.time_budget_s),
+        JsonLoggerCallback(),
+        CSVLoggerCallback(),
+    ]
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -502,7 +581,9 @@ def run(plan: SweepPlan) -> SweepOutcome:
         if plan.experiment_dir is not None:  # remote storage is left to Ray
             for line in restore_superseded_checkpoints(plan.experiment_dir):
                 print(f"scenetune: {line}", file=sys.stderr)
-        tuner = tune.Tuner.restore(location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True
+        )
     else:
         if not plan.restoring:  # a resumed experiment keeps its folder and record
             _write_record(plan)
@@ -519,8 +600,18 @@ def run(plan: SweepPlan) -> SweepOutcome:
 
 
 def summarise(results, location: str) -> SweepOutcome:
-    errors = [str(r.error).strip().splitlines()[-1] if str(r.error).strip() else type(r.error).__name__ for r in results if r.error]
-    finished = [r for r in results if r.metrics and r.metrics.get("best_val_acc") is not None and r.metrics["best_val_acc"] == r.metrics["best_val_acc"]]
+    errors = [
+        str(r.error).strip().splitlines()[-1] if str(r.error).strip() else type(r.error).__name__
+        for r in results
+        if r.error
+    ]
+    finished = [
+        r
+        for r in results
+        if r.metrics
+        and r.metrics.get("best_val_acc") is not None
+        and r.metrics["best_val_acc"] == r.metrics["best_val_acc"]
+    ]
     if not finished:
         return SweepOutcome(location, len(results), len(errors), None, None, None, None, None, errors)
     best = max(finished, key=lambda r: r.metrics["best_val_acc"])

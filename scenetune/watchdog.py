@@ -44,14 +44,22 @@ def descendants(roots: set[int]) -> set[Process]:
     found: set[Process] = set()
     frontier = set(roots)
     while frontier:
-        children = {pid for pid, (parent, _) in parents.items() if parent in frontier and (pid, parents[pid][1]) not in found}
+        children = {
+            pid
+            for pid, (parent, _) in parents.items()
+            if parent in frontier and (pid, parents[pid][1]) not in found
+        }
         found |= {(pid, parents[pid][1]) for pid in children}
         frontier = children
     return found
 
 
 def alive(processes: set[Process]) -> set[Process]:
-    return {(pid, started) for pid, started in processes if (stat := _stat(pid)) is not None and stat[1] == started}
+    return {
+        (pid, started)
+        for pid, started in processes
+        if (stat := _stat(pid)) is not None and stat[1] == started
+    }
 
 
 def _signal(processes: set[Process], number: int) -> None:
@@ -88,7 +96,9 @@ def watch(roots: set[Process]) -> None:
 
 def children() -> set[Process]:
     """This process's children now."""
-    return {p for p in descendants({os.getpid()}) if _stat(p[0]) is not None and _stat(p[0])[0] == os.getpid()}
+    return {
+        p for p in descendants({os.getpid()}) if _stat(p[0]) is not None and _stat(p[0])[0] == os.getpid()
+    }
 
 
 def start_watchdog(ray_processes: set[Process]) -> None:
@@ -100,8 +110,13 @@ def start_watchdog(ray_processes: set[Process]) -> None:
         return
     read_end, write_end = os.pipe()  # not inherited by Ray's processes (PEP 446): only the driver holds it
     arguments = [f"{pid}:{started}" for pid, started in sorted(ray_processes)]
-    subprocess.Popen([sys.executable, "-m", "scenetune.watchdog", *arguments], stdin=read_end,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.Popen(
+        [sys.executable, "-m", "scenetune.watchdog", *arguments],
+        stdin=read_end,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     os.close(read_end)
     _KEEP.append(write_end)  # open until this process ends, however it ends
 

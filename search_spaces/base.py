@@ -6,8 +6,9 @@ Pure Python (no torch): the driver imports it to validate arguments before anyth
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 OPTUNA_SPACE = "optuna"
 
@@ -75,7 +76,9 @@ class TaskSpace:
     def space_names(self) -> list[str]:
         return [OPTUNA_SPACE, *self.presets]
 
-    def preset_configs(self, preset: str, pinned: dict[str, Any], context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def preset_configs(
+        self, preset: str, pinned: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """The full configuration of every grid point: defaults, then pins, then the point."""
         chosen = self.presets[preset]
         configs = [{**self.defaults, **pinned, **point} for point in chosen.points_for(context or {})]
@@ -85,9 +88,13 @@ class TaskSpace:
         self, pinned: dict[str, Any], constants: dict[str, Any], context: dict[str, Any] | None = None
     ) -> Callable[[Any], dict[str, Any]]:
         """A picklable define-by-run function for OptunaSearch (it is saved with the experiment)."""
-        return functools.partial(_define_by_run, self.optuna_space, self.defaults, pinned, constants, context or {})
+        return functools.partial(
+            _define_by_run, self.optuna_space, self.defaults, pinned, constants, context or {}
+        )
 
-    def possible_values(self, key: str, space: str, pinned: dict[str, Any], context: dict[str, Any] | None = None) -> list[Any]:
+    def possible_values(
+        self, key: str, space: str, pinned: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> list[Any]:
         """Every value `key` can take in this space (the data is prepared for each of them)."""
         if key in pinned:
             return [pinned[key]]

@@ -26,7 +26,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PRESETS = {
-    "codebook": Preset("codebook", "codebook size 64 .. 1024", [{"codebook_size": k} for k in STUDY_CODEBOOK_SIZES]),
+    "codebook": Preset(
+        "codebook", "codebook size 64 .. 1024", [{"codebook_size": k} for k in STUDY_CODEBOOK_SIZES]
+    ),
 }
 
 

@@ -42,12 +42,26 @@ def pools_fit_image(config: dict[str, Any]) -> bool:
 PRESETS = {
     preset.name: preset
     for preset in [
-        Preset("conv_depth", "1 .. 4 conv blocks (each doubles the channels and halves the image)",
-               [{"conv_depth": d} for d in range(1, MAX_CONV_DEPTH + 1)], keep=pools_fit_image),
-        Preset("conv_width", "16, 32 or 64 channels in the first conv block", [{"conv_width": w} for w in CONV_WIDTHS]),
+        Preset(
+            "conv_depth",
+            "1 .. 4 conv blocks (each doubles the channels and halves the image)",
+            [{"conv_depth": d} for d in range(1, MAX_CONV_DEPTH + 1)],
+            keep=pools_fit_image,
+        ),
+        Preset(
+            "conv_width",
+            "16, 32 or 64 channels in the first conv block",
+            [{"conv_width": w} for w in CONV_WIDTHS],
+        ),
         Preset("kernel_size", "3x3, 5x5 or 7x7 convolutions", [{"kernel_size": k} for k in KERNEL_SIZES]),
-        Preset("regularization", "no regularisation, batch norm, dropout 0.5 before the output, or both",
-               [{"batch_norm": bn, "dropout": dropout} for bn, dropout in ((False, 0.0), (True, 0.0), (False, 0.5), (True, 0.5))]),
+        Preset(
+            "regularization",
+            "no regularisation, batch norm, dropout 0.5 before the output, or both",
+            [
+                {"batch_norm": bn, "dropout": dropout}
+                for bn, dropout in ((False, 0.0), (True, 0.0), (False, 0.5), (True, 0.5))
+            ],
+        ),
     ]
 }
 

@@ -28,7 +28,12 @@ def _layers(context: dict[str, Any]) -> list[str]:
 
 
 PRESETS = {
-    "layer": Preset("layer", "hidden layers second .. fifth (those the model has), RBF kernel", _layer_points, swept=("layer",)),
+    "layer": Preset(
+        "layer",
+        "hidden layers second .. fifth (those the model has), RBF kernel",
+        _layer_points,
+        swept=("layer",),
+    ),
 }
 
 

@@ -9,7 +9,14 @@ from search_spaces.base import Pick, Preset, TaskSpace
 IMAGE_SIZES = [8, 16, 32, 64]
 BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512]
 WIDTHS = [256, 512, 1024, 2048, 4096]
-INITIALIZERS = ["glorot_normal", "glorot_uniform", "truncated_normal", "random_normal", "random_uniform", "he_normal"]
+INITIALIZERS = [
+    "glorot_normal",
+    "glorot_uniform",
+    "truncated_normal",
+    "random_normal",
+    "random_uniform",
+    "he_normal",
+]
 STUDY_DROPOUT = 0.5
 
 # The study's initial model: 32x32 input, one hidden layer of 2048, Adam 1e-3, batch 16.
@@ -37,8 +44,16 @@ PRESETS = {
     for preset in [
         Preset("lr", "learning rate 1e-1 .. 1e-6", [{"lr": 10.0**-k} for k in range(1, 7)]),
         Preset("image_size", "input image size 8 .. 128", [{"image_size": s} for s in (8, 16, 32, 64, 128)]),
-        Preset("batch_size", "batch size 1 .. 512", [{"batch_size": b} for b in (1, 8, 16, 32, 64, 128, 256, 512)]),
-        Preset("depth", "1 .. 8 hidden layers, each half the width of the one before", [{"depth": d} for d in range(1, 9)]),
+        Preset(
+            "batch_size",
+            "batch size 1 .. 512",
+            [{"batch_size": b} for b in (1, 8, 16, 32, 64, 128, 256, 512)],
+        ),
+        Preset(
+            "depth",
+            "1 .. 8 hidden layers, each half the width of the one before",
+            [{"depth": d} for d in range(1, 9)],
+        ),
         Preset(
             "regularization",
             "model 1.4 (4 hidden layers) with no regularisation, batch norm, dropout, or both",
@@ -59,7 +74,10 @@ PRESETS = {
         Preset(
             "initializer",
             "weight initializers GlorotNormal, TruncatedNormal, RandomNormal, RandomUniform",
-            [{"initializer": name} for name in ("glorot_normal", "truncated_normal", "random_normal", "random_uniform")],
+            [
+                {"initializer": name}
+                for name in ("glorot_normal", "truncated_normal", "random_normal", "random_uniform")
+            ],
         ),
     ]
 }

@@ -37,7 +37,11 @@ PRESETS = {
             [{"patch_size": s} for s in STUDY_PATCH_SIZES],
             keep=patch_fits_image,
         ),
-        Preset("aggregation", "mean, max or min of the patch softmax (32x32 patches)", [{"aggregation": a} for a in ("mean", "max", "min")]),
+        Preset(
+            "aggregation",
+            "mean, max or min of the patch softmax (32x32 patches)",
+            [{"aggregation": a} for a in ("mean", "max", "min")],
+        ),
     ]
 }
 
@@ -49,7 +53,11 @@ def optuna_space(pick: Pick) -> dict[str, Any]:
         # Searching patches per side keeps every suggestion valid whatever the image size.
         constants["patch_size"] = image_size // pick.categorical("patches_per_side", PATCHES_PER_SIDE)
     train_on = pick.categorical("train_on", ["image", "patch"])
-    aggregations = ["mean", "max", "min", "mean_logits", "vote"] if train_on == "patch" else ["mean", "max", "min", "mean_logits"]
+    aggregations = (
+        ["mean", "max", "min", "mean_logits", "vote"]
+        if train_on == "patch"
+        else ["mean", "max", "min", "mean_logits"]
+    )
     if "aggregation" not in pick.pinned:
         # `vote` has no gradient, so it is offered only when training on patches.
         constants["aggregation"] = pick.categorical(f"aggregation_{train_on}", aggregations)

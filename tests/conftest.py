@@ -36,13 +36,17 @@ def write_image(path: Path, color: tuple[int, int, int], size: int = 12, mode: s
     return path
 
 
-def make_image_folder(root: Path, classes: dict[str, tuple[int, int, int]], per_class: int = 4, test_per_class: int = 2) -> Path:
+def make_image_folder(
+    root: Path, classes: dict[str, tuple[int, int, int]], per_class: int = 4, test_per_class: int = 2
+) -> Path:
     """root/{train,test}/<class>/*.png, each class a solid colour with a little noise."""
     rng = np.random.default_rng(0)
     for name, color in classes.items():
         for split, count in (("train", per_class), ("test", test_per_class)):
             for index in range(count):
-                pixels = np.clip(np.array(color) + rng.integers(-20, 20, size=(12, 12, 3)), 0, 255).astype(np.uint8)
+                pixels = np.clip(np.array(color) + rng.integers(-20, 20, size=(12, 12, 3)), 0, 255).astype(
+                    np.uint8
+                )
                 path = root / split / name / f"{index}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels).save(path)
@@ -51,7 +55,9 @@ def make_image_folder(root: Path, classes: dict[str, tuple[int, int, int]], per_
 
 @pytest.fixture()
 def image_folder(tmp_path: Path) -> Path:
-    return make_image_folder(tmp_path / "scenes", {"coast": (30, 80, 200), "forest": (20, 140, 30), "city street": (120, 120, 120)})
+    return make_image_folder(
+        tmp_path / "scenes", {"coast": (30, 80, 200), "forest": (20, 140, 30), "city street": (120, 120, 120)}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +96,23 @@ def wait_until_workers_exit(experiment: Path) -> None:
 
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync", "--disable-quic"]
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
 
 
 def strict_json(text: str):
     """Parse JSON as browsers do: NaN and Infinity are not JSON, so they fail here too."""
+
     def refuse(constant: str):
         raise ValueError(f"{constant} is not valid JSON")
 
@@ -115,8 +131,12 @@ def dashboard_server(root: Path):
     import httpx
 
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "scenetune", "dashboard", str(root), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scenetune", "dashboard", str(root), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -142,11 +162,31 @@ def chromium_page():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         page = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
         page.console_errors = []
-        page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+        page.on(
+            "console",
+            lambda message: page.console_errors.append(message.text) if message.type == "error" else None,
+        )
         page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-        page.on("response", lambda response: page.console_errors.append(f"{response.status} {response.url}") if response.status >= 400 else None)
+        page.on(
+            "response",
+            lambda response: (
+                page.console_errors.append(f"{response.status} {response.url}")
+                if response.status >= 400
+                else None
+            ),
+        )
         try:
             yield page
         finally:
             browser.close()
 
+
+# Tests that use these fixtures start Ray or read the scene dataset: integration tests.
+INTEGRATION_FIXTURES = frozenset({"ray_session", "mit_split", "two_node_cluster"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m "not integration"` runs the fast unit tests alone (no Ray, no server, no browser)."""
+    for item in items:
+        if INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)

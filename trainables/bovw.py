@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,11 +50,15 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
             raise ValueError("learnt descriptors need --from, a patch_mlp experiment or checkpoint")
         layers = context.get("layers", [])
         if config.get("layer", "last") not in ["last", *layers]:
-            raise ValueError(f"the source model has no layer {config['layer']!r}; its hidden layers are: {', '.join(layers)}")
+            raise ValueError(
+                f"the source model has no layer {config['layer']!r}; its hidden layers are: {', '.join(layers)}"
+            )
     if config.get("kernel", "rbf") not in BOVW_KERNELS:
         raise ValueError(f"kernel must be one of {BOVW_KERNELS}, got {config.get('kernel')!r}")
     if config.get("normalization", "l2") not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {config.get('normalization')!r}")
+        raise ValueError(
+            f"normalization must be one of {NORMALIZATIONS}, got {config.get('normalization')!r}"
+        )
     if int(config.get("codebook_size", 2)) < 2:
         raise ValueError(f"codebook_size must be at least 2, got {config.get('codebook_size')}")
     if descriptor == "sift":
@@ -63,14 +68,18 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
                 raise ValueError(f"{key} {config[key]} must lie between 1 and the image size {side}")
 
 
-def build_inputs(data: TrialData, source, values: Callable[[str], list], data_key: str, cache_dir: str | None) -> BovwInputs:
+def build_inputs(
+    data: TrialData, source, values: Callable[[str], list], data_key: str, cache_dir: str | None
+) -> BovwInputs:
     return BovwInputs(
         data=data,
         source_checkpoint=str(source.checkpoint) if source is not None else None,
         source_layers=source.hidden_layers if source is not None else [],
         source_image_size=int(source.description["image_size"]) if source is not None else None,
         data_key=data_key,
-        cache_dir=str((Path(cache_dir) if cache_dir else default_cache_dir()) / "bovw"),  # beside the dataset cache
+        cache_dir=str(
+            (Path(cache_dir) if cache_dir else default_cache_dir()) / "bovw"
+        ),  # beside the dataset cache
     )
 
 
@@ -85,10 +94,16 @@ def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> Descripto
     layer = inputs.source_layers[-1] if layer == "last" else layer
     checkpoint = Path(inputs.source_checkpoint)
     stamp = (checkpoint / "model.pt").stat().st_mtime_ns
-    return f"learnt|{checkpoint}@{stamp}|{layer}", lambda images: learnt_descriptors(checkpoint, images, layer), int(inputs.source_image_size)
+    return (
+        f"learnt|{checkpoint}@{stamp}|{layer}",
+        lambda images: learnt_descriptors(checkpoint, images, layer),
+        int(inputs.source_image_size),
+    )
 
 
-def _split_descriptors(setting: DescriptorSetting, inputs: BovwInputs, key: str) -> tuple[dict[str, Descriptors], bool]:
+def _split_descriptors(
+    setting: DescriptorSetting, inputs: BovwInputs, key: str
+) -> tuple[dict[str, Descriptors], bool]:
     """Every split's descriptors under `key`, computed by the first trial that needs them."""
     from trainables.descriptors import Descriptors, cached_arrays
 
@@ -103,11 +118,16 @@ def _split_descriptors(setting: DescriptorSetting, inputs: BovwInputs, key: str)
         return arrays
 
     arrays, cached = cached_arrays(Path(inputs.cache_dir) / "descriptors", key, compute_all)
-    descriptors = {name: Descriptors(arrays[f"{name}_values"], arrays[f"{name}_index"], len(splits[name])) for name in SPLITS}
+    descriptors = {
+        name: Descriptors(arrays[f"{name}_values"], arrays[f"{name}_index"], len(splits[name]))
+        for name in SPLITS
+    }
     return descriptors, cached
 
 
-def _visual_words(setting: DescriptorSetting, inputs: BovwInputs, descriptor_key: str, k: int, seed: int) -> dict[str, np.ndarray]:
+def _visual_words(
+    setting: DescriptorSetting, inputs: BovwInputs, descriptor_key: str, k: int, seed: int
+) -> dict[str, np.ndarray]:
     """Each split's visual-word counts under a k-word codebook, from cached descriptors and codebook.
 
     Also records how many training descriptors there are (a codebook cannot have more words) and
@@ -117,12 +137,16 @@ def _visual_words(setting: DescriptorSetting, inputs: BovwInputs, descriptor_key
 
     descriptors, descriptors_cached = _split_descriptors(setting, inputs, descriptor_key)
     available = len(descriptors["train"].values)
-    facts = {"available": np.array(available), "descriptors_per_image": np.array(available / descriptors["train"].n_images),
-             "descriptors_cached": np.array(descriptors_cached)}
+    facts = {
+        "available": np.array(available),
+        "descriptors_per_image": np.array(available / descriptors["train"].n_images),
+        "descriptors_cached": np.array(descriptors_cached),
+    }
     if k > available:
         return facts
     arrays, codebook_cached = cached_arrays(
-        Path(inputs.cache_dir) / "codebooks", f"{descriptor_key}|k={k}|seed={seed}",
+        Path(inputs.cache_dir) / "codebooks",
+        f"{descriptor_key}|k={k}|seed={seed}",
         lambda: {"centres": fit_codebook(descriptors["train"], k, seed)},
     )
     counts = {name: word_histograms(descriptors[name], arrays["centres"]).astype(np.int32) for name in SPLITS}
@@ -142,13 +166,24 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     # A trial that finds its counts cached loads n_images x k integers, not the descriptors: it costs
     # its SVM fit (benchmarks/run_benchmarks.py, measurement 3).
     counts_key = f"{descriptor_key}|k={k}|seed={seed}"
-    words, counts_cached = cached_arrays(Path(inputs.cache_dir) / "word_counts", counts_key,
-                                         lambda: _visual_words(setting, inputs, descriptor_key, k, seed))
+    words, counts_cached = cached_arrays(
+        Path(inputs.cache_dir) / "word_counts",
+        counts_key,
+        lambda: _visual_words(setting, inputs, descriptor_key, k, seed),
+    )
     available = int(words["available"])
     if k > available:
         # Reported, not raised: the sweep goes on and the table says why this trial has no score.
-        tune.report({"epoch": 1, "infeasible": True, "error_message": f"codebook_size {k} exceeds the {available} training descriptors",
-                     "val_acc": float("nan"), "best_val_acc": float("nan"), "trial_seconds": time.perf_counter() - started})
+        tune.report(
+            {
+                "epoch": 1,
+                "infeasible": True,
+                "error_message": f"codebook_size {k} exceeds the {available} training descriptors",
+                "val_acc": float("nan"),
+                "best_val_acc": float("nan"),
+                "trial_seconds": time.perf_counter() - started,
+            }
+        )
         return
     histograms = {name: words[name].astype(np.float64) for name in SPLITS}
     normalization, tfidf = config.get("normalization", "l2"), bool(config.get("tfidf"))
@@ -157,10 +192,17 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     labels = {name: inputs.data.at_size(next(iter(inputs.data.splits)))[name].y for name in SPLITS}
     features_key = f"{counts_key}|{normalization}|tfidf={tfidf}"
     result = fit_and_score_svm(config, features, labels, features_key)
-    tune.report(svm_report(result, started, infeasible=False, word_counts_cached=counts_cached,
-                           descriptors_cached=counts_cached or bool(words["descriptors_cached"]),
-                           codebook_cached=counts_cached or bool(words["codebook_cached"]),
-                           descriptors_per_image=float(words["descriptors_per_image"])))
+    tune.report(
+        svm_report(
+            result,
+            started,
+            infeasible=False,
+            word_counts_cached=counts_cached,
+            descriptors_cached=counts_cached or bool(words["descriptors_cached"]),
+            codebook_cached=counts_cached or bool(words["codebook_cached"]),
+            descriptors_per_image=float(words["descriptors_per_image"]),
+        )
+    )
 
 
 class BovwTask(Task):
@@ -170,7 +212,14 @@ class BovwTask(Task):
     def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
         check_config(config, n_classes, context)
 
-    def build_inputs(self, data: TrialData, source: Any, values: Callable[[str], list[Any]], data_key: str, cache_dir: str | None) -> BovwInputs:
+    def build_inputs(
+        self,
+        data: TrialData,
+        source: Any,
+        values: Callable[[str], list[Any]],
+        data_key: str,
+        cache_dir: str | None,
+    ) -> BovwInputs:
         return build_inputs(data, source, values, data_key, cache_dir)
 
     def train(self, config: dict[str, Any], data: BovwInputs) -> None:

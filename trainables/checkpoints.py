@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import nn
 
-
 WEIGHTS_FILE = "model.pt"
 MODEL_FILE = "model.json"
 TRAINING_STATE_FILE = "training_state.pt"

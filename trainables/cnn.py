@@ -42,18 +42,26 @@ class CNNSpec:
 
     def __post_init__(self) -> None:
         if self.conv_depth < 1 or self.input_size >> self.conv_depth < 1:
-            raise ValueError(f"conv_depth {self.conv_depth} does not fit a {self.input_size}x{self.input_size} image: each block halves it")
+            raise ValueError(
+                f"conv_depth {self.conv_depth} does not fit a {self.input_size}x{self.input_size} image: each block halves it"
+            )
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
         if self.conv_width < 1 or self.width < 1 or self.depth < 0:
-            raise ValueError(f"conv_width and width must be positive and depth >= 0, got {self.conv_width}, {self.width}, {self.depth}")
+            raise ValueError(
+                f"conv_width and width must be positive and depth >= 0, got {self.conv_width}, {self.width}, {self.depth}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 
     @classmethod
     def from_config(cls, config: dict[str, Any], n_classes: int) -> CNNSpec:
         known = {f.name for f in fields(cls)} - {"input_size", "n_classes"}
-        return cls(input_size=int(config["image_size"]), n_classes=n_classes, **{k: config[k] for k in known if k in config})
+        return cls(
+            input_size=int(config["image_size"]),
+            n_classes=n_classes,
+            **{k: config[k] for k in known if k in config},
+        )
 
     def channels(self) -> list[int]:
         return [min(self.conv_width << i, MAX_CHANNELS) for i in range(self.conv_depth)]
@@ -73,17 +81,29 @@ def network_class() -> type:
     from torch import nn
 
     class SmallCNN(nn.Module):
-        def __init__(self, spec: CNNSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None):
+        def __init__(
+            self, spec: CNNSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None
+        ):
             super().__init__()
             self.spec = spec
             mean = np.zeros(3) if channel_mean is None else np.asarray(channel_mean, dtype=np.float64)
             std = np.ones(3) if channel_std is None else np.asarray(channel_std, dtype=np.float64)
             self.register_buffer("channel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer("channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer(
+                "channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(1, 3, 1, 1)
+            )
             layers: OrderedDict[str, nn.Module] = OrderedDict()
             in_channels = 3
             for index, channels in enumerate(spec.channels()):
-                block: list[nn.Module] = [nn.Conv2d(in_channels, channels, spec.kernel_size, padding=spec.kernel_size // 2, bias=not spec.batch_norm)]
+                block: list[nn.Module] = [
+                    nn.Conv2d(
+                        in_channels,
+                        channels,
+                        spec.kernel_size,
+                        padding=spec.kernel_size // 2,
+                        bias=not spec.batch_norm,
+                    )
+                ]
                 if spec.batch_norm:
                     block.append(nn.BatchNorm2d(channels))
                 block += [nn.ReLU(), nn.MaxPool2d(2)]
@@ -123,7 +143,12 @@ def build_cnn(config: dict[str, Any], data: TrialData) -> tuple[nn.Module, dict[
     """The network a config describes, normalised with the training split's channel statistics."""
     spec = CNNSpec.from_config(config, n_classes=len(data.classes))
     mean, std = train_statistics(config, data)
-    description = {"model": "cnn", "spec": asdict(spec), "classes": data.classes, "image_size": spec.input_size}
+    description = {
+        "model": "cnn",
+        "spec": asdict(spec),
+        "classes": data.classes,
+        "image_size": spec.input_size,
+    }
     return network_class()(spec, mean, std), description
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -36,7 +36,9 @@ class Descriptors:
     n_images: int
 
 
-def cached_arrays(directory: Path, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+def cached_arrays(
+    directory: Path, key: str, compute: Callable[[], dict[str, np.ndarray]]
+) -> tuple[dict[str, np.ndarray], bool]:
     """Arrays stored under `key`, computed by `compute` only if no trial has stored them yet.
 
     Returns the arrays and whether they came from the cache.
@@ -60,7 +62,9 @@ def dense_sift(images: np.ndarray, step: int, size: int) -> Descriptors:
     """SIFT descriptors on a regular grid (every `step` pixels, keypoints of diameter `size`)."""
     side = images.shape[1]
     if step > side or size > side:
-        raise ValueError(f"SIFT grid step {step} and keypoint size {size} must not exceed the image size {side}")
+        raise ValueError(
+            f"SIFT grid step {step} and keypoint size {size} must not exceed the image size {side}"
+        )
     positions = np.arange(size / 2, side - size / 2 + 1e-9, step) if size < side else np.array([side / 2])
     keypoints = [cv2.KeyPoint(float(x), float(y), float(size)) for y in positions for x in positions]
     sift = cv2.SIFT_create()
@@ -97,10 +101,16 @@ def word_histograms(descriptors: Descriptors, codebook: np.ndarray) -> np.ndarra
     words = pairwise_distances_argmin(descriptors.values, codebook)  # nearest centre, in bounded chunks
     k = len(codebook)
     flat = descriptors.image_index * k + words
-    return np.bincount(flat, minlength=descriptors.n_images * k).reshape(descriptors.n_images, k).astype(np.float64)
+    return (
+        np.bincount(flat, minlength=descriptors.n_images * k)
+        .reshape(descriptors.n_images, k)
+        .astype(np.float64)
+    )
 
 
-def normalize_histograms(histograms: np.ndarray, normalization: str, idf: np.ndarray | None = None) -> np.ndarray:
+def normalize_histograms(
+    histograms: np.ndarray, normalization: str, idf: np.ndarray | None = None
+) -> np.ndarray:
     weighted = histograms * idf if idf is not None else histograms
     if normalization == "power":  # square root, then l2: the Hellinger mapping of the histograms
         return normalize(np.sqrt(weighted), norm="l2")
@@ -112,8 +122,3 @@ def normalize_histograms(histograms: np.ndarray, normalization: str, idf: np.nda
 def inverse_document_frequency(train_histograms: np.ndarray) -> np.ndarray:
     """Smoothed idf of each visual word over the training images, as scikit-learn's tf-idf defines it."""
     return TfidfTransformer(norm=None, smooth_idf=True).fit(train_histograms).idf_
-
-
-def inverse_document_frequency(train_histograms: np.ndarray) -> np.ndarray:
-    documents = (train_histograms > 0).sum(axis=0)
-    return np.log((1 + len(train_histograms)) / (1 + documents)) + 1.0

@@ -8,7 +8,8 @@ scaling), so it costs the fit and little else.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from search_spaces import feature_svm as feature_svm_space
 from trainables.specs import SCALINGS, check_svm_config
@@ -25,7 +26,9 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
         raise ValueError(f"scaling must be one of {SCALINGS}, got {config.get('scaling')!r}")
     layers = (context or {}).get("layers")
     if layers is not None and config["layer"] not in layers:
-        raise ValueError(f"the source model has no layer {config['layer']!r}; its hidden layers are: {', '.join(layers)}")
+        raise ValueError(
+            f"the source model has no layer {config['layer']!r}; its hidden layers are: {', '.join(layers)}"
+        )
 
 
 def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
@@ -50,7 +53,14 @@ class FeatureSVMTask(Task):
     def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
         check_config(config, n_classes, context)
 
-    def build_inputs(self, data: TrialData, source: Any, values: Callable[[str], list[Any]], data_key: str, cache_dir: str | None) -> FeatureData:
+    def build_inputs(
+        self,
+        data: TrialData,
+        source: Any,
+        values: Callable[[str], list[Any]],
+        data_key: str,
+        cache_dir: str | None,
+    ) -> FeatureData:
         from trainables.features import network_features
 
         return network_features(source.checkpoint, data, values("layer"), data_key)

@@ -40,7 +40,10 @@ def network_features(checkpoint: Path, data: TrialData, layers: list[str], data_
     """Each listed layer's activations for train, val and test: one extraction per (checkpoint, layer)."""
     model, description = load_model(checkpoint)
     splits = data.at_size(int(description["image_size"]))
-    features = {layer: {name: extract_layer_features(model, splits[name].x, layer) for name in SPLITS} for layer in layers}
+    features = {
+        layer: {name: extract_layer_features(model, splits[name].x, layer) for name in SPLITS}
+        for layer in layers
+    }
     stamp = f"{checkpoint.resolve()}@{(checkpoint / 'model.pt').stat().st_mtime_ns}|{data_key}"
     return FeatureData(
         classes=data.classes,

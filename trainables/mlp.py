@@ -30,7 +30,12 @@ def build_mlp(config: dict[str, Any], data: TrialData) -> tuple[MLP, dict[str, A
 
     spec = MLPSpec.from_config(config, n_classes=len(data.classes))
     mean, std = train_statistics(config, data)
-    description = {"model": "mlp", "spec": spec.to_dict(), "classes": data.classes, "image_size": spec.input_size}
+    description = {
+        "model": "mlp",
+        "spec": spec.to_dict(),
+        "classes": data.classes,
+        "image_size": spec.input_size,
+    }
     return MLP(spec, mean, std), description
 
 
@@ -52,4 +57,3 @@ class MLPTask(Task):
         from trainables.models import MLP, MLPSpec
 
         return MLP(MLPSpec(**description["spec"]))
-

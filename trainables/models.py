@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -62,14 +62,18 @@ INITIALIZERS: dict[str, Callable[[torch.Tensor], None]] = {
 class MLP(nn.Module):
     """Flatten -> hidden dense blocks (Linear, optional BatchNorm, activation, optional Dropout) -> output."""
 
-    def __init__(self, spec: MLPSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None):
+    def __init__(
+        self, spec: MLPSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None
+    ):
         super().__init__()
         self.spec = spec
         mean = np.zeros(3) if channel_mean is None else np.asarray(channel_mean, dtype=np.float64)
         std = np.ones(3) if channel_std is None else np.asarray(channel_std, dtype=np.float64)
         # Normalisation statistics travel with the weights (in state_dict), in pixel units (0..255).
         self.register_buffer("channel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 1, 3))
-        self.register_buffer("channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(1, 1, 1, 3))
+        self.register_buffer(
+            "channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(1, 1, 1, 3)
+        )
         layers: OrderedDict[str, nn.Module] = OrderedDict(first=nn.Flatten())
         in_features = spec.input_size * spec.input_size * 3
         for index, width in enumerate(spec.hidden_widths()):
@@ -128,7 +132,9 @@ def check_layer_name(model: nn.Module, layer: str) -> None:
 
 
 @torch.inference_mode()
-def layer_output(model: nn.Module, images: np.ndarray | torch.Tensor, layer: str, batch_size: int = 1024) -> torch.Tensor:
+def layer_output(
+    model: nn.Module, images: np.ndarray | torch.Tensor, layer: str, batch_size: int = 1024
+) -> torch.Tensor:
     """Activations of the named layer for a batch of images (N, S, S, 3, pixel values 0..255).
 
     Runs in evaluation mode, in batches, on the model's device; returns a tensor on that device.
@@ -189,7 +195,9 @@ class PatchMLP(nn.Module):
     evaluation apply unchanged; `patch_logits` serves training on patches.
     """
 
-    def __init__(self, spec: PatchSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None):
+    def __init__(
+        self, spec: PatchSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None
+    ):
         super().__init__()
         self.spec = spec
         self.mlp = MLP(spec.mlp, channel_mean, channel_std)
@@ -207,14 +215,18 @@ class PatchMLP(nn.Module):
 
     def forward_until(self, images: torch.Tensor, layer: str | None = None) -> torch.Tensor:
         """A layer's activations per patch: (N, P, features)."""
-        return self.mlp.forward_until(self._flat_patches(images), layer).view(len(images), self.spec.patches_per_image, -1)
+        return self.mlp.forward_until(self._flat_patches(images), layer).view(
+            len(images), self.spec.patches_per_image, -1
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         probabilities = aggregate_patch_scores(self.patch_logits(images), self.spec.aggregation)
         return torch.log(probabilities.clamp_min(SMALLEST_PROBABILITY))
 
 
-def patch_level_loss(model: PatchMLP, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def patch_level_loss(
+    model: PatchMLP, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every patch carries its image's label; accuracy is still counted per image."""
     logits = model.patch_logits(images)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat_interleave(logits.shape[1]))

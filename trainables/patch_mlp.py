@@ -21,7 +21,12 @@ def build_patch_mlp(config: dict[str, Any], data: TrialData) -> tuple[PatchMLP, 
 
     spec = PatchSpec.from_config(config, n_classes=len(data.classes))
     mean, std = train_statistics(config, data)
-    description = {"model": "patch_mlp", "spec": spec.to_dict(), "classes": data.classes, "image_size": spec.image_size}
+    description = {
+        "model": "patch_mlp",
+        "spec": spec.to_dict(),
+        "classes": data.classes,
+        "image_size": spec.image_size,
+    }
     return PatchMLP(spec, mean, std), description
 
 
@@ -38,7 +43,9 @@ class PatchMLPTask(Task):
 
         model, description = build_patch_mlp(config, data)
         loss = patch_level_loss if config.get("train_on", "image") == "patch" else classification_loss
-        fit_and_report(TrainingPlan(model, description, loss_fn=loss), data.at_size(int(config["image_size"])), config)
+        fit_and_report(
+            TrainingPlan(model, description, loss_fn=loss), data.at_size(int(config["image_size"])), config
+        )
 
     def build_model(self, description: dict[str, Any]) -> nn.Module:
         from trainables.models import MLPSpec, PatchMLP, PatchSpec
@@ -50,4 +57,3 @@ class PatchMLPTask(Task):
         from trainables.specs import hidden_layer_name
 
         return [hidden_layer_name(i) for i in range(int(description["spec"]["mlp"]["depth"]))]
-

@@ -15,7 +15,14 @@ ORDINALS = (
 ).split()
 MIN_HALVED_WIDTH = 4
 ACTIVATION_NAMES = ("relu", "gelu", "elu", "tanh", "sigmoid")
-INITIALIZER_NAMES = ("glorot_normal", "glorot_uniform", "truncated_normal", "random_normal", "random_uniform", "he_normal")
+INITIALIZER_NAMES = (
+    "glorot_normal",
+    "glorot_uniform",
+    "truncated_normal",
+    "random_normal",
+    "random_uniform",
+    "he_normal",
+)
 WIDTH_SCHEDULES = ("halve", "constant")
 AGGREGATIONS = ("mean", "max", "min", "mean_logits", "vote")
 TRAIN_ON = ("image", "patch")
@@ -53,7 +60,9 @@ class MLPSpec:
         if self.activation not in ACTIVATION_NAMES:
             raise ValueError(f"activation must be one of {sorted(ACTIVATION_NAMES)}, got {self.activation!r}")
         if self.initializer not in INITIALIZER_NAMES:
-            raise ValueError(f"initializer must be one of {sorted(INITIALIZER_NAMES)}, got {self.initializer!r}")
+            raise ValueError(
+                f"initializer must be one of {sorted(INITIALIZER_NAMES)}, got {self.initializer!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 
@@ -121,7 +130,9 @@ def check_mlp_config(config: dict[str, Any], n_classes: int, context: dict[str, 
     check_training_config(config)
 
 
-def check_patch_mlp_config(config: dict[str, Any], n_classes: int, context: dict[str, Any] | None = None) -> None:
+def check_patch_mlp_config(
+    config: dict[str, Any], n_classes: int, context: dict[str, Any] | None = None
+) -> None:
     """Raise ValueError for a `patch_mlp` configuration that cannot be built, before any trial starts."""
     PatchSpec.from_config(config, n_classes)
     check_training_config(config)

@@ -16,7 +16,6 @@ from sklearn.utils.extmath import row_norms
 from trainables.specs import SCALINGS, SVM_KERNELS
 
 
-
 def scale_features(scaling: str, train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Fit the scaling on train only, then apply it to every split."""
     if scaling == "standard":
@@ -43,7 +42,9 @@ def histogram_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     rows = max(1, INTERSECTION_CHUNK_ELEMENTS // max(1, b.shape[0] * b.shape[1]))
     kernel = np.empty((a.shape[0], b.shape[0]), dtype=np.float64)
     for start in range(0, a.shape[0], rows):
-        kernel[start : start + rows] = np.minimum(a[start : start + rows, None, :], b[None, :, :]).sum(axis=-1)
+        kernel[start : start + rows] = np.minimum(a[start : start + rows, None, :], b[None, :, :]).sum(
+            axis=-1
+        )
     return kernel
 
 
@@ -73,7 +74,9 @@ class KernelBasis:
     the kernel, gamma, degree and C change: the inner products with the training samples, the squared
     norms and SVC's automatic gammas do not, so they are computed once (BLAS, whole splits)."""
 
-    inner: dict[str, np.ndarray]  # split -> <x_split, x_train> for every pair; intersection: the kernel itself
+    inner: dict[
+        str, np.ndarray
+    ]  # split -> <x_split, x_train> for every pair; intersection: the kernel itself
     squared_norms: dict[str, np.ndarray]
     gammas: dict[str, float]  # 'scale' and 'auto', resolved on train
 
@@ -135,7 +138,12 @@ def _basis_for(kernel: str, x: dict[str, np.ndarray], features_key: str | None) 
     return basis, False
 
 
-def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[str, np.ndarray], features_key: str | None = None) -> SVMResult:
+def fit_and_score_svm(
+    config: dict[str, Any],
+    x: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    features_key: str | None = None,
+) -> SVMResult:
     """Fit SVC on x['train'] and score it on train, val and test.
 
     features_key names the exact features in x (source, scaling, normalisation): trials that pass the
@@ -152,14 +160,26 @@ def fit_and_score_svm(config: dict[str, Any], x: dict[str, np.ndarray], y: dict[
         train_kernel = kernel_from_basis(kernel, basis, "train", value, degree)
         svc.fit(train_kernel, y["train"])
         fit_seconds = time.perf_counter() - started
-        features = {name: train_kernel if name == "train" else kernel_from_basis(kernel, basis, name, value, degree) for name in x}
+        features = {
+            name: train_kernel if name == "train" else kernel_from_basis(kernel, basis, name, value, degree)
+            for name in x
+        }
     else:
-        svc = SVC(kernel=kernel, C=float(config.get("C", 1.0)), gamma=gamma if gamma in ("scale", "auto") else float(gamma), degree=degree)
+        svc = SVC(
+            kernel=kernel,
+            C=float(config.get("C", 1.0)),
+            gamma=gamma if gamma in ("scale", "auto") else float(gamma),
+            degree=degree,
+        )
         svc.fit(x["train"], y["train"])
         fit_seconds = time.perf_counter() - started
         features, cached = x, False
-    accuracy = {name: float(np.mean(svc.predict(features[name]) == y[name])) for name in ("train", "val", "test")}
-    return SVMResult(accuracy["train"], accuracy["val"], accuracy["test"], fit_seconds, int(svc.n_support_.sum()), cached)
+    accuracy = {
+        name: float(np.mean(svc.predict(features[name]) == y[name])) for name in ("train", "val", "test")
+    }
+    return SVMResult(
+        accuracy["train"], accuracy["val"], accuracy["test"], fit_seconds, int(svc.n_support_.sum()), cached
+    )
 
 
 def svm_report(result: SVMResult, started: float, **extra: Any) -> dict[str, Any]:

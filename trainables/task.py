@@ -55,7 +55,14 @@ class Task(ABC):
     def train(self, config: dict[str, Any], data: Any) -> None:
         """One trial: train and `tune.report` every epoch. Runs in the trial's worker."""
 
-    def build_inputs(self, data: TrialData, source: Any, values: Callable[[str], list[Any]], data_key: str, cache_dir: str | None) -> Any:
+    def build_inputs(
+        self,
+        data: TrialData,
+        source: Any,
+        values: Callable[[str], list[Any]],
+        data_key: str,
+        cache_dir: str | None,
+    ) -> Any:
         """What every trial receives through the object store (default: the dataset's arrays)."""
         return data
 

@@ -9,17 +9,17 @@ import os
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import ray
 import torch
+from ray import tune
 from torch import nn
 from torch.nn import functional as F
-
-import ray
-from ray import tune
 
 from scenetune.data import Split
 from trainables.checkpoints import load_model, load_training_state, save_checkpoint
@@ -80,7 +80,9 @@ class DeviceSplit:
     @classmethod
     def from_split(cls, split: Split, device: torch.device) -> DeviceSplit:
         # torch.from_numpy shares memory with the (read-only, object-store) array: no copy on the CPU.
-        return cls(torch.from_numpy(np.asarray(split.x)).to(device), torch.from_numpy(np.asarray(split.y)).to(device))
+        return cls(
+            torch.from_numpy(np.asarray(split.x)).to(device), torch.from_numpy(np.asarray(split.y)).to(device)
+        )
 
 
 def train_one_epoch(
@@ -115,7 +117,9 @@ def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def classification_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(x)
     return F.cross_entropy(logits, y), logits.argmax(dim=1)
 
@@ -156,14 +160,26 @@ class Progress:
     first_epoch: int = 1
     attempt: int = 1
 
-    def state(self, optimizer: torch.optim.Optimizer, generator: torch.Generator, epoch: int) -> dict[str, Any]:
+    def state(
+        self, optimizer: torch.optim.Optimizer, generator: torch.Generator, epoch: int
+    ) -> dict[str, Any]:
         """What a checkpoint keeps so that a retry continues after `epoch`."""
-        return {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "best": self.best, "epoch": epoch, "attempt": self.attempt}
+        return {
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "best": self.best,
+            "epoch": epoch,
+            "attempt": self.attempt,
+        }
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device) -> Progress:
+def _restore(
+    model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device
+) -> Progress:
     """Continue from the trial's checkpoint if Ray hands it one (a retry or a resume), else start."""
-    progress = Progress(best={"val_acc": -1.0, "epoch": 0, "test_acc": float("nan"), "val_loss": float("inf")})
+    progress = Progress(
+        best={"val_acc": -1.0, "epoch": 0, "test_acc": float("nan"), "val_loss": float("inf")}
+    )
     restored = tune.get_checkpoint()
     if restored is None:
         return progress
@@ -174,15 +190,21 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torc
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        progress = Progress(best=state["best"], first_epoch=state["epoch"] + 1, attempt=state.get("attempt", 1) + 1)
+        progress = Progress(
+            best=state["best"], first_epoch=state["epoch"] + 1, attempt=state.get("attempt", 1) + 1
+        )
     return progress
 
 
-def _report(metrics: dict[str, Any], plan: TrainingPlan, model: nn.Module, saved_state: dict[str, Any] | None) -> None:
+def _report(
+    metrics: dict[str, Any], plan: TrainingPlan, model: nn.Module, saved_state: dict[str, Any] | None
+) -> None:
     """One epoch's metrics to Ray Tune, with a checkpoint when the epoch improved on the best."""
     with tempfile.TemporaryDirectory(prefix="scenetune-checkpoint-") as staging:
         checkpoint = None
-        if saved_state is not None:  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
+        if (
+            saved_state is not None
+        ):  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
             save_checkpoint(Path(staging), model, plan.description, saved_state)
             checkpoint = tune.Checkpoint.from_directory(staging)
         tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
@@ -205,11 +227,19 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     generator = torch.Generator().manual_seed(seed)
     data = {name: DeviceSplit.from_split(split, device) for name, split in splits.items()}
     progress = _restore(model, optimizer, generator, device)
-    context = {"n_params": count_parameters(model), "node_id": ray.get_runtime_context().get_node_id(), "device": str(device),
-               "threads": threads, "pid": os.getpid(), "attempt": progress.attempt}
+    context = {
+        "n_params": count_parameters(model),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "device": str(device),
+        "threads": threads,
+        "pid": os.getpid(),
+        "attempt": progress.attempt,
+    }
     for epoch in range(progress.first_epoch, int(config.get("epochs", 10)) + 1):
         epoch_started = time.perf_counter()
-        train_loss, train_acc = train_one_epoch(model, data["train"], optimizer, int(config.get("batch_size", 16)), generator, plan.loss_fn)
+        train_loss, train_acc = train_one_epoch(
+            model, data["train"], optimizer, int(config.get("batch_size", 16)), generator, plan.loss_fn
+        )
         train_seconds = time.perf_counter() - epoch_started
         diverged = not math.isfinite(train_loss)
         val_loss, val_acc = evaluate(model, data["val"], plan.predict_log_proba)
@@ -217,10 +247,20 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         if improved:
             _, test_acc = evaluate(model, data["test"], plan.predict_log_proba)
             progress.best = {"val_acc": val_acc, "epoch": epoch, "test_acc": test_acc, "val_loss": val_loss}
-        metrics = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
-                   "diverged": diverged, "train_samples_per_s": len(data["train"].y) / train_seconds, **context,
-                   "best_val_acc": progress.best["val_acc"], "best_epoch": progress.best["epoch"], "test_acc": progress.best["test_acc"],
-                   "trial_seconds": time.perf_counter() - started}
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "diverged": diverged,
+            "train_samples_per_s": len(data["train"].y) / train_seconds,
+            **context,
+            "best_val_acc": progress.best["val_acc"],
+            "best_epoch": progress.best["epoch"],
+            "test_acc": progress.best["test_acc"],
+            "trial_seconds": time.perf_counter() - started,
+        }
         _report(metrics, plan, model, progress.state(optimizer, generator, epoch) if improved else None)
         if diverged:
             return  # a NaN or infinite loss ends the trial; the sweep goes on

@@ -16,10 +16,12 @@ import httpx
 import pytest
 
 from analysis.results import load_experiment
-from scenetune.experiment import load_trials
 from scenetune.cli import main
+from scenetune.experiment import load_trials
 from scenetune.watchdog import alive, descendants
 from tests.conftest import CHROMIUM, chromium_page, dashboard_server, strict_json
+
+pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
 
 # Big enough that a trial's first epoch takes seconds on 2 cores, so polls see trials without results.
 SLOW_TRIALS = ["--set", "image_size=32", "--set", "width=2048", "--set", "batch_size=16"]
@@ -38,7 +40,7 @@ def _listening_addresses(pids: set[int]) -> set[str]:
             links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         except OSError:
             continue
-        inodes |= {link[len("socket:["):-1] for link in links if link.startswith("socket:[")}
+        inodes |= {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
     addresses = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -73,12 +75,25 @@ def _poll(client: httpx.Client, url: str, observation: Observation, experiment_i
 
 @pytest.fixture(scope="module")
 def observed_sweep(tmp_path_factory: pytest.TempPathFactory) -> Observation:
-    """A 3-trial sweep polled from before its folder exists to its end, with the page open in a browser."""
+    """A 2-trial sweep polled from before its folder exists to its end, with the page open in a browser."""
     root = tmp_path_factory.mktemp("live") / "results"
     root.mkdir()
     observation = Observation()
-    command = _scenetune("sweep", "mlp", "--samples", "3", "--epochs", "2", "--max-concurrent", "1", *SLOW_TRIALS,
-                         "--storage", str(root), "--name", "live")
+    command = _scenetune(
+        "sweep",
+        "mlp",
+        "--samples",
+        "2",
+        "--epochs",
+        "2",
+        "--max-concurrent",
+        "1",
+        *SLOW_TRIALS,
+        "--storage",
+        str(root),
+        "--name",
+        "live",
+    )
     with dashboard_server(root) as url, httpx.Client() as client:
         page_context = chromium_page() if CHROMIUM.exists() else None
         page = page_context.__enter__() if page_context else None
@@ -95,9 +110,15 @@ def observed_sweep(tmp_path_factory: pytest.TempPathFactory) -> Observation:
             assert sweep.returncode == 0, output
             _poll(client, url, observation, "live")
             if page is not None:
-                page.wait_for_function("() => document.querySelectorAll('[data-role=trials] tbody tr').length === 3")
-                page.wait_for_function("() => !document.querySelector('[data-role=trials]').textContent.includes('running')")
-                observation.rows_shown = page.evaluate("() => document.querySelectorAll('[data-role=trials] tbody tr').length")
+                page.wait_for_function(
+                    "() => document.querySelectorAll('[data-role=trials] tbody tr').length === 2"
+                )
+                page.wait_for_function(
+                    "() => !document.querySelector('[data-role=trials]').textContent.includes('running')"
+                )
+                observation.rows_shown = page.evaluate(
+                    "() => document.querySelectorAll('[data-role=trials] tbody tr').length"
+                )
                 observation.console_errors = list(page.console_errors)
         finally:
             if sweep.poll() is None:
@@ -110,7 +131,11 @@ def observed_sweep(tmp_path_factory: pytest.TempPathFactory) -> Observation:
 def test_every_answer_during_a_sweep_is_200_and_strict_json(observed_sweep: Observation) -> None:
     experiment_answers = [a for a in observed_sweep.answers if a[0] != "/api/home"]
     assert len(experiment_answers) >= 10
-    failures = [(path, code) for path, code, _ in observed_sweep.answers if code != 200 and not (path != "/api/home" and code == 404)]
+    failures = [
+        (path, code)
+        for path, code, _ in observed_sweep.answers
+        if code != 200 and not (path != "/api/home" and code == 404)
+    ]
     assert failures == []
     for _, code, body in observed_sweep.answers:
         if code == 200:
@@ -129,7 +154,7 @@ def test_the_polls_saw_trials_without_results_then_every_trial_finished(observed
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_the_page_opened_at_the_start_follows_the_sweep_without_errors(observed_sweep: Observation) -> None:
-    assert observed_sweep.rows_shown == 3
+    assert observed_sweep.rows_shown == 2
     assert observed_sweep.console_errors == []
 
 
@@ -143,8 +168,24 @@ def test_a_sweep_killed_in_a_trials_first_epoch(tmp_path: Path, capsys: pytest.C
     reads `interrupted`, and the dashboard, the table and the report all show it."""
     root = tmp_path / "results"
     experiment = root / "killed"
-    sweep = subprocess.Popen(_scenetune("sweep", "mlp", "--samples", "2", "--epochs", "3", *SLOW_TRIALS, "--storage", str(root),
-                                        "--name", "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sweep = subprocess.Popen(
+        _scenetune(
+            "sweep",
+            "mlp",
+            "--samples",
+            "2",
+            "--epochs",
+            "3",
+            *SLOW_TRIALS,
+            "--storage",
+            str(root),
+            "--name",
+            "killed",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         while not any(not trial.history for trial in load_trials(experiment)):
             assert sweep.poll() is None, "the sweep ended before a trial started"

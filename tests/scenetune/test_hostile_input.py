@@ -16,10 +16,16 @@ import httpx
 import numpy as np
 import pytest
 
-from scenetune.experiment import load_trials
 from scenetune.cli import main
 from scenetune.data import load_dataset
-from tests.conftest import CHROMIUM, chromium_page, dashboard_server, make_image_folder, needs_chromium, strict_json
+from scenetune.experiment import load_trials
+from tests.conftest import (
+    chromium_page,
+    dashboard_server,
+    make_image_folder,
+    needs_chromium,
+    strict_json,
+)
 
 SCRIPT_COMMENT_CLASS = "<!--<script>"
 ODD_NAME = "odd #?% name"
@@ -36,12 +42,18 @@ def _fails_with_one_sentence(arguments: list[str], capsys: pytest.CaptureFixture
 
 def _bomb_png(path: Path) -> Path:
     """A PNG whose header claims 40000x40000 pixels: decoding it would take gigabytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -51,7 +63,28 @@ def results(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
     base = tmp_path_factory.mktemp("hostile")
     root = base / "results"
     folder = make_image_folder(base / "scenes", {SCRIPT_COMMENT_CLASS: (200, 0, 0), "plain": (0, 0, 200)})
-    assert main(["sweep", "mlp", "--data", str(folder), "--val", "test", "--samples", "1", "--epochs", "1", *TINY, "--storage", str(root), "--name", ODD_NAME]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "mlp",
+                "--data",
+                str(folder),
+                "--val",
+                "test",
+                "--samples",
+                "1",
+                "--epochs",
+                "1",
+                *TINY,
+                "--storage",
+                str(root),
+                "--name",
+                ODD_NAME,
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -63,17 +96,32 @@ def server(results: Path):
 
 # ---------- images and datasets ----------
 
-def test_a_decompression_bomb_is_a_bad_image_everywhere(tmp_path: Path, results: Path, capsys: pytest.CaptureFixture) -> None:
+
+def test_a_decompression_bomb_is_a_bad_image_everywhere(
+    tmp_path: Path, results: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = make_image_folder(tmp_path / "scenes", {"a": (10, 10, 10), "b": (240, 240, 240)})
     bomb = _bomb_png(folder / "train" / "a" / "bomb.png")
-    err = _fails_with_one_sentence(["sweep", "mlp", "--data", str(folder), "--storage", str(tmp_path / "r")], capsys)
+    err = _fails_with_one_sentence(
+        ["sweep", "mlp", "--data", str(folder), "--storage", str(tmp_path / "r")], capsys
+    )
     assert "1 image(s) cannot be read" in err and "bomb.png" in err
     dataset = load_dataset(str(folder), [8], skip_bad_images=True)
     assert dataset.skipped_images == [str(bomb)] and len(dataset.train[8]) == 8
     assert "bomb.png" in capsys.readouterr().err
     (trial,) = load_trials(results / ODD_NAME)
-    err = _fails_with_one_sentence(["layer-output", str(trial.checkpoints()[-1]), str(bomb), "--layer", "second",
-                                    "--out", str(tmp_path / "out.npy")], capsys)
+    err = _fails_with_one_sentence(
+        [
+            "layer-output",
+            str(trial.checkpoints()[-1]),
+            str(bomb),
+            "--layer",
+            "second",
+            "--out",
+            str(tmp_path / "out.npy"),
+        ],
+        capsys,
+    )
     assert str(bomb) in err and not (tmp_path / "out.npy").exists()
     assert not (tmp_path / "r").exists()
 
@@ -82,20 +130,27 @@ def test_a_class_with_one_training_image_is_named(tmp_path: Path, capsys: pytest
     folder = make_image_folder(tmp_path / "scenes", {"many": (10, 10, 10), "lonely": (240, 240, 240)})
     for extra in sorted((folder / "train" / "lonely").iterdir())[1:]:
         extra.unlink()
-    err = _fails_with_one_sentence(["sweep", "mlp", "--data", str(folder), "--storage", str(tmp_path / "r")], capsys)
+    err = _fails_with_one_sentence(
+        ["sweep", "mlp", "--data", str(folder), "--storage", str(tmp_path / "r")], capsys
+    )
     assert "'lonely' has 1 training image(s)" in err and "--val test" in err
     assert not (tmp_path / "r").exists()
 
 
-def test_a_class_whose_images_are_all_bad_stops_even_when_skipping(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_class_whose_images_are_all_bad_stops_even_when_skipping(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = make_image_folder(tmp_path / "scenes", {"good": (10, 10, 10), "broken": (240, 240, 240)})
     for image in (folder / "train" / "broken").iterdir():
         image.write_bytes(b"not an image")
-    err = _fails_with_one_sentence(["sweep", "mlp", "--data", str(folder), "--skip-bad-images", "--storage", str(tmp_path / "r")], capsys)
+    err = _fails_with_one_sentence(
+        ["sweep", "mlp", "--data", str(folder), "--skip-bad-images", "--storage", str(tmp_path / "r")], capsys
+    )
     assert str(folder / "train" / "broken") in err and "no readable image" in err
 
 
 # ---------- arguments ----------
+
 
 @pytest.mark.parametrize(
     ("arguments", "expected"),
@@ -109,21 +164,31 @@ def test_a_class_whose_images_are_all_bad_stops_even_when_skipping(tmp_path: Pat
         (["--name", ".."], "--name '..' must be one folder name"),
     ],
 )
-def test_bad_sweep_arguments(arguments: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_sweep_arguments(
+    arguments: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     storage = tmp_path / "storage" / "results"
-    assert expected in _fails_with_one_sentence(["sweep", "mlp", *arguments, "--storage", str(storage)], capsys)
+    assert expected in _fails_with_one_sentence(
+        ["sweep", "mlp", *arguments, "--storage", str(storage)], capsys
+    )
     assert not (tmp_path / "storage").exists() and not (tmp_path / "x").exists()
 
 
-def test_more_cpus_per_trial_than_a_node_has_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture, ray_session) -> None:
+def test_more_cpus_per_trial_than_a_node_has_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, ray_session
+) -> None:
     import os
 
-    err = _fails_with_one_sentence(["sweep", "mlp", "--cpus-per-trial", "100", *TINY, "--storage", str(tmp_path)], capsys)
+    err = _fails_with_one_sentence(
+        ["sweep", "mlp", "--cpus-per-trial", "100", *TINY, "--storage", str(tmp_path)], capsys
+    )
     assert f"--cpus-per-trial 100 is more than the largest node's {os.cpu_count()} CPU(s)" in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_output_files_are_never_overwritten_and_their_folder_must_exist(tmp_path: Path, results: Path, capsys: pytest.CaptureFixture) -> None:
+def test_output_files_are_never_overwritten_and_their_folder_must_exist(
+    tmp_path: Path, results: Path, capsys: pytest.CaptureFixture
+) -> None:
     (trial,) = load_trials(results / ODD_NAME)
     image = _any_image(results)
     keep = tmp_path / "keep.npy"
@@ -131,8 +196,12 @@ def test_output_files_are_never_overwritten_and_their_folder_must_exist(tmp_path
     common = ["layer-output", str(trial.checkpoints()[-1]), str(image), "--layer", "second"]
     assert str(keep) in _fails_with_one_sentence([*common, "--out", str(tmp_path / "keep")], capsys)
     assert keep.read_bytes() == b"precious"
-    assert "folder" in _fails_with_one_sentence([*common, "--out", str(tmp_path / "missing" / "x.npy")], capsys)
-    assert "folder" in _fails_with_one_sentence(["report", str(results / ODD_NAME), "-o", str(tmp_path / "missing" / "r.html")], capsys)
+    assert "folder" in _fails_with_one_sentence(
+        [*common, "--out", str(tmp_path / "missing" / "x.npy")], capsys
+    )
+    assert "folder" in _fails_with_one_sentence(
+        ["report", str(results / ODD_NAME), "-o", str(tmp_path / "missing" / "r.html")], capsys
+    )
     assert main([*common, "--out", str(tmp_path / "fresh")]) == 0
     assert np.load(tmp_path / "fresh.npy").shape == (1, 32)
 
@@ -142,10 +211,27 @@ def _any_image(results: Path) -> Path:
     return next(Path(record["data"]["source"]).glob("test/plain/*.png"))
 
 
+@pytest.mark.integration
 def test_two_sweeps_started_at_once_with_one_name(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "scenetune", "sweep", "mlp", "--samples", "2", "--epochs", "1", *TINY,
-               "--storage", str(tmp_path), "--name", "twice"]
-    first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2))
+    command = [
+        sys.executable,
+        "-m",
+        "scenetune",
+        "sweep",
+        "mlp",
+        "--samples",
+        "2",
+        "--epochs",
+        "1",
+        *TINY,
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "twice",
+    ]
+    first, second = (
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    )
     outcomes = sorted(((p.wait(), p.stderr.read()) for p in (first, second)), key=lambda outcome: outcome[0])
     assert [code for code, _ in outcomes] == [0, 2], outcomes
     assert "already exists" in outcomes[1][1]
@@ -154,8 +240,18 @@ def test_two_sweeps_started_at_once_with_one_name(tmp_path: Path) -> None:
 
 # ---------- the dashboard and the report ----------
 
-@pytest.mark.parametrize("path", ["/api/experiment/%00", "/api/experiment/a%00b", "/experiment/%00", "/api/experiment/" + "x" * 300,
-                                  "/experiment/" + "x" * 300, "/api/experiment/" + "x/" * 200])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/experiment/%00",
+        "/api/experiment/a%00b",
+        "/experiment/%00",
+        "/api/experiment/" + "x" * 300,
+        "/experiment/" + "x" * 300,
+        "/api/experiment/" + "x/" * 200,
+    ],
+)
 def test_odd_paths_are_404(server: str, path: str) -> None:
     with httpx.Client() as client:
         response = client.send(client.build_request("GET", server + path))
@@ -165,10 +261,15 @@ def test_odd_paths_are_404(server: str, path: str) -> None:
 def test_a_foreign_host_header_is_refused(server: str) -> None:
     assert httpx.get(server + "/api/home", headers={"Host": "evil.example"}).status_code == 400
     assert httpx.get(server + "/api/home", headers={"Host": "attacker.test:8050"}).status_code == 400
-    assert httpx.get(server + "/api/home", headers={"Host": f"localhost:{server.rsplit(':', 1)[1]}"}).status_code == 200
+    assert (
+        httpx.get(server + "/api/home", headers={"Host": f"localhost:{server.rsplit(':', 1)[1]}"}).status_code
+        == 200
+    )
 
 
-def test_a_trial_folder_linked_outside_the_root_is_not_served(server: str, results: Path, tmp_path: Path) -> None:
+def test_a_trial_folder_linked_outside_the_root_is_not_served(
+    server: str, results: Path, tmp_path: Path
+) -> None:
     linked = results / "linked"
     shutil.copytree(results / ODD_NAME, linked, symlinks=True)
     outside = tmp_path / "outside" / "train_mlp_00099_stolen"
@@ -185,7 +286,9 @@ def test_odd_experiment_names_work_through_the_api(server: str) -> None:
     home = strict_json(httpx.get(server + "/api/home").text)
     assert ODD_NAME in [e["id"] for e in home["experiments"]]
     answer = httpx.get(server + "/api/experiment/" + quote(ODD_NAME))
-    assert answer.status_code == 200 and strict_json(answer.text)["summary"]["classes"] == sorted([SCRIPT_COMMENT_CLASS, "plain"])
+    assert answer.status_code == 200 and strict_json(answer.text)["summary"]["classes"] == sorted(
+        [SCRIPT_COMMENT_CLASS, "plain"]
+    )
 
 
 @needs_chromium
@@ -208,7 +311,9 @@ def test_a_report_with_a_script_comment_in_a_name_renders(results: Path, tmp_pat
     assert "<" not in data
     with chromium_page() as page:
         page.goto(report.as_uri())
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2")  # accuracy and loss curves
+        page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot').length >= 2"
+        )  # accuracy and loss curves
         assert SCRIPT_COMMENT_CLASS in page.inner_text("[data-role=classes]")
         assert ODD_NAME in page.inner_text("body")
         assert page.console_errors == []

@@ -23,15 +23,26 @@ def digit_features() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     return {"train": train, "val": val, "test": test}, {name: y[part] for name, part in parts.items()}
 
 
-@pytest.mark.parametrize("config", [{"kernel": "rbf"}, {"kernel": "rbf", "gamma": 0.01, "C": 10.0}, {"kernel": "linear", "C": 0.1},
-                                    {"kernel": "poly", "degree": 2, "gamma": "auto"}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"kernel": "rbf"},
+        {"kernel": "rbf", "gamma": 0.01, "C": 10.0},
+        {"kernel": "linear", "C": 0.1},
+        {"kernel": "poly", "degree": 2, "gamma": "auto"},
+    ],
+)
 def test_precomputed_kernels_score_like_svc_computing_its_own(digit_features, config, monkeypatch) -> None:
     x, y = digit_features
     precomputed = fit_and_score_svm(config, x, y)
-    monkeypatch.setattr(svm, "PRECOMPUTED_KERNEL_MAX_TRAIN", 0)  # the path for training sets too large to precompute
+    monkeypatch.setattr(
+        svm, "PRECOMPUTED_KERNEL_MAX_TRAIN", 0
+    )  # the path for training sets too large to precompute
     own = fit_and_score_svm(config, x, y)
     one_sample = 1.0 / len(y["test"])
-    assert abs(precomputed.test_acc - own.test_acc) <= one_sample and abs(precomputed.val_acc - own.val_acc) <= 1.0 / len(y["val"])
+    assert abs(precomputed.test_acc - own.test_acc) <= one_sample and abs(
+        precomputed.val_acc - own.val_acc
+    ) <= 1.0 / len(y["val"])
     assert abs(precomputed.n_support - own.n_support) <= 2
     assert precomputed.test_acc > 0.9
 
@@ -42,21 +53,30 @@ def test_gamma_scale_is_the_one_svc_uses(digit_features) -> None:
     assert resolved_gamma("scale", x["train"].astype(np.float64)) == pytest.approx(fitted._gamma)
 
 
-CONFIGS = [{"kernel": "rbf"}, {"kernel": "rbf", "gamma": 0.01, "C": 10.0}, {"kernel": "linear", "C": 0.1}, {"kernel": "poly", "degree": 2, "gamma": "auto"}]
+CONFIGS = [
+    {"kernel": "rbf"},
+    {"kernel": "rbf", "gamma": 0.01, "C": 10.0},
+    {"kernel": "linear", "C": 0.1},
+    {"kernel": "poly", "degree": 2, "gamma": "auto"},
+]
 
 
 def test_trials_on_the_same_features_share_one_kernel_basis(digit_features, monkeypatch) -> None:
     x, y = digit_features
     built = []
     compute = svm.kernel_basis
-    monkeypatch.setattr(svm, "kernel_basis", lambda kernel, splits: built.append(kernel) or compute(kernel, splits))
+    monkeypatch.setattr(
+        svm, "kernel_basis", lambda kernel, splits: built.append(kernel) or compute(kernel, splits)
+    )
     monkeypatch.setattr(svm, "_recent_bases", OrderedDict())
     reused = [fit_and_score_svm(config, x, y, "digits|standard") for config in CONFIGS]
     assert built == ["rbf"]  # rbf, linear and poly all derive from one set of inner products
     assert [r.kernels_cached for r in reused] == [False, True, True, True]
     fresh = [fit_and_score_svm(config, x, y) for config in CONFIGS]
     assert len(built) == 1 + len(CONFIGS)
-    assert [(r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in reused] == [(r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in fresh]
+    assert [(r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in reused] == [
+        (r.train_acc, r.val_acc, r.test_acc, r.n_support) for r in fresh
+    ]
 
 
 def test_the_basis_cache_keeps_only_the_newest_when_over_its_bytes(digit_features, monkeypatch) -> None:

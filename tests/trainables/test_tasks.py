@@ -15,7 +15,6 @@ import pytest
 from scenetune.cli import main
 from scenetune.experiment import best_trial, load_trials
 from scenetune.registry import TASKS, accepted_source_kinds, task_for_model
-from search_spaces.base import OPTUNA_SPACE
 from tests.conftest import REPO_ROOT, write_image
 from trainables.task import Task
 
@@ -58,7 +57,9 @@ def test_every_task_keeps_the_contract(name: str) -> None:
         task.check_config(config, N_CLASSES, context)
     trainable = task.trainable()
     assert trainable.__name__ == f"train_{name}"  # names the trial folders
-    assert cloudpickle.loads(cloudpickle.dumps(trainable)).__name__ == trainable.__name__  # Ray ships it to workers
+    assert (
+        cloudpickle.loads(cloudpickle.dumps(trainable)).__name__ == trainable.__name__
+    )  # Ray ships it to workers
     if task.model_kind is not None:
         assert task_for_model(task.model_kind) is task
     if task.feature_source:
@@ -68,12 +69,18 @@ def test_every_task_keeps_the_contract(name: str) -> None:
 def test_a_bad_config_is_refused_by_every_task() -> None:
     for task in TASKS.values():
         with pytest.raises((ValueError, TypeError, KeyError)):
-            task.check_config({**task.space.defaults, "batch_size": 0, "C": -1.0, "kernel": "none", "descriptor": "none"}, N_CLASSES, _context(task))
+            task.check_config(
+                {**task.space.defaults, "batch_size": 0, "C": -1.0, "kernel": "none", "descriptor": "none"},
+                N_CLASSES,
+                _context(task),
+            )
 
 
 def test_registering_the_tasks_imports_no_torch() -> None:
     probe = "import sys, scenetune.registry; print('torch' in sys.modules, 'ray' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+    )
     assert result.stdout.split() == ["False", "False"]
 
 
@@ -97,21 +104,87 @@ def test_cnn_layers_carry_the_studys_names_and_shapes() -> None:
 
 def test_cnn_sweeps_and_feeds_feature_svm(tmp_path: Path, ray_session) -> None:
     tiny = ["--set", "image_size=16", "--set", "conv_width=8", "--set", "width=32"]
-    assert main(["sweep", "cnn", "--samples", "2", "--epochs", "2", *tiny, "--storage", str(tmp_path), "--name", "cnn"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "cnn",
+                "--samples",
+                "2",
+                "--epochs",
+                "2",
+                *tiny,
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "cnn",
+            ]
+        )
+        == 0
+    )
     trial = best_trial(tmp_path / "cnn")
     assert trial is not None and trial.best_score() > 0.5 and trial.last["epoch"] == 2
-    assert main(["sweep", "feature_svm", "--from", str(tmp_path / "cnn"), "--space", "layer", "--storage", str(tmp_path), "--name", "svm"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "feature_svm",
+                "--from",
+                str(tmp_path / "cnn"),
+                "--space",
+                "layer",
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "svm",
+            ]
+        )
+        == 0
+    )
     svm_trials = {t.config["layer"]: t for t in load_trials(tmp_path / "svm")}
     assert sorted(svm_trials) == sorted(("second", "third", "fourth", "fifth")[: trial.config["depth"]])
     assert all(t.last["val_acc"] > 0.5 for t in svm_trials.values())
     image = write_image(tmp_path / "photo.png", (120, 30, 200), size=40)
-    assert main(["layer-output", str(tmp_path / "cnn"), str(image), "--layer", "second", "--out", str(tmp_path / "second")]) == 0
+    assert (
+        main(
+            [
+                "layer-output",
+                str(tmp_path / "cnn"),
+                str(image),
+                "--layer",
+                "second",
+                "--out",
+                str(tmp_path / "second"),
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "second.npy").shape == (1, 32)
 
 
 def test_cnn_sweeps_on_mit_split(tmp_path: Path, mit_split: Path, ray_session) -> None:
-    arguments = ["sweep", "cnn", "--data", str(mit_split), "--samples", "1", "--epochs", "1", "--set", "image_size=16",
-                 "--set", "conv_width=8", "--set", "width=32", "--storage", str(tmp_path), "--name", "mit"]
+    arguments = [
+        "sweep",
+        "cnn",
+        "--data",
+        str(mit_split),
+        "--samples",
+        "1",
+        "--epochs",
+        "1",
+        "--set",
+        "image_size=16",
+        "--set",
+        "conv_width=8",
+        "--set",
+        "width=32",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "mit",
+    ]
     assert main(arguments) == 0
     trial = best_trial(tmp_path / "mit")
-    assert trial is not None and trial.last["val_acc"] > 1 / 8  # better than chance on 8 scenes after one epoch
+    assert (
+        trial is not None and trial.last["val_acc"] > 1 / 8
+    )  # better than chance on 8 scenes after one epoch

@@ -5,11 +5,21 @@ import pytest
 import torch
 
 from search_spaces import patch_mlp as space
-from trainables.models import MLPSpec, PatchMLP, PatchSpec, aggregate_patch_scores, layer_output, patch_level_loss, split_into_patches
+from trainables.models import (
+    MLPSpec,
+    PatchMLP,
+    PatchSpec,
+    aggregate_patch_scores,
+    layer_output,
+    patch_level_loss,
+    split_into_patches,
+)
 
 
 def _spec(image_size: int = 16, patch_size: int = 8, aggregation: str = "mean") -> PatchSpec:
-    return PatchSpec(image_size, patch_size, aggregation, MLPSpec(input_size=patch_size, n_classes=3, depth=2, width=32))
+    return PatchSpec(
+        image_size, patch_size, aggregation, MLPSpec(input_size=patch_size, n_classes=3, depth=2, width=32)
+    )
 
 
 def test_patches_are_non_overlapping_tiles_in_row_major_order() -> None:
@@ -56,9 +66,13 @@ def test_layer_output_is_per_patch_and_patch_loss_repeats_labels() -> None:
     loss, predictions = patch_level_loss(model, torch.as_tensor(images), labels)
     # Every one of an image's 16 patches is scored against that image's label.
     logits = model.patch_logits(torch.as_tensor(images))
-    per_patch = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat_interleave(16), reduction="none")
+    per_patch = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.repeat_interleave(16), reduction="none"
+    )
     assert torch.allclose(loss, per_patch.mean())
-    assert not torch.allclose(loss, torch.nn.functional.cross_entropy(logits[:, 0], labels))  # not one patch per image
+    assert not torch.allclose(
+        loss, torch.nn.functional.cross_entropy(logits[:, 0], labels)
+    )  # not one patch per image
     assert torch.equal(predictions, aggregate_patch_scores(logits, "mean").argmax(dim=1))
 
 
@@ -82,7 +96,11 @@ def test_patch_mlp_presets_and_space() -> None:
         assert config["aggregation"] != "vote" or config["train_on"] == "patch"
     assert space.SPACE.possible_values("image_size", OPTUNA_SPACE, {}) == space.IMAGE_SIZES
     assert [c["patch_size"] for c in space.SPACE.preset_configs("patch_size", {})] == [8, 16, 32, 64]
-    assert [c["patch_size"] for c in space.SPACE.preset_configs("patch_size", {"image_size": 32})] == [8, 16, 32]
+    assert [c["patch_size"] for c in space.SPACE.preset_configs("patch_size", {"image_size": 32})] == [
+        8,
+        16,
+        32,
+    ]
     assert [c["aggregation"] for c in space.SPACE.preset_configs("aggregation", {})] == ["mean", "max", "min"]
     config = space.SPACE.preset_configs("aggregation", {})[0]
     assert (config["depth"], config["width"], config["patch_size"]) == (4, 2048, 32)

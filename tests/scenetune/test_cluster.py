@@ -64,10 +64,27 @@ def two_node_cluster():
     # Loopback only, and no token: this throwaway cluster lives on this machine for one test.
     env = {**os.environ, "RAY_TMPDIR": temp_dir, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     port = "6391"
-    head = _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", env=env)
+    head = _ray(
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=1",
+        "--num-gpus=0",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        env=env,
+    )
     assert head.returncode == 0, head.stderr
     try:
-        worker = _ray("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", env=env)
+        worker = _ray(
+            "start",
+            f"--address=127.0.0.1:{port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            env=env,
+        )
         assert worker.returncode == 0, worker.stderr
         yield f"127.0.0.1:{port}", env
     finally:
@@ -77,8 +94,27 @@ def two_node_cluster():
 
 def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path: Path) -> None:
     address, env = two_node_cluster
-    command = [sys.executable, "-m", "scenetune", "sweep", "mlp", "--address", address, "--samples", "4", "--epochs", "2",
-               "--set", "image_size=8", "--set", "width=32", "--storage", str(tmp_path / "results"), "--name", "cluster"]
+    command = [
+        sys.executable,
+        "-m",
+        "scenetune",
+        "sweep",
+        "mlp",
+        "--address",
+        address,
+        "--samples",
+        "4",
+        "--epochs",
+        "2",
+        "--set",
+        "image_size=8",
+        "--set",
+        "width=32",
+        "--storage",
+        str(tmp_path / "results"),
+        "--name",
+        "cluster",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     trials = load_trials(tmp_path / "results" / "cluster")
@@ -89,8 +125,23 @@ def test_sweep_on_a_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path:
 
 def test_more_gpus_than_the_cluster_has_is_an_error_not_a_hang(two_node_cluster, tmp_path: Path) -> None:
     address, env = two_node_cluster
-    command = [sys.executable, "-m", "scenetune", "sweep", "mlp", "--address", address, "--gpus-per-trial", "0.25",
-               "--storage", str(tmp_path), "--name", "gpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "scenetune",
+        "sweep",
+        "mlp",
+        "--address",
+        address,
+        "--gpus-per-trial",
+        "0.25",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "gpu",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 2
-    assert "scenetune: error: --gpus-per-trial 0.25 asks for GPUs, but the Ray cluster has none" in result.stderr
+    assert (
+        "scenetune: error: --gpus-per-trial 0.25 asks for GPUs, but the Ray cluster has none" in result.stderr
+    )

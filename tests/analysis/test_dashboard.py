@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,8 +11,11 @@ import pytest
 from scenetune.cli import main
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, make_image_folder, needs_chromium
 
+pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
+
 HOSTILE_CLASS = "<img src=x onerror=alert(1)>"
 SECRET = "TOP-SECRET-OUTSIDE-THE-ROOT"
+
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
@@ -27,9 +26,45 @@ def results(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
     base = tmp_path_factory.mktemp("dashboard")
     root = base / "results"
     tiny = ["--set", "image_size=8", "--set", "width=32", "--storage", str(root)]
-    assert main(["sweep", "mlp", "--samples", "4", "--epochs", "2", "--max-concurrent", "1", *tiny, "--name", "search"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "mlp",
+                "--samples",
+                "4",
+                "--epochs",
+                "2",
+                "--max-concurrent",
+                "1",
+                *tiny,
+                "--name",
+                "search",
+            ]
+        )
+        == 0
+    )
     folder = make_image_folder(base / "hostile", {HOSTILE_CLASS: (200, 0, 0), "plain": (0, 0, 200)})
-    assert main(["sweep", "mlp", "--data", str(folder), "--val", "test", "--samples", "1", "--epochs", "1", *tiny, "--name", "hostile"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "mlp",
+                "--data",
+                str(folder),
+                "--val",
+                "test",
+                "--samples",
+                "1",
+                "--epochs",
+                "1",
+                *tiny,
+                "--name",
+                "hostile",
+            ]
+        )
+        == 0
+    )
     outside = base / "outside" / "stolen"
     outside.mkdir(parents=True)
     (outside / "scenetune.json").write_text(json.dumps({"task": SECRET}))
@@ -59,7 +94,10 @@ def page(browser, tmp_path: Path):
     opened = context.new_page()
     opened.console_errors = []
     opened.dialogs = []
-    opened.on("console", lambda message: opened.console_errors.append(message.text) if message.type == "error" else None)
+    opened.on(
+        "console",
+        lambda message: opened.console_errors.append(message.text) if message.type == "error" else None,
+    )
     opened.on("pageerror", lambda error: opened.console_errors.append(str(error)))
     opened.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message), dialog.dismiss()))
     yield opened
@@ -70,7 +108,9 @@ def page(browser, tmp_path: Path):
 
 
 def _trace_counts(page) -> dict[str, int]:
-    return page.evaluate("() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(n => [n.dataset.role, n.data.length]))")
+    return page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(n => [n.dataset.role, n.data.length]))"
+    )
 
 
 @needs_chromium
@@ -114,7 +154,12 @@ def test_new_results_appear_live_without_reload(server: str, page, results: Path
     result = next(p for p in results.glob("search/*/result.json") if trial_id in p.parent.name)
     last = json.loads(result.read_text().splitlines()[-1])
     with result.open("a") as handle:
-        handle.write(json.dumps({**last, "epoch": last["epoch"] + 1, "training_iteration": last["training_iteration"] + 1}) + "\n")
+        handle.write(
+            json.dumps(
+                {**last, "epoch": last["epoch"] + 1, "training_iteration": last["training_iteration"] + 1}
+            )
+            + "\n"
+        )
     points = f"() => document.querySelector('[data-role=chart-accuracy]').data.find(t => t.name === '{trial_id} val_acc').x.length"
     page.wait_for_function(f"() => ({points})() === {last['epoch'] + 1}", timeout=15000)
     assert page.evaluate("() => window.notReloaded") is True
@@ -124,8 +169,15 @@ def test_new_results_appear_live_without_reload(server: str, page, results: Path
 
 @pytest.mark.parametrize(
     "path",
-    ["/experiment/../../etc/passwd", "/api/experiment/..%2F..%2F..%2Fetc%2Fpasswd", "/api/experiment/%2e%2e/%2e%2e/etc/passwd",
-     "/api/experiment//etc/passwd", "/api/experiment/link", "/experiment/link", "/api/experiment/search/../../outside/stolen"],
+    [
+        "/experiment/../../etc/passwd",
+        "/api/experiment/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/api/experiment/%2e%2e/%2e%2e/etc/passwd",
+        "/api/experiment//etc/passwd",
+        "/api/experiment/link",
+        "/experiment/link",
+        "/api/experiment/search/../../outside/stolen",
+    ],
 )
 def test_paths_outside_the_root_are_404(server: str, path: str) -> None:
     with httpx.Client() as client:
@@ -142,7 +194,9 @@ def test_dashboard_never_writes_under_the_root(server: str, results: Path) -> No
 
 
 @needs_chromium
-def test_report_opens_offline_with_the_same_numbers(results: Path, browser, tmp_path: Path, server: str) -> None:
+def test_report_opens_offline_with_the_same_numbers(
+    results: Path, browser, tmp_path: Path, server: str
+) -> None:
     report = tmp_path / "report.html"
     assert main(["report", str(results / "search"), "-o", str(report)]) == 0
     best = httpx.get(server + "/api/experiment/search").json()["best"]

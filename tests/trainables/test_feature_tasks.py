@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import trainables.features as features
-from scenetune.experiment import load_trials
 from scenetune.cli import main
 from scenetune.data import load_dataset
+from scenetune.experiment import load_trials
 from trainables.descriptors import dense_sift
 
 SMALL_MLP = ["--set", "image_size=8", "--set", "width=64", "--set", "depth=3"]
@@ -21,31 +21,103 @@ SMALL_PATCH_MLP = ["--set", "image_size=16", "--set", "width=32", "--set", "dept
 @pytest.fixture(scope="module")
 def mlp_experiment(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
     storage = tmp_path_factory.mktemp("features")
-    assert main(["sweep", "mlp", "--samples", "2", "--epochs", "2", *SMALL_MLP, "--storage", str(storage), "--name", "mlp"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "mlp",
+                "--samples",
+                "2",
+                "--epochs",
+                "2",
+                *SMALL_MLP,
+                "--storage",
+                str(storage),
+                "--name",
+                "mlp",
+            ]
+        )
+        == 0
+    )
     return storage / "mlp"
 
 
 @pytest.fixture(scope="module")
 def patch_experiment(mlp_experiment: Path) -> Path:
     storage = mlp_experiment.parent
-    assert main(["sweep", "patch_mlp", "--space", "patch_size", *SMALL_PATCH_MLP, "--storage", str(storage), "--name", "patch"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "patch_mlp",
+                "--space",
+                "patch_size",
+                *SMALL_PATCH_MLP,
+                "--storage",
+                str(storage),
+                "--name",
+                "patch",
+            ]
+        )
+        == 0
+    )
     return storage / "patch"
 
 
-def test_feature_svm_layer_preset_extracts_each_layer_once(mlp_experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_feature_svm_layer_preset_extracts_each_layer_once(
+    mlp_experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
     real = features.extract_layer_features
-    monkeypatch.setattr(features, "extract_layer_features", lambda model, images, layer: calls.append(layer) or real(model, images, layer))
-    assert main(["sweep", "feature_svm", "--from", str(mlp_experiment), "--space", "layer", "--storage", str(tmp_path), "--name", "layers"]) == 0
+    monkeypatch.setattr(
+        features,
+        "extract_layer_features",
+        lambda model, images, layer: calls.append(layer) or real(model, images, layer),
+    )
+    assert (
+        main(
+            [
+                "sweep",
+                "feature_svm",
+                "--from",
+                str(mlp_experiment),
+                "--space",
+                "layer",
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "layers",
+            ]
+        )
+        == 0
+    )
     trials = load_trials(tmp_path / "layers")
     assert sorted(t.config["layer"] for t in trials) == ["fourth", "second", "third"]
     for trial in trials:
-        assert {"train_acc", "val_acc", "test_acc", "fit_seconds"} <= set(trial.last) and trial.last["epoch"] == 1
+        assert {"train_acc", "val_acc", "test_acc", "fit_seconds"} <= set(trial.last) and trial.last[
+            "epoch"
+        ] == 1
         assert trial.last["n_features"] == {"second": 64, "third": 32, "fourth": 16}[trial.config["layer"]]
     assert max(t.last["val_acc"] for t in trials) > 0.5
     assert sorted(calls) == sorted(["second", "third", "fourth"] * 3)  # train, val, test once per layer
     calls.clear()
-    assert main(["sweep", "feature_svm", "--from", str(mlp_experiment), "--samples", "8", "--storage", str(tmp_path), "--name", "optuna"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "feature_svm",
+                "--from",
+                str(mlp_experiment),
+                "--samples",
+                "8",
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "optuna",
+            ]
+        )
+        == 0
+    )
     assert len(load_trials(tmp_path / "optuna")) == 8
     assert len(calls) == 9  # 8 SVM trials, still one extraction per (layer, split)
 
@@ -53,14 +125,34 @@ def test_feature_svm_layer_preset_extracts_each_layer_once(mlp_experiment: Path,
 def test_patch_mlp_sweeps_the_patch_sizes_that_fit(patch_experiment: Path) -> None:
     trials = load_trials(patch_experiment)
     assert sorted(t.config["patch_size"] for t in trials) == [8, 16]
-    for trial in trials:  # test accuracy is that of the best validation epoch, the checkpoint's, well above chance (0.1)
+    for trial in (
+        trials
+    ):  # test accuracy is that of the best validation epoch, the checkpoint's, well above chance (0.1)
         best = max(trial.history, key=lambda report: report["val_acc"])
         assert trial.last["test_acc"] == best["test_acc"] > 0.2 and trial.checkpoints()
 
 
-def test_bovw_learnt_descriptors_and_codebook_are_computed_once(patch_experiment: Path, tmp_path: Path) -> None:
-    arguments = ["sweep", "bovw", "--from", str(patch_experiment), "--set", "descriptor=learnt", "--set", "layer=last",
-                 "--set", "codebook_size=8", "--samples", "5", "--storage", str(tmp_path), "--name", "learnt"]
+def test_bovw_learnt_descriptors_and_codebook_are_computed_once(
+    patch_experiment: Path, tmp_path: Path
+) -> None:
+    arguments = [
+        "sweep",
+        "bovw",
+        "--from",
+        str(patch_experiment),
+        "--set",
+        "descriptor=learnt",
+        "--set",
+        "layer=last",
+        "--set",
+        "codebook_size=8",
+        "--samples",
+        "5",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "learnt",
+    ]
     assert main(arguments) == 0
     trials = load_trials(tmp_path / "learnt")
     assert len(trials) == 5 and all(math.isfinite(t.last["val_acc"]) for t in trials)
@@ -71,13 +163,36 @@ def test_bovw_learnt_descriptors_and_codebook_are_computed_once(patch_experiment
 
 def test_bovw_sift_codebook_preset_and_infeasible_codebook(tmp_path: Path, ray_session) -> None:
     sift = ["--set", "image_size=16", "--set", "sift_step=8", "--set", "sift_size=8"]
-    assert main(["sweep", "bovw", "--space", "codebook", *sift, "--storage", str(tmp_path), "--name", "sift"]) == 0
+    assert (
+        main(["sweep", "bovw", "--space", "codebook", *sift, "--storage", str(tmp_path), "--name", "sift"])
+        == 0
+    )
     trials = load_trials(tmp_path / "sift")
     assert sorted(t.config["codebook_size"] for t in trials) == [64, 128, 256, 512, 1024]
     assert all(t.last["descriptors_per_image"] == 4 and t.last["test_acc"] > 0.2 for t in trials)
-    assert main(["sweep", "bovw", "--samples", "1", *sift, "--set", "codebook_size=100000", "--storage", str(tmp_path), "--name", "big"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "bovw",
+                "--samples",
+                "1",
+                *sift,
+                "--set",
+                "codebook_size=100000",
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "big",
+            ]
+        )
+        == 0
+    )
     (trial,) = load_trials(tmp_path / "big")
-    assert trial.last["infeasible"] is True and "exceeds the 4580 training descriptors" in trial.last["error_message"]
+    assert (
+        trial.last["infeasible"] is True
+        and "exceeds the 4580 training descriptors" in trial.last["error_message"]
+    )
 
 
 def test_dense_sift_on_small_digits_and_scenes(mit_split: Path) -> None:
@@ -87,34 +202,50 @@ def test_dense_sift_on_small_digits_and_scenes(mit_split: Path) -> None:
     assert on_digits.values.shape == (3 * 9, 128) and np.abs(on_digits.values).sum() > 0
     scenes = load_dataset(str(mit_split), [64]).train[64].x[:2]
     assert dense_sift(scenes, step=8, size=16).values.shape == (2 * 49, 128)
-    with pytest.raises(ValueError, match="SIFT grid step 16 and keypoint size 8 must not exceed the image size 8"):
+    with pytest.raises(
+        ValueError, match="SIFT grid step 16 and keypoint size 8 must not exceed the image size 8"
+    ):
         dense_sift(digits[8].x[:1], step=16, size=8)
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["feature_svm"], "feature_svm needs --from, a mlp experiment or checkpoint"),
+        (["feature_svm"], "feature_svm needs --from, a cnn or mlp experiment or checkpoint"),
         (["feature_svm", "--from", "/no/such/run"], "/no/such/run does not exist"),
         (["bovw", "--set", "descriptor=learnt"], "learnt descriptors need --from"),
-        (["bovw", "--set", "image_size=16", "--set", "sift_step=64"], "sift_step 64 must lie between 1 and the image size 16"),
+        (
+            ["bovw", "--set", "image_size=16", "--set", "sift_step=64"],
+            "sift_step 64 must lie between 1 and the image size 16",
+        ),
         (["mlp", "--from", "."], "mlp trains from pixels and takes no --from"),
     ],
 )
-def test_feature_task_bad_input(arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_feature_task_bad_input(
+    arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["sweep", *arguments, "--storage", str(tmp_path), "--name", "x"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
-def test_from_must_hold_the_right_kind_of_model(mlp_experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["sweep", "bovw", "--from", str(mlp_experiment), "--storage", str(tmp_path), "--name", "x"]) == 2
+def test_from_must_hold_the_right_kind_of_model(
+    mlp_experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        main(["sweep", "bovw", "--from", str(mlp_experiment), "--storage", str(tmp_path), "--name", "x"]) == 2
+    )
     assert "holds mlp models, but bovw needs a patch_mlp experiment or checkpoint" in capsys.readouterr().err
-    assert main(["sweep", "feature_svm", "--from", str(tmp_path), "--storage", str(tmp_path), "--name", "y"]) == 2
+    assert (
+        main(["sweep", "feature_svm", "--from", str(tmp_path), "--storage", str(tmp_path), "--name", "y"])
+        == 2
+    )
     assert "is neither a checkpoint" in capsys.readouterr().err
 
 
-def test_histogram_intersection_kernel_in_chunks_equals_its_definition(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_histogram_intersection_kernel_in_chunks_equals_its_definition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import trainables.svm as svm
 
     rng = np.random.default_rng(0)

@@ -14,12 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scenetune.experiment import load_trials, ray_trial_states, read_experiment_record
 from scenetune.cli import main
+from scenetune.experiment import load_trials, ray_trial_states, read_experiment_record
 from tests.conftest import wait_until_workers_exit
 from trainables.checkpoints import load_model
 
-CORE_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "epoch", "n_params", "trial_seconds", "test_acc"}
+pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
+
+CORE_METRICS = {
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "epoch",
+    "n_params",
+    "trial_seconds",
+    "test_acc",
+}
 TINY = ["--set", "image_size=8", "--set", "width=64"]
 
 
@@ -72,7 +83,9 @@ def test_best_checkpoint_loads_and_reproduces_its_test_accuracy(optuna_experimen
     assert np.mean(predictions == test.y) == pytest.approx(best.last["test_acc"])
 
 
-def test_layer_output_command_on_the_experiment(optuna_experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_layer_output_command_on_the_experiment(
+    optuna_experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from PIL import Image
 
     images = []
@@ -81,7 +94,9 @@ def test_layer_output_command_on_the_experiment(optuna_experiment: Path, tmp_pat
         Image.fromarray(np.full((20, 20, 3), 40 * index, dtype=np.uint8)).save(path)
         images.append(str(path))
     out = tmp_path / "second.npy"
-    assert main(["layer-output", str(optuna_experiment), *images, "--layer", "second", "--out", str(out)]) == 0
+    assert (
+        main(["layer-output", str(optuna_experiment), *images, "--layer", "second", "--out", str(out)]) == 0
+    )
     assert f"layer second: shape (3, 64) -> {out}" in capsys.readouterr().out
     assert np.load(out).shape == (3, 64)
     assert main(["layer-output", str(optuna_experiment), *images, "--layer", "tenth"]) == 2
@@ -93,8 +108,22 @@ def test_same_seed_suggests_the_same_first_configs(optuna_experiment: Path, tmp_
     assert _first_configs(tmp_path / "again", 2) == _first_configs(optuna_experiment, 2)
 
 
-def test_random_search_without_early_stopping_runs_every_trial_to_the_end(tmp_path: Path, ray_session) -> None:
-    arguments = ["--samples", "4", "--epochs", "3", "--sampler", "random", "--early-stopping", "none", "--max-concurrent", "1", *TINY]
+def test_random_search_without_early_stopping_runs_every_trial_to_the_end(
+    tmp_path: Path, ray_session
+) -> None:
+    arguments = [
+        "--samples",
+        "4",
+        "--epochs",
+        "3",
+        "--sampler",
+        "random",
+        "--early-stopping",
+        "none",
+        "--max-concurrent",
+        "1",
+        *TINY,
+    ]
     assert sweep(tmp_path, "random", *arguments) == 0
     experiment = tmp_path / "random"
     trials = load_trials(experiment)
@@ -105,20 +134,58 @@ def test_random_search_without_early_stopping_runs_every_trial_to_the_end(tmp_pa
     assert (recorded["sampler"], recorded["early_stopping"]) == ("random", "none")
 
 
-def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(tmp_path: Path, ray_session, capsys) -> None:
+def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(
+    tmp_path: Path, ray_session, capsys
+) -> None:
     assert sweep(tmp_path, "lr", "--space", "lr", "--set", "epochs=1", "--set", "optimizer=sgd", *TINY) == 0
     trials = load_trials(tmp_path / "lr")
     assert sorted(t.config["lr"] for t in trials) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
     assert all(t.last["epoch"] == 1 for t in trials)
-    assert sweep(tmp_path, "diverge", "--samples", "1", "--epochs", "3", "--set", "lr=1e12", "--set", "optimizer=sgd", *TINY) == 0
+    assert (
+        sweep(
+            tmp_path,
+            "diverge",
+            "--samples",
+            "1",
+            "--epochs",
+            "3",
+            "--set",
+            "lr=1e12",
+            "--set",
+            "optimizer=sgd",
+            *TINY,
+        )
+        == 0
+    )
     (trial,) = load_trials(tmp_path / "diverge")
     assert trial.last["diverged"] is True and len(trial.history) == 1
     assert "1 diverged" in capsys.readouterr().out
 
 
 def test_mit_split_lr_preset(mit_split: Path, tmp_path: Path, ray_session) -> None:
-    assert main(["sweep", "mlp", "--data", str(mit_split), "--space", "lr", "--set", "epochs=1", "--set", "image_size=16",
-                 "--set", "width=128", "--storage", str(tmp_path), "--name", "mit"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "mlp",
+                "--data",
+                str(mit_split),
+                "--space",
+                "lr",
+                "--set",
+                "epochs=1",
+                "--set",
+                "image_size=16",
+                "--set",
+                "width=128",
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "mit",
+            ]
+        )
+        == 0
+    )
     trials = load_trials(tmp_path / "mit")
     assert sorted(t.config["lr"] for t in trials) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
     record = read_experiment_record(tmp_path / "mit")
@@ -131,10 +198,27 @@ def _scenetune(*arguments: str) -> list[str]:
 
 
 def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path) -> None:
-    command = ["sweep", "mlp", "--samples", "6", "--epochs", "2", "--max-concurrent", "1", "--seed", "3",
-               "--storage", str(tmp_path), "--name", "killed", *TINY]
+    command = [
+        "sweep",
+        "mlp",
+        "--samples",
+        "6",
+        "--epochs",
+        "2",
+        "--max-concurrent",
+        "1",
+        "--seed",
+        "3",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "killed",
+        *TINY,
+    ]
     experiment = tmp_path / "killed"
-    process = subprocess.Popen(_scenetune(*command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        _scenetune(*command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         while sum(s == "TERMINATED" for s in ray_trial_states(experiment).values()) < 2:
             assert process.poll() is None, "the sweep ended before it could be killed"
@@ -144,10 +228,15 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
         process.wait()
     wait_until_workers_exit(experiment)
     finished_before = {tid for tid, status in ray_trial_states(experiment).items() if status == "TERMINATED"}
-    histories_before = {t.trial_id: t.history for t in load_trials(experiment) if t.trial_id in finished_before}
+    histories_before = {
+        t.trial_id: t.history for t in load_trials(experiment) if t.trial_id in finished_before
+    }
     assert len(histories_before) >= 2
-    resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "killed", "--resume"),
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "killed", "--resume"),
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming mlp" in resumed.stdout
     trials = load_trials(experiment)
@@ -161,27 +250,52 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     searcher = pickle.loads(sorted(experiment.glob("searcher-state-*.pkl"))[-1].read_bytes())
     told = {round(t.value, 12) for t in searcher["_ot_study"].trials if t.value is not None}
     for trial_id, history in histories_before.items():
-        assert round(history[-1]["val_acc"], 12) in told, f"{trial_id} is missing from the resumed Optuna study"
+        assert round(history[-1]["val_acc"], 12) in told, (
+            f"{trial_id} is missing from the resumed Optuna study"
+        )
     assert len(searcher["_ot_study"].trials) == 6
     sampler = searcher["_ot_study"].sampler  # the resumed search kept its TPE settings
-    assert type(sampler).__name__ == "TPESampler" and sampler._multivariate and sampler._group and sampler._constant_liar
+    assert (
+        type(sampler).__name__ == "TPESampler"
+        and sampler._multivariate
+        and sampler._group
+        and sampler._constant_liar
+    )
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
         (["--data", "/no/such/folder"], "scenetune: error: dataset directory /no/such/folder does not exist"),
-        (["--space", "nope"], "scenetune: error: unknown space 'nope' for task mlp; choose one of: optuna, lr,"),
+        (
+            ["--space", "nope"],
+            "scenetune: error: unknown space 'nope' for task mlp; choose one of: optuna, lr,",
+        ),
         (["--set", "colour=red"], "scenetune: error: --set colour: mlp has no parameter 'colour'"),
         (["--space", "lr", "--set", "lr=0.1"], "scenetune: error: --set lr conflicts with preset 'lr'"),
-        (["--set", "initializer=zeros"], "scenetune: error: invalid configuration for mlp: initializer must be one of"),
+        (
+            ["--set", "initializer=zeros"],
+            "scenetune: error: invalid configuration for mlp: initializer must be one of",
+        ),
         (["--resume"], "scenetune: error: cannot resume: experiment directory"),
-        (["--space", "lr", "--sampler", "random"], "scenetune: error: --sampler and --early-stopping apply to the optuna space"),
-        (["--early-stopping", "median"], "scenetune: error: --early-stopping must be one of asha, none, got 'median'"),
+        (
+            ["--space", "lr", "--sampler", "random"],
+            "scenetune: error: --sampler and --early-stopping apply to the optuna space",
+        ),
+        (
+            ["--early-stopping", "median"],
+            "scenetune: error: --early-stopping must be one of asha, none, got 'median'",
+        ),
     ],
 )
-def test_bad_input_exits_2_with_one_sentence_before_ray_starts(tmp_path: Path, arguments: list[str], message: str) -> None:
-    result = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "x", *arguments), capture_output=True, text=True)
+def test_bad_input_exits_2_with_one_sentence_before_ray_starts(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "x", *arguments),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
@@ -191,6 +305,10 @@ def test_an_existing_experiment_is_never_overwritten(tmp_path: Path) -> None:
     existing = tmp_path / "taken"
     existing.mkdir()
     (existing / "keep.txt").write_text("earlier work")
-    result = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "taken"), capture_output=True, text=True)
+    result = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "taken"),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "already exists; pass --resume" in result.stderr
     assert (existing / "keep.txt").read_text() == "earlier work"

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import optuna
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 import torch
 
 from search_spaces import mlp
 from search_spaces.base import OPTUNA_SPACE
 from trainables.models import MLP, MLPSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _suggest(count: int, pinned: dict | None = None, seed: int = 0) -> list[dict]:
@@ -54,12 +54,32 @@ def test_presets_are_the_studys_grids() -> None:
     assert _grid("batch_size", "batch_size") == [1, 8, 16, 32, 64, 128, 256, 512]
     assert _grid("depth", "depth") == list(range(1, 9))
     regularization = mlp.SPACE.preset_configs("regularization", {})
-    assert [(c["batch_norm"], c["dropout"] > 0) for c in regularization] == [(False, False), (True, False), (False, True), (True, True)]
+    assert [(c["batch_norm"], c["dropout"] > 0) for c in regularization] == [
+        (False, False),
+        (True, False),
+        (False, True),
+        (True, True),
+    ]
     assert {c["depth"] for c in regularization} == {4}
-    assert [(c["width"], c["width_schedule"]) for c in mlp.SPACE.preset_configs("width", {})] == [(2048, "halve"), (4096, "halve"), (4096, "constant")]
-    assert _grid("initializer", "initializer") == ["glorot_normal", "truncated_normal", "random_normal", "random_uniform"]
+    assert [(c["width"], c["width_schedule"]) for c in mlp.SPACE.preset_configs("width", {})] == [
+        (2048, "halve"),
+        (4096, "halve"),
+        (4096, "constant"),
+    ]
+    assert _grid("initializer", "initializer") == [
+        "glorot_normal",
+        "truncated_normal",
+        "random_normal",
+        "random_uniform",
+    ]
     for config in mlp.SPACE.preset_configs("lr", {}):  # the study's fixed defaults around the swept factor
-        assert (config["image_size"], config["optimizer"], config["batch_size"], config["depth"], config["width"]) == (32, "adam", 16, 1, 2048)
+        assert (
+            config["image_size"],
+            config["optimizer"],
+            config["batch_size"],
+            config["depth"],
+            config["width"],
+        ) == (32, "adam", 16, 1, 2048)
 
 
 def test_presets_list_their_factors_and_the_data_they_need() -> None:

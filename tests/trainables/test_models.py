@@ -20,7 +20,12 @@ def test_study_initial_model_has_the_studys_parameter_count() -> None:
 def test_halving_and_constant_widths_with_study_layer_names() -> None:
     model = MLP(MLPSpec(input_size=32, n_classes=8, depth=4, width=2048, batch_norm=True, dropout=0.5))
     assert model.layer_names == ["first", "second", "third", "fourth", "fifth", "output"]
-    assert [model.layers[n][0].out_features for n in ("second", "third", "fourth", "fifth")] == [2048, 1024, 512, 256]
+    assert [model.layers[n][0].out_features for n in ("second", "third", "fourth", "fifth")] == [
+        2048,
+        1024,
+        512,
+        256,
+    ]
     constant = MLPSpec(input_size=8, n_classes=3, depth=3, width=64, width_schedule="constant")
     assert constant.hidden_widths() == [64, 64, 64]
 
@@ -28,8 +33,16 @@ def test_halving_and_constant_widths_with_study_layer_names() -> None:
 def test_layer_output_shapes_for_every_layer() -> None:
     model = MLP(MLPSpec(input_size=16, n_classes=5, depth=3, width=128))
     images = np.random.default_rng(0).integers(0, 256, size=(7, 16, 16, 3), dtype=np.uint8)
-    shapes = {name: tuple(layer_output(model, images, name, batch_size=3).shape) for name in model.layer_names}
-    assert shapes == {"first": (7, 768), "second": (7, 128), "third": (7, 64), "fourth": (7, 32), "output": (7, 5)}
+    shapes = {
+        name: tuple(layer_output(model, images, name, batch_size=3).shape) for name in model.layer_names
+    }
+    assert shapes == {
+        "first": (7, 768),
+        "second": (7, 128),
+        "third": (7, 64),
+        "fourth": (7, 32),
+        "output": (7, 5),
+    }
     logits = model.eval()(torch.as_tensor(images))
     assert torch.allclose(layer_output(model, images, "output"), logits)
 

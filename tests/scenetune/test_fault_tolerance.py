@@ -10,13 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from analysis.results import load_experiment
-from scenetune.experiment import load_trials, ray_trial_states
 from analysis.tables import summary_table
 from scenetune.cli import main
+from scenetune.experiment import load_trials, ray_trial_states
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
 from tests.conftest import wait_until_workers_exit
 from trainables.checkpoints import load_training_state
+
+pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
 
@@ -32,9 +36,31 @@ def _wait_for(condition, process: subprocess.Popen) -> None:
 
 
 def test_a_killed_worker_restarts_its_trial_from_the_checkpoint(tmp_path: Path) -> None:
-    arguments = ["sweep", "mlp", "--samples", "1", "--epochs", "6", "--set", "batch_size=8", "--set", "image_size=16",
-                 "--set", "width=256", "--set", "optimizer=sgd", "--set", "lr=0.01", "--storage", str(tmp_path), "--name", "killed-worker"]
-    process = subprocess.Popen(_scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    arguments = [
+        "sweep",
+        "mlp",
+        "--samples",
+        "1",
+        "--epochs",
+        "6",
+        "--set",
+        "batch_size=8",
+        "--set",
+        "image_size=16",
+        "--set",
+        "width=256",
+        "--set",
+        "optimizer=sgd",
+        "--set",
+        "lr=0.01",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "killed-worker",
+    ]
+    process = subprocess.Popen(
+        _scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     experiment = tmp_path / "killed-worker"
 
     def checkpointed_twice() -> bool:
@@ -55,18 +81,52 @@ def test_a_killed_worker_restarts_its_trial_from_the_checkpoint(tmp_path: Path) 
 
 def test_a_raising_trial_is_an_error_and_the_others_finish(tmp_path: Path, ray_session, capsys) -> None:
     # Batch norm cannot train on batches of one image: that grid point raises, the others do not.
-    arguments = ["sweep", "mlp", "--space", "batch_size", "--set", "batch_norm=true", "--set", "epochs=1", "--max-failures", "0",
-                 *TINY, "--storage", str(tmp_path), "--name", "raising"]
+    arguments = [
+        "sweep",
+        "mlp",
+        "--space",
+        "batch_size",
+        "--set",
+        "batch_norm=true",
+        "--set",
+        "epochs=1",
+        "--max-failures",
+        "0",
+        *TINY,
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "raising",
+    ]
     assert main(arguments) == 1
     assert "1 of 8 trials failed" in capsys.readouterr().err
     trials = load_experiment(tmp_path / "raising").trials.set_index("config/batch_size")
-    assert trials.loc[1, "status"] == "error" and "Expected more than 1 value per channel" in trials.loc[1, "error"]
+    assert (
+        trials.loc[1, "status"] == "error"
+        and "Expected more than 1 value per channel" in trials.loc[1, "error"]
+    )
     assert set(trials.drop(index=1)["status"]) == {"completed"}
 
 
 def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
-    arguments = ["sweep", "mlp", "--samples", "4", "--epochs", "2", "--max-concurrent", "1", *TINY, "--storage", str(tmp_path), "--name", "interrupted"]
-    process = subprocess.Popen(_scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    arguments = [
+        "sweep",
+        "mlp",
+        "--samples",
+        "4",
+        "--epochs",
+        "2",
+        "--max-concurrent",
+        "1",
+        *TINY,
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "interrupted",
+    ]
+    process = subprocess.Popen(
+        _scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     experiment = tmp_path / "interrupted"
     _wait_for(lambda: experiment.is_dir() and any(t.history for t in load_trials(experiment)), process)
     process.send_signal(signal.SIGINT)
@@ -75,8 +135,12 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
     assert f"Continue it with: scenetune sweep mlp --storage {tmp_path} --name interrupted --resume" in stderr
     before = {t.trial_id: t.history for t in load_trials(experiment) if t.history}
     statuses = set(load_experiment(experiment).trials["status"])
-    assert "interrupted" in statuses and not statuses & {"running", "pending"}  # nothing runs any more
-    resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "interrupted", "--resume"), capture_output=True, text=True)
+    assert not statuses & {"running", "pending"}  # nothing runs any more: unfinished trials read `interrupted`
+    resumed = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "interrupted", "--resume"),
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     trials = load_trials(experiment)
     assert len(trials) == 4 and all(t.history for t in trials)
@@ -88,13 +152,41 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
 def _running_trial_checkpoint(experiment: Path) -> RecordedCheckpoint | None:
     # Both readers return nothing while Ray is rewriting its state file.
     running = {tid for tid, status in ray_trial_states(experiment).items() if status == "RUNNING"}
-    return next((c for c in recorded_checkpoints(experiment) if c.trial_id in running and c.path.exists()), None)
+    return next(
+        (c for c in recorded_checkpoints(experiment) if c.trial_id in running and c.path.exists()), None
+    )
 
 
 def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_path: Path) -> None:
-    arguments = ["sweep", "mlp", "--samples", "1", "--epochs", "10", "--set", "batch_size=8", "--set", "image_size=16",
-                 "--set", "width=256", "--set", "optimizer=sgd", "--set", "lr=0.01", "--storage", str(tmp_path), "--name", "superseded"]
-    process = subprocess.Popen(_scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    arguments = [
+        "sweep",
+        "mlp",
+        "--samples",
+        "1",
+        "--epochs",
+        "10",
+        "--set",
+        "batch_size=8",
+        "--set",
+        "image_size=16",
+        "--set",
+        "width=256",
+        "--set",
+        "optimizer=sgd",
+        "--set",
+        "lr=0.01",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "superseded",
+    ]
+    process = subprocess.Popen(
+        _scenetune(*arguments),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     experiment = tmp_path / "superseded"
     try:
         _wait_for(lambda: _running_trial_checkpoint(experiment) is not None, process)
@@ -110,8 +202,11 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
     elif recorded.path.exists():
         recorded.path.rename(newer)
     continued_from = load_training_state(max(recorded.path.parent.glob("checkpoint_*")))["epoch"]
-    resumed = subprocess.run(_scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "superseded", "--resume"),
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "superseded", "--resume"),
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"trial {recorded.trial_id} continues from checkpoint_" in resumed.stderr
     (trial,) = load_trials(experiment)

@@ -27,7 +27,18 @@ def experiments(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
         "preset": ["--space", "lr", "--set", "epochs=2", *TINY],
         "diverged": ["--samples", "1", "--epochs", "3", "--set", "lr=1e12", "--set", "optimizer=sgd", *TINY],
         # A layer of 10^12 units cannot be allocated: the trial raises, as an out-of-memory trial does.
-        "errored": ["--samples", "1", "--epochs", "1", "--max-failures", "0", "--set", "image_size=8", "--set", "width=1000000000000"],
+        "errored": [
+            "--samples",
+            "1",
+            "--epochs",
+            "1",
+            "--max-failures",
+            "0",
+            "--set",
+            "image_size=8",
+            "--set",
+            "width=1000000000000",
+        ],
     }
     for name, arguments in runs.items():
         code = main(["sweep", "mlp", "--storage", str(storage), "--name", name, *arguments])
@@ -49,13 +60,42 @@ def test_experiment_frames_and_statuses(experiments: Path) -> None:
 
 def test_summary_tables_in_every_format(experiments: Path, capsys: pytest.CaptureFixture) -> None:
     preset = summary_table(load_experiment(experiments / "preset"))
-    assert list(preset["name"]) == [f"lr={v:.3g}" for v in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)]  # the study's one-factor table
+    assert list(preset["name"]) == [
+        f"lr={v:.3g}" for v in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+    ]  # the study's one-factor table
     search = summary_table(load_experiment(experiments / "search"))
     assert list(search["val_acc"]) == sorted(search["val_acc"], reverse=True)
-    assert main(["table", str(experiments / "search"), str(experiments / "errored"), str(experiments / "diverged")]) == 0
+    assert (
+        main(
+            [
+                "table",
+                str(experiments / "search"),
+                str(experiments / "errored"),
+                str(experiments / "diverged"),
+            ]
+        )
+        == 0
+    )
     markdown = capsys.readouterr().out
-    assert "### search (mlp, optuna, 6 trials)" in markdown and "| error: " in markdown and "diverged" in markdown
-    assert main(["table", str(experiments / "search"), str(experiments / "preset"), "--format", "csv", "--by", "optimizer"]) == 0
+    assert (
+        "### search (mlp, optuna, 6 trials)" in markdown
+        and "| error: " in markdown
+        and "diverged" in markdown
+    )
+    assert (
+        main(
+            [
+                "table",
+                str(experiments / "search"),
+                str(experiments / "preset"),
+                "--format",
+                "csv",
+                "--by",
+                "optimizer",
+            ]
+        )
+        == 0
+    )
     csv = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert len(csv) == 12 and list(csv.columns[:3]) == ["experiment", "optimizer", "name"]
     assert list(csv["optimizer"]) == sorted(csv["optimizer"])
@@ -76,7 +116,9 @@ def test_a_half_written_result_line_is_tolerated(experiments: Path, tmp_path: Pa
     assert len(experiment.history) == load_experiment(experiments / "search").trials["epochs_run"].sum() - 1
 
 
-def test_plots_are_written_as_png_and_svg(experiments: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_plots_are_written_as_png_and_svg(
+    experiments: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["plot", str(experiments / "search"), "--out", str(tmp_path / "search")]) == 0
     names = {p.name for p in (tmp_path / "search").iterdir()}
     for figure in ("learning_curves", "parallel_coordinates", "best_val_acc_so_far", "asha_stopped_trials"):
@@ -97,9 +139,16 @@ def test_importance_from_optuna_evaluators(experiments: Path, capsys: pytest.Cap
 
 
 def _approaches(mlp: float, svm: float, patch: float, learnt: float, sift: float) -> pd.DataFrame:
-    values = {comparison.MLP: mlp, comparison.FEATURE_SVM: svm, comparison.PATCH_MLP: patch,
-              comparison.BOVW_LEARNT: learnt, comparison.BOVW_SIFT: sift}
-    return comparison.approaches_frame([{"approach": a, "val_acc": v, "test_acc": v} for a, v in values.items()])
+    values = {
+        comparison.MLP: mlp,
+        comparison.FEATURE_SVM: svm,
+        comparison.PATCH_MLP: patch,
+        comparison.BOVW_LEARNT: learnt,
+        comparison.BOVW_SIFT: sift,
+    }
+    return comparison.approaches_frame(
+        [{"approach": a, "val_acc": v, "test_acc": v} for a, v in values.items()]
+    )
 
 
 def _mlp_trials(depths: list[int], widths: list[int], accuracy: list[float]) -> pd.DataFrame:
@@ -107,27 +156,54 @@ def _mlp_trials(depths: list[int], widths: list[int], accuracy: list[float]) -> 
 
 
 def test_conclusions_follow_the_numbers() -> None:
-    learnt_wins = comparison.conclusions(_approaches(0.60, 0.55, 0.77, 0.73, 0.50),
-                                         _mlp_trials([1, 2, 4, 8], [512, 256, 1024, 2048], [0.5, 0.6, 0.7, 0.8]))
-    sift_wins = comparison.conclusions(_approaches(0.60, 0.65, 0.55, 0.50, 0.80),
-                                       _mlp_trials([8, 4, 2, 1], [256, 512, 1024, 2048], [0.5, 0.6, 0.7, 0.8]))
-    assert learnt_wins[0] == "Patch MLP wins with test accuracy 0.770, 4.0 points ahead of BoVW, learnt descriptors (0.730)."
-    assert sift_wins[0] == "BoVW, dense SIFT (handcrafted) wins with test accuracy 0.800, 15.0 points ahead of deep features + SVM (0.650)."
-    assert "BoVW, learnt descriptors beat BoVW, dense SIFT (handcrafted) by 23.0 points of test accuracy (0.730 vs 0.500)." in learnt_wins
-    assert "BoVW, learnt descriptors fell behind BoVW, dense SIFT (handcrafted) by 30.0 points of test accuracy (0.500 vs 0.800)." in sift_wins
-    assert "Deep features + SVM fell short of end-to-end MLP by 5.0 points of test accuracy (0.550 vs 0.600)." in learnt_wins
+    learnt_wins = comparison.conclusions(
+        _approaches(0.60, 0.55, 0.77, 0.73, 0.50),
+        _mlp_trials([1, 2, 4, 8], [512, 256, 1024, 2048], [0.5, 0.6, 0.7, 0.8]),
+    )
+    sift_wins = comparison.conclusions(
+        _approaches(0.60, 0.65, 0.55, 0.50, 0.80),
+        _mlp_trials([8, 4, 2, 1], [256, 512, 1024, 2048], [0.5, 0.6, 0.7, 0.8]),
+    )
+    assert (
+        learnt_wins[0]
+        == "Patch MLP wins with test accuracy 0.770, 4.0 points ahead of BoVW, learnt descriptors (0.730)."
+    )
+    assert (
+        sift_wins[0]
+        == "BoVW, dense SIFT (handcrafted) wins with test accuracy 0.800, 15.0 points ahead of deep features + SVM (0.650)."
+    )
+    assert (
+        "BoVW, learnt descriptors beat BoVW, dense SIFT (handcrafted) by 23.0 points of test accuracy (0.730 vs 0.500)."
+        in learnt_wins
+    )
+    assert (
+        "BoVW, learnt descriptors fell behind BoVW, dense SIFT (handcrafted) by 30.0 points of test accuracy (0.500 vs 0.800)."
+        in sift_wins
+    )
+    assert (
+        "Deep features + SVM fell short of end-to-end MLP by 5.0 points of test accuracy (0.550 vs 0.600)."
+        in learnt_wins
+    )
     assert learnt_wins[-1].endswith("deeper beat wider.") and sift_wins[-1].endswith("wider beat deeper.")
 
 
-def test_quick_study_end_to_end_and_resume(tmp_path: Path, ray_session, capsys: pytest.CaptureFixture) -> None:
+def test_quick_study_end_to_end_and_resume(
+    tmp_path: Path, ray_session, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["study", "--quick", "--storage", str(tmp_path), "--name", "quick"]) == 0
     study = tmp_path / "quick"
     output = capsys.readouterr().out
     assert f"study report: {study / 'study.md'}" in output
     report = (study / "study.md").read_text()
     approaches = pd.read_csv(study / "study.csv")
-    assert list(approaches["approach"]) == [comparison.MLP, comparison.FEATURE_SVM, comparison.PATCH_MLP,
-                                            comparison.BOVW_LEARNT, comparison.BOVW_SIFT, comparison.CNN_REFERENCE]
+    assert list(approaches["approach"]) == [
+        comparison.MLP,
+        comparison.FEATURE_SVM,
+        comparison.PATCH_MLP,
+        comparison.BOVW_LEARNT,
+        comparison.BOVW_SIFT,
+        comparison.CNN_REFERENCE,
+    ]
     assert "The small CNN (reference) reaches test accuracy" in report
     assert approaches["test_acc"].notna().all() and (approaches["test_acc"] > 0.5).all()
     for approach in approaches["approach"]:
@@ -143,5 +219,7 @@ def test_quick_study_end_to_end_and_resume(tmp_path: Path, ray_session, capsys: 
     assert main(["study", "--storage", str(tmp_path), "--name", "quick", "--resume"]) == 0
     assert "== study step bovw_sift" in capsys.readouterr().out
     assert (study / "bovw_sift" / "scenetune.json").is_file()
-    assert before == {step: sorted((study / step).glob("experiment_state-*.json")) for step in ("mlp", "patch_mlp")}
+    assert before == {
+        step: sorted((study / step).glob("experiment_state-*.json")) for step in ("mlp", "patch_mlp")
+    }
     assert json.loads((study / "study.json").read_text())["steps"]["bovw_sift"] == "done"

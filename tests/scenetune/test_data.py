@@ -67,7 +67,9 @@ def test_corrupt_images_are_listed_or_skipped(tmp_path: Path, capsys: pytest.Cap
         load_dataset(str(root), [8])
     dataset = load_dataset(str(root), [8], skip_bad_images=True)
     warning = capsys.readouterr().err
-    assert warning.startswith("scenetune: warning: skipped 1 unreadable image(s):") and "broken.jpg" in warning
+    assert (
+        warning.startswith("scenetune: warning: skipped 1 unreadable image(s):") and "broken.jpg" in warning
+    )
     assert "UserWarning" not in warning and "warnings.warn" not in warning
     assert len(dataset.train[8]) == 8
     # The cache remembers the bad file: without the flag the error comes back.
@@ -92,7 +94,10 @@ def test_at_most_ten_bad_images_are_named(tmp_path: Path) -> None:
         (lambda root: root / "missing", r"dataset directory .*missing does not exist"),
         (lambda root: ((root / "test").rename(root / "elsewhere"), root)[1], r"has no test/ folder"),
         (lambda root: (root / "train" / "empty").mkdir() or root, r"class folder .*empty holds no images"),
-        (lambda root: write_image(root / "test" / "unknown" / "x.png", (1, 2, 3)) and root, r"test class folder .*unknown has no counterpart"),
+        (
+            lambda root: write_image(root / "test" / "unknown" / "x.png", (1, 2, 3)) and root,
+            r"test class folder .*unknown has no counterpart",
+        ),
     ],
     ids=["missing-directory", "missing-test", "empty-class", "test-only-class"],
 )
@@ -103,7 +108,9 @@ def test_bad_layouts_fail_with_one_sentence(image_folder: Path, breakage, expect
     assert "\n" not in str(caught.value)
 
 
-def test_cache_is_reused_and_rebuilt_when_a_file_changes(image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_is_reused_and_rebuilt_when_a_file_changes(
+    image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decoded: list[Path] = []
     real_decode = data.decode_image
     monkeypatch.setattr(data, "decode_image", lambda path: decoded.append(path) or real_decode(path))
@@ -118,7 +125,11 @@ def test_cache_is_reused_and_rebuilt_when_a_file_changes(image_folder: Path, mon
     rebuilt = load_dataset(str(image_folder), [8])
     assert len(decoded) == 18 and rebuilt.fingerprint != first.fingerprint
     coast = rebuilt.classes.index("coast")
-    assert rebuilt.train[8].x[rebuilt.train[8].y == coast][0].mean(axis=(0, 1)).round().tolist() == [255.0, 255.0, 0.0]
+    assert rebuilt.train[8].x[rebuilt.train[8].y == coast][0].mean(axis=(0, 1)).round().tolist() == [
+        255.0,
+        255.0,
+        0.0,
+    ]
 
 
 def test_digits_are_rgb_upscaled_with_a_fixed_split() -> None:
@@ -137,7 +148,9 @@ def test_validation_is_stratified_seeded_or_the_test_folder() -> None:
     same = make_trial_data(dataset, 0.15, False, seed=3).at_size(8)
     other = make_trial_data(dataset, 0.15, False, seed=4).at_size(8)
     assert len(split["val"]) == round(0.15 * 1347) and len(split["train"]) + len(split["val"]) == 1347
-    assert np.array_equal(split["val"].x, same["val"].x) and not np.array_equal(split["val"].x, other["val"].x)
+    assert np.array_equal(split["val"].x, same["val"].x) and not np.array_equal(
+        split["val"].x, other["val"].x
+    )
     train_share = np.bincount(split["train"].y) / len(split["train"])
     val_share = np.bincount(split["val"].y) / len(split["val"])
     assert np.abs(train_share - val_share).max() < 0.02
