@@ -135,7 +135,10 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
     assert f"Continue it with: scenetune sweep mlp --storage {tmp_path} --name interrupted --resume" in stderr
     before = {t.trial_id: t.history for t in load_trials(experiment) if t.history}
     statuses = set(load_experiment(experiment).trials["status"])
-    assert not statuses & {"running", "pending"}  # nothing runs any more: unfinished trials read `interrupted`
+    assert not statuses & {
+        "running",
+        "pending",
+    }  # nothing runs any more: unfinished trials read `interrupted`
     resumed = subprocess.run(
         _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "interrupted", "--resume"),
         capture_output=True,
