@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from search_spaces.base import Pick, Preset, TaskSpace
+from trainables.specs import SCALINGS
 
 STUDY_LAYERS = ["second", "third", "fourth", "fifth"]
 
@@ -47,7 +48,7 @@ def optuna_space(pick: Pick) -> dict[str, Any]:
         pick.float("gamma", 1e-5, 1e1, log=True)
     if kernel == "poly":
         pick.int("degree", 2, 4)
-    pick.categorical("scaling", ["standard", "l2", "none"])
+    pick.categorical("scaling", SCALINGS)
     return {}
 
 

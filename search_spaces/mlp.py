@@ -5,18 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from search_spaces.base import Pick, Preset, TaskSpace
+from trainables.specs import INITIALIZER_NAMES, OPTIMIZERS, WIDTH_SCHEDULES
 
 IMAGE_SIZES = [8, 16, 32, 64]
 BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512]
 WIDTHS = [256, 512, 1024, 2048, 4096]
-INITIALIZERS = [
-    "glorot_normal",
-    "glorot_uniform",
-    "truncated_normal",
-    "random_normal",
-    "random_uniform",
-    "he_normal",
-]
+INITIALIZERS = list(INITIALIZER_NAMES)
 STUDY_DROPOUT = 0.5
 
 # The study's initial model: 32x32 input, one hidden layer of 2048, Adam 1e-3, batch 16.
@@ -90,10 +84,10 @@ def optuna_space(pick: Pick) -> dict[str, Any]:
     pick.categorical("image_size", IMAGE_SIZES)
     pick.int("depth", 1, 8)
     pick.categorical("width", WIDTHS)
-    pick.categorical("width_schedule", ["halve", "constant"])
+    pick.categorical("width_schedule", WIDTH_SCHEDULES)
     pick.categorical("batch_norm", [False, True])
     pick.categorical("initializer", INITIALIZERS)
-    pick.categorical("optimizer", ["adam", "adamw", "sgd"])
+    pick.categorical("optimizer", OPTIMIZERS)
     if "dropout" in pick.pinned:
         return {}
     # The rate is only a parameter when dropout is on, so TPE does not model a meaningless value.

@@ -8,6 +8,7 @@ from typing import Any
 from search_spaces.base import Pick, Preset, TaskSpace
 from search_spaces.mlp import BATCH_SIZES, WIDTHS
 from search_spaces.mlp import DEFAULTS as MLP_DEFAULTS
+from trainables.specs import OPTIMIZERS
 
 IMAGE_SIZES = [32, 64]
 PATCHES_PER_SIDE = [1, 2, 4, 8]
@@ -66,7 +67,7 @@ def optuna_space(pick: Pick) -> dict[str, Any]:
     pick.int("depth", 1, 5)
     pick.categorical("width", WIDTHS)
     pick.categorical("batch_norm", [False, True])
-    pick.categorical("optimizer", ["adam", "adamw", "sgd"])
+    pick.categorical("optimizer", OPTIMIZERS)
     return constants
 
 
