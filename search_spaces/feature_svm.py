@@ -42,14 +42,16 @@ def optuna_space(pick: Pick) -> dict[str, Any]:
     pick.categorical("layer", _layers(pick.context))
     kernel = pick.categorical("kernel", ["rbf", "linear", "poly"])
     pick.float("C", 1e-3, 1e3, log=True)
+    constants: dict[str, Any] = {}
     if kernel != "linear" and "gamma" not in pick.pinned:
         if pick.categorical("gamma_scale", [True, False]):
-            return {"gamma": "scale"}
-        pick.float("gamma", 1e-5, 1e1, log=True)
+            constants["gamma"] = "scale"
+        else:
+            pick.float("gamma", 1e-5, 1e1, log=True)
     if kernel == "poly":
         pick.int("degree", 2, 4)
-    pick.categorical("scaling", SCALINGS)
-    return {}
+    pick.categorical("scaling", SCALINGS)  # on every branch, whatever gamma is
+    return constants
 
 
 SPACE = TaskSpace(

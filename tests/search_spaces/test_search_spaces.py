@@ -99,3 +99,51 @@ def test_presets_command_lists_every_task(capsys) -> None:
         assert sum(line.startswith(f"{task.name}: ") for line in listing.splitlines()) == 1
         for preset in task.space.presets:
             assert f"  {preset} " in listing
+
+
+# For each task, the parameters that only some branches of its space suggest, and on which branch;
+# every other searched parameter must be suggested on every branch.
+BRANCHES = {
+    "mlp": {"dropout": lambda c: c["use_dropout"]},
+    "cnn": {"dropout": lambda c: c["use_dropout"]},
+    "patch_mlp": {
+        "aggregation_image": lambda c: c["train_on"] == "image",
+        "aggregation_patch": lambda c: c["train_on"] == "patch",
+    },
+    "feature_svm": {
+        "gamma_scale": lambda c: c["kernel"] != "linear",
+        "gamma": lambda c: c["kernel"] != "linear" and not c["gamma_scale"],
+        "degree": lambda c: c["kernel"] == "poly",
+    },
+    "bovw": {
+        "sift_step": lambda c: c["descriptor"] == "sift",
+        "sift_size": lambda c: c["descriptor"] == "sift",
+        "layer": lambda c: c["descriptor"] == "learnt",
+        "gamma_scale": lambda c: c["kernel"] == "rbf",
+        "gamma": lambda c: c["kernel"] == "rbf" and not c["gamma_scale"],
+    },
+}
+
+
+def test_every_space_suggests_each_parameter_on_every_branch_it_applies_to() -> None:
+    from scenetune.registry import TASKS
+
+    for name, task in TASKS.items():
+        context = {"has_source": True, "layers": ["second", "third"], "image_size": 32}
+        define = task.space.define_by_run({}, {"seed": 0, "epochs": 2}, context)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+        suggested = []
+        for _ in range(200):
+            trial = study.ask()
+            define(trial)
+            suggested.append(dict(trial.params))
+            study.tell(trial, 0.0)
+        everywhere = set().union(*suggested) - set(BRANCHES[name])
+        for params in suggested:
+            assert everywhere <= set(params), (
+                f"{name}: {sorted(everywhere - set(params))} not suggested on {params}"
+            )
+            for param, applies in BRANCHES[name].items():
+                assert (param in params) == applies(params), f"{name}: {param} on {params}"
+        for param, applies in BRANCHES[name].items():  # each branch was taken both ways in 200 suggestions
+            assert {applies(params) for params in suggested} == {True, False}, f"{name}: {param}"
