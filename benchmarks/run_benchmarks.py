@@ -268,7 +268,7 @@ def measure_feature_tasks(work: Path) -> dict[str, Any]:
         np.median([r["trial_seconds"] for r in svm if not r["kernels_cached"]])
     )  # the worker's first: computes its kernels
     # Baseline: a trial with nothing cached, which extracts its features and computes its kernels.
-    source = resolve_source(str(work / "source-mlp"), "mlp", "feature_svm")
+    source = resolve_source(str(work / "source-mlp"), ("mlp",), "feature_svm")
     data = make_trial_data(
         load_dataset(str(MIT_SPLIT) if scenes else "digits", [source_size]), 0.15, False, 0
     )

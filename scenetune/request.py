@@ -71,6 +71,13 @@ class SweepRequest:
     max_concurrent: int | None = option(
         "--max-concurrent", "trials at once (default: CPUs / cpus-per-trial)", type=int
     )
+    no_prior: bool = option(
+        "--no-prior",
+        "optuna space: start cold, without first evaluating the task's defaults and the study's known-good configurations",
+        recorded=True,
+        default=False,
+        action="store_true",
+    )
     sampler: str = option(
         "--sampler",
         "optuna space: `tpe` (Optuna's TPE, the default) or `random`",

@@ -27,7 +27,7 @@ from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, get_task
 from scenetune.request import RECORDED_FIELDS, SweepRequest
 from scenetune.watchdog import children, start_watchdog
-from search_spaces.base import OPTUNA_SPACE
+from search_spaces.base import OPTUNA_SPACE, prior_points
 
 OBJECTIVE = Objective("val_acc", "max")
 METRIC, MODE = OBJECTIVE.metric, OBJECTIVE.mode
@@ -110,10 +110,10 @@ def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
         raise UserError(
             f"unknown space {request.space!r} for task {task.name}; choose one of: {', '.join(space.space_names)}"
         )
-    searched = request.sampler != "tpe" or request.early_stopping != "asha"
+    searched = request.sampler != "tpe" or request.early_stopping != "asha" or request.no_prior
     if searched and request.space != OPTUNA_SPACE:
         raise UserError(
-            f"--sampler and --early-stopping apply to the optuna space; preset {request.space!r} runs its grid to the end"
+            f"--sampler, --early-stopping and --no-prior apply to the optuna space; preset {request.space!r} runs its grid to the end"
         )
     for key, value in request.pinned.items():
         if key not in space.defaults:
@@ -490,6 +490,10 @@ def build_tuner(plan: SweepPlan):
     if request.space == OPTUNA_SPACE:
         searcher = OptunaSearch(
             space=space.define_by_run(request.pinned, plan.constants, plan.context),
+            # What the study already knows is tried first, and TPE learns from it.
+            points_to_evaluate=None
+            if request.no_prior
+            else prior_points(space, request.pinned, plan.context) or None,
             metric=METRIC,
             mode=MODE,
             sampler=make_sampler(request.sampler, request.seed),

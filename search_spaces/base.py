@@ -71,6 +71,9 @@ class TaskSpace:
     # Values the optuna space may choose for keys that shape the data the trials need (image_size):
     # a list, or a function of the sweep's context.
     optuna_choices: dict[str, Any] = field(default_factory=dict)
+    # Known-good configurations (overrides of the defaults; {} is the defaults themselves) that a
+    # search evaluates first, so that it starts from what the study already knows.
+    priors: tuple[dict[str, Any], ...] = ({},)
 
     @property
     def space_names(self) -> list[str]:
@@ -104,6 +107,86 @@ class TaskSpace:
         return sorted({config[key] for config in self.preset_configs(space, pinned, context)})
 
 
+class _Mismatch(Exception):
+    """The configuration cannot come out of this branch of the space."""
+
+
+class _Undecided(Exception):
+    """The space asks for a categorical that the configuration does not name (a derived choice)."""
+
+    def __init__(self, n_choices: int):
+        self.n_choices = n_choices
+
+
+class _ReplayTrial:
+    """Answers a define-by-run space from a known configuration; choices the configuration does not
+    name (use_dropout, patches_per_side, gamma_scale...) are taken from `decisions`, in order."""
+
+    def __init__(self, config: dict[str, Any], decisions: list[int]):
+        self.config, self.decisions, self.params = config, list(decisions), {}
+
+    def _known(self, name: str, check: Callable[[Any], bool]) -> Any:
+        value = self.config.get(name)
+        if name not in self.config or not check(value):
+            raise _Mismatch(name)
+        self.params[name] = value
+        return value
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        return self._known(
+            name, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+        )
+
+    def suggest_int(self, name: str, low: int, high: int, log: bool = False) -> int:
+        return self._known(
+            name, lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+        )
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        if name in self.config:
+            return self._known(name, lambda v: any(v == c and type(v) is type(c) for c in choices))
+        if not self.decisions:
+            raise _Undecided(len(choices))
+        self.params[name] = choices[self.decisions.pop(0)]
+        return self.params[name]
+
+
+def prior_points(
+    space: TaskSpace, pinned: dict[str, Any], context: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The space's known-good configurations as the Optuna parameters that produce them, for
+    OptunaSearch's points_to_evaluate. A prior the space cannot produce (outside its ranges, or
+    against a pin) is left out."""
+    points = []
+    for prior in space.priors:
+        config = {**space.defaults, **prior, **pinned}
+        point = _replay(space, config, pinned, context or {})
+        if point is not None and point not in points:
+            points.append(point)
+    return points
+
+
+def _replay(
+    space: TaskSpace, config: dict[str, Any], pinned: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The parameters for which the space yields exactly `config`, found by trying the derived choices."""
+    pending: list[list[int]] = [[]]
+    while pending:
+        decisions = pending.pop()
+        trial = _ReplayTrial(config, decisions)
+        try:
+            produced = _define_by_run(space.optuna_space, space.defaults, pinned, {}, context, trial)
+        except _Undecided as undecided:
+            pending += [[*decisions, choice] for choice in range(undecided.n_choices)]
+            continue
+        except _Mismatch:
+            continue
+        produced = {**produced, **trial.params}  # as OptunaSearch merges them
+        if all(produced.get(key) == value for key, value in config.items()):
+            return trial.params
+    return None
+
+
 def _define_by_run(
     body: Callable[[Pick], dict[str, Any] | None],
     defaults: dict[str, Any],
@@ -113,7 +196,7 @@ def _define_by_run(
     trial: Any,
 ) -> dict[str, Any]:
     extra = body(Pick(trial, pinned, context)) or {}
-    searched = set(trial.params)
+    searched = set(trial.params)  # the parameters this trial suggested (an Optuna trial, or a replay)
     # Everything not suggested is a constant of the trial: defaults, pins, sweep-wide settings.
     fixed = {k: v for k, v in {**defaults, **pinned}.items() if k not in searched}
     return {**fixed, **extra, **constants}

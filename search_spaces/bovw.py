@@ -63,4 +63,6 @@ SPACE = TaskSpace(
     presets=PRESETS,
     optuna_description="descriptor (learnt, sift), SIFT grid step and size, layer, codebook size (16..2048, log), normalisation, tf-idf, kernel (rbf, linear, intersection), C, gamma",
     optuna_choices={"descriptor": _descriptors},
+    # The study's best codebook (256 words) with dense SIFT and, given --from, with learnt descriptors.
+    priors=({}, {"descriptor": "learnt", "layer": "last"}),
 )

@@ -14,6 +14,7 @@ CONV_WIDTHS = [16, 32, 64]
 KERNEL_SIZES = [3, 5, 7]
 DENSE_WIDTHS = [128, 256, 512]
 MAX_CONV_DEPTH = 4
+WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 1e-3]  # none (the default) or a little
 
 # Three blocks of 3x3 convolutions (32, 64, 128 channels) with batch norm and 2x2 max-pooling on a
 # 32x32 image, then one dense layer of 256: a textbook small CNN.
@@ -78,7 +79,7 @@ def optuna_space(pick: Pick) -> dict[str, Any]:
     pick.float("lr", 1e-4, 1e-2, log=True)
     pick.categorical("batch_size", BATCH_SIZES)
     pick.categorical("optimizer", OPTIMIZERS)
-    pick.float("weight_decay", 1e-6, 1e-2, log=True)
+    pick.categorical("weight_decay", WEIGHT_DECAYS)
     if "dropout" in pick.pinned:
         return {}
     if pick.categorical("use_dropout", [False, True]):

@@ -105,4 +105,5 @@ SPACE = TaskSpace(
     presets=PRESETS,
     optuna_description="lr, batch size, image size, depth, width, width schedule, batch norm, dropout, initializer, optimizer",
     optuna_choices={"image_size": IMAGE_SIZES},
+    priors=({}, MODEL_1_4),  # the study's initial model, and its best depth (model 1.4)
 )

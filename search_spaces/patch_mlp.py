@@ -79,4 +79,5 @@ SPACE = TaskSpace(
     presets=PRESETS,
     optuna_description="patch size, aggregation, train on image or patch, lr, batch size, depth, width, batch norm, optimizer",
     optuna_choices={"image_size": IMAGE_SIZES},
+    priors=({},),  # the study's best: model 1.4 on 32x32 patches of a 64x64 image, mean aggregation
 )

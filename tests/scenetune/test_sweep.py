@@ -68,14 +68,14 @@ def test_optuna_sweep_writes_an_experiment_with_the_core_metrics(optuna_experime
     # ASHA stopped the trials below the top third of a rung after their first or second epoch.
     stopped = [t for t in trials if len(t.history) < 3]
     assert stopped and all(not t.last["diverged"] for t in stopped)
-    assert max(t.best_val_acc for t in trials) > 0.5
+    assert max(t.best_score() for t in trials) > 0.5
 
 
 def test_best_checkpoint_loads_and_reproduces_its_test_accuracy(optuna_experiment: Path) -> None:
     from scenetune.data import load_dataset
 
     trials = [t for t in load_trials(optuna_experiment) if t.checkpoints()]
-    best = max(trials, key=lambda t: t.best_val_acc)
+    best = max(trials, key=lambda t: t.best_score())
     model, description = load_model(best.checkpoints()[-1])
     test = load_dataset("digits", [8]).test[8]
     predictions = model(__import__("torch").as_tensor(test.x)).argmax(dim=1).numpy()
@@ -103,9 +103,23 @@ def test_layer_output_command_on_the_experiment(
     assert "valid layers: first, second" in capsys.readouterr().err
 
 
-def test_same_seed_suggests_the_same_first_configs(optuna_experiment: Path, tmp_path: Path) -> None:
-    assert sweep(tmp_path, "again", "--samples", "2", "--epochs", "1", "--seed", "7", *TINY) == 0
-    assert _first_configs(tmp_path / "again", 2) == _first_configs(optuna_experiment, 2)
+def test_the_search_starts_from_the_priors_then_same_seed_same_suggestions(
+    optuna_experiment: Path, tmp_path: Path
+) -> None:
+    first, second = _first_configs(optuna_experiment, 2)
+    assert first == {
+        "lr": 1e-3,
+        "batch_size": 16,
+        "depth": 1,
+        "optimizer": "adam",
+        "initializer": "glorot_normal",
+    }  # the defaults
+    assert second["depth"] == 4 and second["lr"] == 1e-3  # the study's model 1.4
+    assert sweep(tmp_path, "again", "--samples", "4", "--epochs", "1", "--seed", "7", *TINY) == 0
+    assert _first_configs(tmp_path / "again", 4) == _first_configs(optuna_experiment, 4)
+    assert sweep(tmp_path, "cold", "--samples", "1", "--epochs", "1", "--seed", "7", "--no-prior", *TINY) == 0
+    (cold,) = _first_configs(tmp_path / "cold", 1)
+    assert cold != first and cold["lr"] != 1e-3  # sampled, not the defaults
 
 
 def test_random_search_without_early_stopping_runs_every_trial_to_the_end(
@@ -280,7 +294,7 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
         (["--resume"], "scenetune: error: cannot resume: experiment directory"),
         (
             ["--space", "lr", "--sampler", "random"],
-            "scenetune: error: --sampler and --early-stopping apply to the optuna space",
+            "scenetune: error: --sampler, --early-stopping and --no-prior apply to the optuna space",
         ),
         (
             ["--early-stopping", "median"],

@@ -147,3 +147,23 @@ def test_every_space_suggests_each_parameter_on_every_branch_it_applies_to() -> 
                 assert (param in params) == applies(params), f"{name}: {param} on {params}"
         for param, applies in BRANCHES[name].items():  # each branch was taken both ways in 200 suggestions
             assert {applies(params) for params in suggested} == {True, False}, f"{name}: {param}"
+
+
+def test_priors_replay_to_exactly_their_configurations() -> None:
+    from scenetune.registry import TASKS
+    from search_spaces.base import prior_points
+
+    context = {"has_source": True, "layers": ["second", "third"], "image_size": 32}
+    for name, task in TASKS.items():
+        points = prior_points(task.space, {}, context)
+        assert len(points) == len(task.space.priors), name  # every prior can be produced by its space
+        define = task.space.define_by_run({}, {}, context)
+        for prior, point in zip(task.space.priors, points):
+            trial = optuna.trial.FixedTrial(point)  # what OptunaSearch's enqueued trial answers
+            config = {**define(trial), **trial.params}
+            expected = {**task.space.defaults, **prior}
+            assert {key: config[key] for key in expected} == expected, (
+                name
+            )  # plus derived choices (use_dropout...)
+    pinned = prior_points(TASKS["mlp"].space, {"image_size": 16}, {})
+    assert [p.get("image_size") for p in pinned] == [None, None] and [p["depth"] for p in pinned] == [1, 4]
