@@ -121,12 +121,28 @@ def test_plots_are_written_as_png_and_svg(
 ) -> None:
     assert main(["plot", str(experiments / "search"), "--out", str(tmp_path / "search")]) == 0
     names = {p.name for p in (tmp_path / "search").iterdir()}
-    for figure in ("learning_curves", "parallel_coordinates", "best_val_acc_so_far", "asha_stopped_trials"):
+    # Our own figures where Optuna has none, and Optuna's matplotlib figures of the rebuilt study.
+    figures = (
+        "learning_curves",
+        "asha_stopped_trials",
+        "optimization_history",
+        "parallel_coordinates",
+        "slices",
+    )
+    for figure in figures:
         assert {f"{figure}.png", f"{figure}.svg"} <= names
     assert main(["plot", str(experiments / "preset"), "--out", str(tmp_path / "preset")]) == 0
     png = tmp_path / "preset" / "accuracy_vs_lr.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in (tmp_path / "preset" / "accuracy_vs_lr.svg").read_text()
+
+
+def test_a_diverged_loss_is_clipped_so_it_does_not_flatten_the_others() -> None:
+    from analysis.results import loss_ceiling
+
+    losses = pd.Series([2.3, 1.0, 1.2, 0.9, 5.7e6, float("nan"), float("inf")])
+    assert loss_ceiling(losses) == pytest.approx(1.2 * 20)  # median of the finite losses, times 20
+    assert loss_ceiling(pd.Series([float("nan")])) is None
 
 
 def test_importance_from_optuna_evaluators(experiments: Path, capsys: pytest.CaptureFixture) -> None:

@@ -136,6 +136,8 @@ def test_experiment_page_charts_sorting_and_escaping(server: str, page) -> None:
     page.click("[data-role=trials] th[data-column=val_acc]")
     assert page.evaluate(column) == sorted(descending)
     assert "scenetune sweep mlp" in page.inner_text("[data-role=rerun]")
+    assert "--val-fraction 0.15" in page.inner_text("[data-role=rerun]")  # the same split as the sweep
+    assert page.evaluate("() => document.querySelector('[data-role=chart-loss]').layout.yaxis.type") == "log"
     assert page.console_errors == []
     page.goto(server + "/experiment/hostile")
     page.wait_for_selector("[data-role=classes]")
