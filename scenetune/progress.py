@@ -12,6 +12,10 @@ from ray import tune
 from scenetune.experiment import describe_config
 
 SHOWN_PARAMS = 4
+SHOWN_RUNNING = 4
+# While trials run, the line is redrawn this often even when no trial reports (a long first epoch
+# must not look like a hang); a log, where each redraw is a new line, gets one line a minute.
+REFRESH_S = {True: 5.0, False: 60.0}
 
 
 class ProgressLine(tune.Callback):
@@ -30,12 +34,14 @@ class ProgressLine(tune.Callback):
         self.best_val_acc = -math.inf
         self.best_config: dict[str, Any] = {}
         self._last_width = 0
+        self._last_shown = time.monotonic()
         self._ended: dict[str, str] = {}  # trial_id -> "done" | "error"; Ray updates status after the hooks
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("budget_s", None)  # saved by an older scenetune
         self.started = time.monotonic()  # a resumed sweep counts its own time
+        self._last_shown = self.started
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         best = result.get("best_val_acc", result.get("val_acc"))
@@ -44,6 +50,11 @@ class ProgressLine(tune.Callback):
             self.best_config = trial.config
         if sys.stdout.isatty():
             self._show(trials, final=False)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        terminal = sys.stdout.isatty()
+        if time.monotonic() - self._last_shown >= REFRESH_S[terminal]:
+            self._show(trials, final=not terminal)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended[trial.trial_id] = "done"
@@ -80,7 +91,7 @@ class ProgressLine(tune.Callback):
             f"trials {len(finished) + errors}/{self.total} done"
             if self.budget_s is None
             else f"trials {len(finished) + errors} done (budget {self.budget_s:.0f} s)",
-            f"{running} running",
+            self._running(trials, states, running),
             f"{stopped} stopped early",
         ]
         if diverged:
@@ -92,7 +103,19 @@ class ProgressLine(tune.Callback):
             parts.append(f"best val_acc {self.best_val_acc:.4f} ({config})")
         return " | ".join(parts)
 
+    def _running(self, trials: list, states: dict[str, str], count: int) -> str:
+        """How many trials run, and the epoch each is in (the one after its last report)."""
+        busy = [t for t in trials if states[t.trial_id] == "running"][:SHOWN_RUNNING]
+        if not busy:
+            return f"{count} running"
+        epochs = [
+            f"{t.trial_id} epoch {int((t.last_result or {}).get('epoch', 0)) + 1}/{self.epochs}" for t in busy
+        ]
+        more = ", ..." if count > len(busy) else ""
+        return f"{count} running ({', '.join(epochs)}{more})"
+
     def _show(self, trials: list, final: bool) -> None:
+        self._last_shown = time.monotonic()
         line = self.render(trials)
         if final:
             sys.stdout.write(line + "\n")
