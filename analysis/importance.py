@@ -11,10 +11,10 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from analysis.results import CONFIG_PREFIX, LOG_SCALE_RATIO, Experiment
-from scenetune.experiment import is_present
+from scenetune.experiment import RUN_KEYS, is_present
 
 MIN_TRIALS = 4
-EXCLUDED_PARAMS = frozenset({"seed", "epochs"})
+EXCLUDED_PARAMS = RUN_KEYS
 
 
 def _distribution(values: pd.Series) -> BaseDistribution:

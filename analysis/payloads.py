@@ -78,7 +78,7 @@ def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
         "finished": counts["completed"],
         "running": counts["running"] + counts["pending"],
         "interrupted": counts["interrupted"],
-        "stopped": counts["stopped_early"],
+        "stopped": counts["stopped_early"] + counts["too_slow"],
         "errors": counts["error"] + counts["diverged"] + counts["infeasible"],
         "best_val_acc": _json_value(best["val_acc"]) if best is not None else None,
         "best_test_acc": _json_value(best["test_acc"]) if best is not None else None,

@@ -27,6 +27,7 @@ STATUS_COLOURS = {
     "running": "tab:blue",
     "pending": "tab:gray",
     "interrupted": "tab:purple",
+    "too_slow": "tab:brown",
 }
 
 

@@ -33,6 +33,7 @@ METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "n_para
 STATUSES = (
     "completed",
     "stopped_early",
+    "too_slow",
     "diverged",
     "infeasible",
     "error",
@@ -77,6 +78,8 @@ def trial_status(trial: TrialRecord, epochs: int, ray_status: str | None, driver
         return "infeasible"
     if last.get("diverged"):
         return "diverged"
+    if last.get("too_slow"):
+        return "too_slow"  # stopped by its time limit (--max-trial-seconds): not an error
     reached_end = bool(last) and int(last.get("epoch", 0)) >= epochs
     if ray_status == "TERMINATED" or reached_end:
         return "completed" if reached_end else "stopped_early"

@@ -37,7 +37,7 @@ DRIVER_HEARTBEAT_S = 5.0
 DRIVER_STALE_S = 60.0
 CONFIG_PREFIX = "config/"  # how tables name a trial's configuration columns
 # Config keys that every trial carries but that are no hyperparameter of the task.
-RUN_KEYS = frozenset({"seed", "epochs"})
+RUN_KEYS = frozenset({"seed", "epochs", "max_trial_seconds"})
 
 
 # ---------- the objective ----------
@@ -108,9 +108,14 @@ class TrialRecord:
         return self.history[-1] if self.history else {}
 
     def scored_reports(self, objective: Objective = DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
-        """The epochs whose objective is a finite number, diverged ones left out."""
+        """The epochs whose objective is a finite number; diverged ones, and an epoch cut short by the
+        trial's time limit, left out."""
         return [
-            r for r in self.history if is_finite_number(r.get(objective.metric)) and not r.get("diverged")
+            r
+            for r in self.history
+            if is_finite_number(r.get(objective.metric))
+            and not r.get("diverged")
+            and not r.get("epoch_unfinished")
         ]
 
     def best_report(self, objective: Objective = DEFAULT_OBJECTIVE) -> dict[str, Any]:

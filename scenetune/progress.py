@@ -76,7 +76,8 @@ class ProgressLine(tune.Callback):
 
     def _stopped_early(self, trial: Any) -> bool:
         last = trial.last_result or {}
-        return not last.get("diverged", False) and last.get("epoch", self.epochs) < self.epochs
+        ended = last.get("diverged", False) or last.get("too_slow", False)
+        return not ended and last.get("epoch", self.epochs) < self.epochs
 
     def render(self, trials: list) -> str:
         states = {t.trial_id: self._state(t) for t in trials}
@@ -94,6 +95,9 @@ class ProgressLine(tune.Callback):
             self._running(trials, states, running),
             f"{stopped} stopped early",
         ]
+        too_slow = sum(bool((t.last_result or {}).get("too_slow")) for t in finished)
+        if too_slow:
+            parts.append(f"{too_slow} too slow")
         if diverged:
             parts.append(f"{diverged} diverged")
         if errors:

@@ -107,6 +107,13 @@ class SweepRequest:
         default=False,
         choices=["test"],
     )
+    max_trial_seconds: float | None = option(
+        "--max-trial-seconds",
+        "stop a trial that would run longer (status too_slow, not an error); default: a quarter of --time-budget",
+        recorded=True,
+        type=float,
+        metavar="SECONDS",
+    )
     storage: str = option(
         "--storage", "where experiments live: a folder or a URI (s3://...)", default="results"
     )

@@ -32,6 +32,8 @@ from search_spaces.base import OPTUNA_SPACE, prior_points
 OBJECTIVE = Objective("val_acc", "max")
 METRIC, MODE = OBJECTIVE.metric, OBJECTIVE.mode
 DEFAULT_OPTUNA_SAMPLES = 20
+# Without --max-trial-seconds, no trial may take more than this share of the sweep's --time-budget.
+TRIAL_SHARE_OF_BUDGET = 0.25
 # Experiment state is saved this often (seconds), so a killed sweep loses little when resumed.
 EXPERIMENT_STATE_PERIOD_S = "5"
 
@@ -77,6 +79,8 @@ def _check_numbers(request: SweepRequest) -> None:
         raise UserError(f"--gpus-per-trial cannot be negative, got {request.gpus_per_trial}")
     if request.max_concurrent is not None and request.max_concurrent < 1:
         raise UserError(f"--max-concurrent must be at least 1, got {request.max_concurrent}")
+    if request.max_trial_seconds is not None and request.max_trial_seconds <= 0:
+        raise UserError(f"--max-trial-seconds must be positive, got {request.max_trial_seconds:g}")
     if request.time_budget_s is not None and request.time_budget_s <= 0:
         raise UserError(f"--time-budget must be positive, got {request.time_budget_s}")
     if request.sampler not in SAMPLERS:
@@ -246,6 +250,11 @@ def _grid(
     candidates = (request.epochs, request.pinned.get("epochs"), task.space.defaults.get("epochs"))
     epochs = int(next((e for e in candidates if e is not None), 1))
     constants = {"seed": request.seed, "epochs": epochs}
+    limit = request.max_trial_seconds or (
+        request.time_budget_s * TRIAL_SHARE_OF_BUDGET if request.time_budget_s else None
+    )
+    if limit is not None:
+        constants["max_trial_seconds"] = limit
     if request.space == OPTUNA_SPACE:
         return [], constants, request.samples or DEFAULT_OPTUNA_SAMPLES, epochs
     configs = [

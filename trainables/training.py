@@ -92,8 +92,10 @@ def train_one_epoch(
     batch_size: int,
     generator: torch.Generator,
     loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-) -> tuple[float, float]:
-    """One pass in a seeded random order; returns the running mean loss and accuracy."""
+    deadline: float | None = None,
+) -> tuple[float, float] | None:
+    """One pass in a seeded random order; returns the running mean loss and accuracy, or None when
+    the trial's time (`deadline`, a time.perf_counter() value) runs out before the pass ends."""
     model.train()
     n = len(data.y)
     order = torch.randperm(n, generator=generator).to(data.x.device)
@@ -110,6 +112,8 @@ def train_one_epoch(
         optimizer.step()
         loss_sum += loss.detach() * len(batch)
         correct += (predictions == data.y[batch]).sum()
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
     return float(loss_sum) / n, int(correct) / n
 
 
@@ -210,6 +214,25 @@ def _report(
         tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
 
 
+def _too_slow_report(
+    epoch: int, limit: float, progress: Progress, context: dict[str, Any], started: float
+) -> dict[str, Any]:
+    """The report of a trial stopped inside an epoch: that epoch has no metrics. The searcher sees the
+    worst score for it, so that TPE learns to avoid such configurations; tables show `too_slow`."""
+    return {
+        "epoch": epoch,
+        "too_slow": True,
+        "epoch_unfinished": True,
+        "val_acc": 0.0,
+        **context,
+        "error_message": f"epoch {epoch} could not finish within --max-trial-seconds {float(limit):g}",
+        "best_val_acc": progress.best["val_acc"] if progress.best["epoch"] else float("nan"),
+        "best_epoch": progress.best["epoch"],
+        "test_acc": progress.best["test_acc"],
+        "trial_seconds": time.perf_counter() - started,
+    }
+
+
 def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[str, Any]) -> None:
     """Train for config['epochs'], reporting the core metrics after every epoch.
 
@@ -235,11 +258,24 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         "pid": os.getpid(),
         "attempt": progress.attempt,
     }
-    for epoch in range(progress.first_epoch, int(config.get("epochs", 10)) + 1):
+    epochs = int(config.get("epochs", 10))
+    limit = config.get("max_trial_seconds")
+    deadline = started + float(limit) if limit else None
+    for epoch in range(progress.first_epoch, epochs + 1):
         epoch_started = time.perf_counter()
-        train_loss, train_acc = train_one_epoch(
-            model, data["train"], optimizer, int(config.get("batch_size", 16)), generator, plan.loss_fn
+        trained = train_one_epoch(
+            model,
+            data["train"],
+            optimizer,
+            int(config.get("batch_size", 16)),
+            generator,
+            plan.loss_fn,
+            deadline,
         )
+        if trained is None:  # the epoch cannot end within the trial's time: stopped, not an error
+            tune.report(_too_slow_report(epoch, limit, progress, context, started))
+            return
+        train_loss, train_acc = trained
         train_seconds = time.perf_counter() - epoch_started
         diverged = not math.isfinite(train_loss)
         val_loss, val_acc = evaluate(model, data["val"], plan.predict_log_proba)
@@ -261,6 +297,9 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
             "test_acc": progress.best["test_acc"],
             "trial_seconds": time.perf_counter() - started,
         }
+        # A trial whose next epoch would end past its time limit stops now, with what it has.
+        too_slow = deadline is not None and epoch < epochs and time.perf_counter() + train_seconds > deadline
+        metrics["too_slow"] = too_slow
         _report(metrics, plan, model, progress.state(optimizer, generator, epoch) if improved else None)
-        if diverged:
-            return  # a NaN or infinite loss ends the trial; the sweep goes on
+        if diverged or too_slow:
+            return  # a NaN or infinite loss, or no time for another epoch, ends the trial; the sweep goes on

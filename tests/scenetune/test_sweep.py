@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.results import load_experiment
 from scenetune.cli import main
 from scenetune.experiment import load_trials, ray_trial_states, read_experiment_record
 from tests.conftest import wait_until_workers_exit
@@ -326,3 +327,18 @@ def test_an_existing_experiment_is_never_overwritten(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "already exists; pass --resume" in result.stderr
     assert (existing / "keep.txt").read_text() == "earlier work"
+
+
+def test_a_trial_past_its_time_limit_is_too_slow_not_an_error(tmp_path: Path, ray_session, capsys) -> None:
+    # No epoch can end within a millisecond: each trial stops inside its first one.
+    assert (
+        sweep(tmp_path, "limited", "--samples", "2", "--epochs", "3", "--max-trial-seconds", "0.001", *TINY)
+        == 0
+    )
+    trials = load_experiment(tmp_path / "limited").trials
+    assert list(trials["status"]) == ["too_slow", "too_slow"]
+    assert trials["val_acc"].isna().all()  # the cut epoch has no score in the tables
+    assert main(["table", str(tmp_path / "limited")]) == 0
+    assert "too_slow" in capsys.readouterr().out
+    assert sweep(tmp_path, "negative", "--max-trial-seconds", "-5") == 2
+    assert "--max-trial-seconds must be positive, got -5" in capsys.readouterr().err
