@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.results import CONFIG_PREFIX, Experiment
+from analysis.uncertainty import Comparison, accuracy_interval, paired_comparison, test_correctness
 from scenetune.experiment import describe_config, is_present
 from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, CNN_REFERENCE, FEATURE_SVM, MLP, PATCH_MLP
 
@@ -18,6 +20,8 @@ APPROACH_COLUMNS = [
     "best_config",
     "val_acc",
     "test_acc",
+    "test_acc_low",  # the 95% bootstrap interval over test images
+    "test_acc_high",
     "trials",
     "trial_epochs",
     "compute_seconds",
@@ -43,12 +47,22 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
     if best is None:
         return {**row, "best_config": "no finished trial", "val_acc": None, "test_acc": None}
     config = experiment.config_of(best)
+    correct = test_correctness(best["checkpoint"])
+    low, high = accuracy_interval(correct) if correct is not None else (None, None)
     return {
         **row,
         "best_config": describe_config(config, experiment.defaults),
         "val_acc": float(best["val_acc"]),
         "test_acc": _float(best["test_acc"]),
+        "test_acc_low": low,
+        "test_acc_high": high,
     }
+
+
+def approach_correctness(experiment: Experiment) -> np.ndarray | None:
+    """Which test images the approach's best trial got right (None if it kept no predictions)."""
+    best = experiment.best_row()
+    return None if best is None else test_correctness(best["checkpoint"])
 
 
 def _float(value: Any) -> float | None:
@@ -66,14 +80,42 @@ def _accuracy(approaches: pd.DataFrame, approach: str) -> float | None:
     return float(rows.iloc[0]["test_acc"])
 
 
-def _compare(approaches: pd.DataFrame, first: str, second: str, better: str, worse: str) -> str | None:
+def _interval_text(comparison: Comparison) -> str:
+    return (
+        f"difference {comparison.difference * 100:+.1f} points, 95% CI [{comparison.low * 100:+.1f}, "
+        f"{comparison.high * 100:+.1f}] over {comparison.images} test images, McNemar p = {comparison.p_value:.2g}"
+    )
+
+
+def _compare(
+    approaches: pd.DataFrame,
+    first: str,
+    second: str,
+    better: str,
+    worse: str,
+    correctness: dict[str, np.ndarray] | None = None,
+) -> str | None:
     a, b = _accuracy(approaches, first), _accuracy(approaches, second)
     if a is None or b is None:
         return None
+    paired = _paired(correctness, first, second)
+    if paired is not None:  # the same test images: a paired test says whether the data can tell
+        if not paired.distinguishable:
+            return f"{first} and {second} are not distinguishable on test accuracy ({a:.3f} vs {b:.3f}; {_interval_text(paired)})."
+        verb = better if paired.difference > 0 else worse
+        return f"{first} {verb} {second} by {_points(a, b)} of test accuracy ({a:.3f} vs {b:.3f}; {_interval_text(paired)})."
     if abs(a - b) * 100 < TIE_POINTS:
         return f"{first} and {second} are level on test accuracy ({a:.3f} vs {b:.3f})."
     verb = better if a > b else worse
     return f"{first} {verb} {second} by {_points(a, b)} of test accuracy ({a:.3f} vs {b:.3f})."
+
+
+def _paired(correctness: dict[str, np.ndarray] | None, first: str, second: str) -> Comparison | None:
+    if not correctness or first not in correctness or second not in correctness:
+        return None
+    if correctness[first].shape != correctness[second].shape:
+        return None
+    return paired_comparison(correctness[first], correctness[second])
 
 
 def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
@@ -106,8 +148,14 @@ def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
     return summary + ": neither depth nor width made a clear difference."
 
 
-def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None) -> list[str]:
-    """Sentences computed from the numbers: they change whenever the numbers do."""
+def conclusions(
+    approaches: pd.DataFrame,
+    mlp_trials: pd.DataFrame | None = None,
+    correctness: dict[str, np.ndarray] | None = None,
+) -> list[str]:
+    """Sentences computed from the numbers: they change whenever the numbers do. With each approach's
+    per-image test results (`correctness`), comparisons are paired tests, and a winner is named only
+    where the data can tell it apart from the runner-up."""
     # The winner is named among the study's approaches; the CNN is a reference, compared on its own.
     studied = approaches[approaches["approach"] != CNN_REFERENCE]
     scored = studied[studied["test_acc"].map(is_present)].sort_values(
@@ -116,10 +164,18 @@ def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None
     sentences = []
     if len(scored) >= 2:
         first, second = scored.iloc[0], scored.iloc[1]
-        sentences.append(
-            f"{first['approach']} wins with test accuracy {first['test_acc']:.3f}, "
-            f"{_points(first['test_acc'], second['test_acc'])} ahead of {second['approach']} ({second['test_acc']:.3f})."
-        )
+        paired = _paired(correctness, first["approach"], second["approach"])
+        if paired is not None and not paired.distinguishable:
+            sentences.append(
+                f"{first['approach']} has the highest test accuracy ({first['test_acc']:.3f}), but the data cannot tell it "
+                f"apart from {second['approach']} ({second['test_acc']:.3f}; {_interval_text(paired)})."
+            )
+        else:
+            detail = f"; {_interval_text(paired)}" if paired is not None else ""
+            sentences.append(
+                f"{first['approach']} wins with test accuracy {first['test_acc']:.3f}, "
+                f"{_points(first['test_acc'], second['test_acc'])} ahead of {second['approach']} ({second['test_acc']:.3f}{detail})."
+            )
     elif len(scored) == 1:
         sentences.append(
             f"Only {scored.iloc[0]['approach']} finished, with test accuracy {scored.iloc[0]['test_acc']:.3f}."
@@ -131,7 +187,7 @@ def conclusions(approaches: pd.DataFrame, mlp_trials: pd.DataFrame | None = None
         (BOVW_LEARNT, PATCH_MLP, "beat", "fell behind"),
     ]
     for first, second, better, worse in comparisons:
-        sentence = _compare(approaches, first, second, better, worse)
+        sentence = _compare(approaches, first, second, better, worse, correctness)
         if sentence:
             sentences.append(sentence)
     reference = _accuracy(approaches, CNN_REFERENCE)

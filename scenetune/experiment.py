@@ -30,6 +30,8 @@ RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_PREFIX = "checkpoint_"
+# In a checkpoint: the class each test image was given and its true class, for intervals and paired tests.
+TEST_PREDICTIONS_FILE = "test_predictions.npz"
 # Written by a sweep's driver while it runs (pid, host, time), removed when it ends: trials that Ray
 # last saw running read as `interrupted` once no driver is alive.
 DRIVER_FILE = ".scenetune-driver.json"

@@ -142,13 +142,16 @@ def run_study(request: StudyRequest) -> Path:
 
 def write_report(directory: Path, request: StudyRequest) -> str:
     """study.md and study.csv beside the step experiments, and each step's figures; returns the table."""
-    rows, sections, mlp_trials = [], [], None
+    rows, sections, mlp_trials, correctness = [], [], None, {}
     for step in STEPS:
         path = directory / step.name
         if not is_experiment_dir(path):
             continue
         experiment = load_experiment(path)
         rows.append(comparison.approach_row(step.approach, experiment))
+        correct = comparison.approach_correctness(experiment)
+        if correct is not None:
+            correctness[step.approach] = correct
         if step.task == "mlp":
             mlp_trials = experiment.trials
         figures = plot_experiment(experiment, directory / "figures" / step.name)
@@ -160,14 +163,17 @@ def write_report(directory: Path, request: StudyRequest) -> str:
     approaches = comparison.approaches_frame(rows)
     approaches.to_csv(directory / "study.csv", index=False)
     table = render(approaches.drop(columns=["experiment"]))
-    sentences = comparison.conclusions(approaches, mlp_trials)
+    sentences = comparison.conclusions(approaches, mlp_trials, correctness)
     mode = "quick" if request.quick else f"budget {request.budget_s or DEFAULT_BUDGET_S:.0f} s"
     report = "\n".join(
         [
             f"# Study {directory.name}: learnt vs handcrafted features",
             "",
             f"Data: `{request.data}`; {mode}; seed {request.seed}. Each approach's best trial is chosen on validation "
-            "accuracy; test accuracy is measured on that trial's best-validation weights.",
+            "accuracy; test accuracy is measured on that trial's best-validation weights, with its 95% bootstrap "
+            "interval over the test images (`test_acc_low`, `test_acc_high`). Two approaches are compared with "
+            "a paired bootstrap of the difference and McNemar's exact test on the same test images; where the "
+            "interval of the difference includes 0, the conclusions say the data cannot tell them apart.",
             "",
             "## Comparison",
             "",

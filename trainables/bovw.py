@@ -157,6 +157,7 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     from ray import tune
 
     from trainables.descriptors import cached_arrays, inverse_document_frequency, normalize_histograms
+    from trainables.predictions import report_with_test_predictions
     from trainables.svm import fit_and_score_svm, svm_report
 
     started = time.perf_counter()
@@ -192,17 +193,16 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     labels = {name: inputs.data.at_size(next(iter(inputs.data.splits)))[name].y for name in SPLITS}
     features_key = f"{counts_key}|{normalization}|tfidf={tfidf}"
     result = fit_and_score_svm(config, features, labels, features_key)
-    tune.report(
-        svm_report(
-            result,
-            started,
-            infeasible=False,
-            word_counts_cached=counts_cached,
-            descriptors_cached=counts_cached or bool(words["descriptors_cached"]),
-            codebook_cached=counts_cached or bool(words["codebook_cached"]),
-            descriptors_per_image=float(words["descriptors_per_image"]),
-        )
+    report = svm_report(
+        result,
+        started,
+        infeasible=False,
+        word_counts_cached=counts_cached,
+        descriptors_cached=counts_cached or bool(words["descriptors_cached"]),
+        codebook_cached=counts_cached or bool(words["codebook_cached"]),
+        descriptors_per_image=float(words["descriptors_per_image"]),
     )
+    report_with_test_predictions(report, result.test_predicted, labels["test"])
 
 
 class BovwTask(Task):

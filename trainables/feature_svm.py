@@ -32,8 +32,7 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
 
 
 def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
-    from ray import tune
-
+    from trainables.predictions import report_with_test_predictions
     from trainables.svm import fit_and_score_svm, scale_features, svm_report
 
     started = time.perf_counter()
@@ -42,7 +41,8 @@ def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
     train, val, test = scale_features(scaling, features["train"], features["val"], features["test"])
     features_key = f"{data.keys[config['layer']]}|scaling={scaling}"
     result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, data.labels, features_key)
-    tune.report(svm_report(result, started, n_features=int(train.shape[1])))
+    report = svm_report(result, started, n_features=int(train.shape[1]))
+    report_with_test_predictions(report, result.test_predicted, data.labels["test"])
 
 
 class FeatureSVMTask(Task):

@@ -56,6 +56,7 @@ class SVMResult:
     fit_seconds: float
     n_support: int
     kernels_cached: bool = False  # the kernels came from a basis an earlier trial in this worker computed
+    test_predicted: np.ndarray | None = None  # each test sample's predicted class
 
 
 def resolved_gamma(gamma: Any, train: np.ndarray) -> float:
@@ -174,11 +175,16 @@ def fit_and_score_svm(
         svc.fit(x["train"], y["train"])
         fit_seconds = time.perf_counter() - started
         features, cached = x, False
-    accuracy = {
-        name: float(np.mean(svc.predict(features[name]) == y[name])) for name in ("train", "val", "test")
-    }
+    predicted = {name: svc.predict(features[name]) for name in ("train", "val", "test")}
+    accuracy = {name: float(np.mean(predicted[name] == y[name])) for name in predicted}
     return SVMResult(
-        accuracy["train"], accuracy["val"], accuracy["test"], fit_seconds, int(svc.n_support_.sum()), cached
+        accuracy["train"],
+        accuracy["val"],
+        accuracy["test"],
+        fit_seconds,
+        int(svc.n_support_.sum()),
+        cached,
+        predicted["test"],
     )
 
 

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from scenetune.data import Split
 from trainables.checkpoints import load_model, load_training_state, save_checkpoint
 from trainables.models import count_parameters
+from trainables.predictions import save_test_predictions
 from trainables.specs import OPTIMIZERS
 
 EVAL_BATCH_SIZE = 2048
@@ -129,21 +130,32 @@ def classification_loss(
 
 
 @torch.inference_mode()
+def evaluate_predicting(
+    model: nn.Module,
+    data: DeviceSplit,
+    predict_log_proba: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[float, float, np.ndarray]:
+    """Mean negative log-likelihood, accuracy and the predicted class of each sample, in large batches."""
+    model.eval()
+    predict = predict_log_proba or (lambda m, x: F.log_softmax(m(x), dim=1))
+    loss_sum, predicted = 0.0, []
+    for start in range(0, len(data.y), EVAL_BATCH_SIZE):
+        log_proba = predict(model, data.x[start : start + EVAL_BATCH_SIZE])
+        target = data.y[start : start + EVAL_BATCH_SIZE]
+        loss_sum += float(F.nll_loss(log_proba, target, reduction="sum"))
+        predicted.append(log_proba.argmax(dim=1))
+    classes = torch.cat(predicted)
+    return loss_sum / len(data.y), float((classes == data.y).float().mean()), classes.cpu().numpy()
+
+
 def evaluate(
     model: nn.Module,
     data: DeviceSplit,
     predict_log_proba: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """Mean negative log-likelihood and accuracy, in large batches."""
-    model.eval()
-    predict = predict_log_proba or (lambda m, x: F.log_softmax(m(x), dim=1))
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(data.y), EVAL_BATCH_SIZE):
-        log_proba = predict(model, data.x[start : start + EVAL_BATCH_SIZE])
-        target = data.y[start : start + EVAL_BATCH_SIZE]
-        loss_sum += float(F.nll_loss(log_proba, target, reduction="sum"))
-        correct += int((log_proba.argmax(dim=1) == target).sum())
-    return loss_sum / len(data.y), correct / len(data.y)
+    loss, accuracy, _ = evaluate_predicting(model, data, predict_log_proba)
+    return loss, accuracy
 
 
 @dataclass
@@ -201,15 +213,22 @@ def _restore(
 
 
 def _report(
-    metrics: dict[str, Any], plan: TrainingPlan, model: nn.Module, saved_state: dict[str, Any] | None
+    metrics: dict[str, Any],
+    plan: TrainingPlan,
+    model: nn.Module,
+    saved_state: dict[str, Any] | None,
+    test_predictions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """One epoch's metrics to Ray Tune, with a checkpoint when the epoch improved on the best."""
+    """One epoch's metrics to Ray Tune, with a checkpoint when the epoch improved on the best: the
+    weights, the training state, and each test image's predicted and true class."""
     with tempfile.TemporaryDirectory(prefix="scenetune-checkpoint-") as staging:
         checkpoint = None
         if (
             saved_state is not None
         ):  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
             save_checkpoint(Path(staging), model, plan.description, saved_state)
+            if test_predictions is not None:
+                save_test_predictions(Path(staging), *test_predictions)
             checkpoint = tune.Checkpoint.from_directory(staging)
         tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
 
@@ -281,7 +300,7 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         val_loss, val_acc = evaluate(model, data["val"], plan.predict_log_proba)
         improved = not diverged and val_acc > progress.best["val_acc"]
         if improved:
-            _, test_acc = evaluate(model, data["test"], plan.predict_log_proba)
+            _, test_acc, test_predicted = evaluate_predicting(model, data["test"], plan.predict_log_proba)
             progress.best = {"val_acc": val_acc, "epoch": epoch, "test_acc": test_acc, "val_loss": val_loss}
         metrics = {
             "epoch": epoch,
@@ -300,6 +319,8 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         # A trial whose next epoch would end past its time limit stops now, with what it has.
         too_slow = deadline is not None and epoch < epochs and time.perf_counter() + train_seconds > deadline
         metrics["too_slow"] = too_slow
-        _report(metrics, plan, model, progress.state(optimizer, generator, epoch) if improved else None)
+        saved = progress.state(optimizer, generator, epoch) if improved else None
+        test_predictions = (test_predicted, splits["test"].y) if improved else None
+        _report(metrics, plan, model, saved, test_predictions)
         if diverged or too_slow:
             return  # a NaN or infinite loss, or no time for another epoch, ends the trial; the sweep goes on

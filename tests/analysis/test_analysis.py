@@ -221,6 +221,12 @@ def test_quick_study_end_to_end_and_resume(
         comparison.CNN_REFERENCE,
     ]
     assert "The small CNN (reference) reaches test accuracy" in report
+    # Every approach's test accuracy has its interval over the 450 test images, and comparisons are paired tests.
+    assert (
+        (approaches["test_acc_low"] <= approaches["test_acc"])
+        & (approaches["test_acc"] <= approaches["test_acc_high"])
+    ).all()
+    assert "McNemar p = " in report and "over 450 test images" in report
     assert approaches["test_acc"].notna().all() and (approaches["test_acc"] > 0.5).all()
     for approach in approaches["approach"]:
         assert f"| {approach}" in report

@@ -1,0 +1,82 @@
+"""How sure a test accuracy is: a bootstrap interval over the test images, and paired comparisons of
+two approaches on the same images (a paired bootstrap of the difference, and McNemar's exact test),
+from the per-image predictions each trial's checkpoint keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from scenetune.experiment import TEST_PREDICTIONS_FILE
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+
+def test_correctness(checkpoint: str | Path | None) -> np.ndarray | None:
+    """Whether the checkpoint's model got each test image right, or None if it kept no predictions."""
+    if checkpoint is None or not isinstance(checkpoint, (str, Path)):
+        return None
+    path = Path(checkpoint) / TEST_PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        return saved["predicted"] == saved["labels"]
+
+
+def accuracy_interval(correct: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """The CONFIDENCE bootstrap interval (percentile) of the accuracy, resampling test images."""
+    result = stats.bootstrap(
+        (correct.astype(float),),
+        np.mean,
+        confidence_level=CONFIDENCE,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Accuracy of a minus accuracy of b on the same test images, with its interval and p-value."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float  # McNemar's exact test on the images exactly one of the two got right
+    images: int
+
+    @property
+    def distinguishable(self) -> bool:
+        """Whether the data can tell the two apart: the difference's interval excludes zero and McNemar's
+        test rejects equal accuracy at the same level. Both must agree, because with few images that
+        only one approach got right the percentile bootstrap is too ready to exclude zero."""
+        return not self.low <= 0.0 <= self.high and self.p_value < 1.0 - CONFIDENCE
+
+
+def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0) -> Comparison:
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(
+            f"paired comparison needs the same test images, got {len(correct_a)} and {len(correct_b)}"
+        )
+    a, b = correct_a.astype(float), correct_b.astype(float)
+    result = stats.bootstrap(
+        (a, b),
+        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        paired=True,
+        confidence_level=CONFIDENCE,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    p_value = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    interval = result.confidence_interval
+    return Comparison(
+        float(a.mean() - b.mean()), float(interval.low), float(interval.high), float(p_value), len(a)
+    )

@@ -1,0 +1,66 @@
+"""Intervals over test images and paired comparisons, and the conclusions that use them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import study as comparison
+from analysis.uncertainty import accuracy_interval, paired_comparison
+
+
+def _correct(rate: float, n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random(n) < rate
+
+
+def test_the_interval_holds_the_accuracy_and_narrows_with_more_images() -> None:
+    small, large = _correct(0.7, 100, 0), _correct(0.7, 2000, 0)
+    low, high = accuracy_interval(small)
+    assert low < small.mean() < high
+    large_low, large_high = accuracy_interval(large)
+    assert large_high - large_low < (high - low) / 2
+
+
+def test_paired_comparison_uses_only_the_images_the_two_disagree_on() -> None:
+    a = np.array([True] * 60 + [False] * 40)
+    b = np.array([True] * 50 + [False] * 10 + [False] * 35 + [True] * 5)  # a alone right on 10, b alone on 5
+    result = paired_comparison(a, b)
+    assert result.difference == pytest.approx(0.05)
+    assert result.p_value == pytest.approx(stats.binomtest(10, 15, 0.5).pvalue)  # McNemar's exact test
+    same = paired_comparison(a, a.copy())
+    assert same.difference == 0 and same.p_value == 1.0 and not same.distinguishable
+    with pytest.raises(ValueError, match="same test images"):
+        paired_comparison(a, a[:10])
+
+
+def _approaches(values: dict[str, float]) -> pd.DataFrame:
+    return comparison.approaches_frame(
+        [{"approach": a, "val_acc": v, "test_acc": v} for a, v in values.items()]
+    )
+
+
+def test_conclusions_say_when_the_data_cannot_tell() -> None:
+    n = 500
+    patch = _correct(0.77, n, 1)
+    close = patch.copy()
+    close[np.flatnonzero(close)[:5]] = False  # one point lower, on the same images otherwise
+    mlp = _correct(0.55, n, 2)
+    correctness = {comparison.PATCH_MLP: patch, comparison.BOVW_LEARNT: close, comparison.MLP: mlp}
+    accuracies = {name: float(correct.mean()) for name, correct in correctness.items()}
+    sentences = comparison.conclusions(_approaches(accuracies), None, correctness)
+    assert (
+        sentences[0].startswith("Patch MLP has the highest test accuracy")
+        and "cannot tell it apart from BoVW, learnt" in sentences[0]
+    )
+    assert any(s.startswith("Patch MLP beat end-to-end MLP by") and "McNemar p = " in s for s in sentences)
+    assert any(
+        s.startswith("BoVW, learnt descriptors and patch MLP are not distinguishable") for s in sentences
+    )
+    far = dict(correctness)
+    far[comparison.BOVW_LEARNT] = _correct(0.40, n, 3)
+    accuracies = {name: float(correct.mean()) for name, correct in far.items()}
+    assert comparison.conclusions(_approaches(accuracies), None, far)[0].startswith(
+        "Patch MLP wins with test accuracy"
+    )
