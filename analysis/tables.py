@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.results import Experiment
+from analysis.uncertainty import accuracy_interval, test_correctness
 from scenetune.experiment import describe_config, is_present, short_value
 
 FORMATS = ("md", "csv", "latex")
@@ -19,6 +20,7 @@ TABLE_COLUMNS = [
     "train_acc",
     "val_acc",
     "test_acc",
+    "test_95ci",  # bootstrap interval over the test images, from the predictions the checkpoint keeps
     "epochs",
     "status",
 ]
@@ -59,6 +61,7 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
                     metric: trial.get(metric)
                     for metric in ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc")
                 },
+                "test_95ci": _interval(trial.get("checkpoint")),
                 "epochs": trial.get("epochs_run"),
                 "status": status,
                 "_config": config,
@@ -71,6 +74,14 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
     return table.sort_values("val_acc", ascending=False, na_position="last", kind="stable").reset_index(
         drop=True
     )
+
+
+def _interval(checkpoint: Any) -> str | None:
+    correct = test_correctness(checkpoint)
+    if correct is None:
+        return None
+    low, high = accuracy_interval(correct)
+    return f"[{low:.3f}, {high:.3f}]"
 
 
 def summary_table(experiment: Experiment, top: int | None = None) -> pd.DataFrame:

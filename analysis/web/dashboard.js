@@ -189,7 +189,8 @@ function renderBest(root, payload) {
   const best = payload.best;
   if (!best) { replace(root, "best", element("p", { text: "No finished trial yet." })); return; }
   replace(root, "best", element("div", {}, [
-    element("p", { text: `Best trial ${best.trial_id}: val_acc ${format(best.val_acc)}, test_acc ${format(best.test_acc)}` }),
+    element("p", { text: `Best trial ${best.trial_id}: val_acc ${format(best.val_acc)}, test_acc ${format(best.test_acc)}` +
+      (best.test_95ci ? ` (95% CI ${format(best.test_95ci[0])}–${format(best.test_95ci[1])} over the test images)` : "") }),
     element("p", { text: "Run it again:" }),
     element("pre", { "data-role": "rerun", text: best.command }),
     element("p", { text: best.checkpoint ? `Checkpoint: ${best.checkpoint}` : "This task keeps no checkpoint (its fitted SVMs are summarised in the table)." }),

@@ -213,6 +213,8 @@ def test_report_opens_offline_with_the_same_numbers(
     text = page.inner_text("body")
     shown = page.evaluate(f"() => ({best['val_acc']}).toPrecision(4)")
     assert f"Best trial {best['trial_id']}: val_acc {shown}" in text
+    low, high = best["test_95ci"]  # the interval over the test images, from the checkpoint's predictions
+    assert low <= best["test_acc"] <= high and "95% CI" in text
     assert all(url.startswith("file:") or url.startswith("data:") for url in requests) and errors == []
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     print(f"screenshot: {tmp_path / 'report.png'}")
