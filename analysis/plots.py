@@ -205,7 +205,55 @@ def asha_stops(experiment: Experiment, out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, "asha_stopped_trials")
 
 
-FIGURES = (learning_curves, accuracy_vs_factor, optuna_figures, asha_stops)
+def approach_accuracies(approaches: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The study's approaches side by side: test accuracy with its 95% interval over the test images."""
+    rows = approaches[approaches["test_acc"].notna()]
+    if rows.empty:
+        return []
+    accuracy = rows["test_acc"].astype(float).to_numpy()
+    low = rows["test_acc_low"].astype(float).fillna(rows["test_acc"]).to_numpy()
+    high = rows["test_acc_high"].astype(float).fillna(rows["test_acc"]).to_numpy()
+    figure, axis = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.8))
+    positions = np.arange(len(rows))[::-1]
+    axis.barh(
+        positions, accuracy, xerr=[accuracy - low, high - accuracy], capsize=4, color="tab:blue", alpha=0.8
+    )
+    axis.set_yticks(positions, rows["approach"])
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("test accuracy (bars: 95% bootstrap interval over the test images)")
+    axis.grid(axis="x", alpha=0.3)
+    axis.set_title("test accuracy per approach")
+    return save_figure(figure, out_dir, "test_accuracy_per_approach")
+
+
+def confusion_matrix_figure(experiment: Experiment, out_dir: Path) -> list[Path]:
+    """The best trial's confusion matrix on the test images (rows: true class), from its checkpoint."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    from analysis.uncertainty import test_predictions
+
+    best = experiment.best_row()
+    predictions = None if best is None else test_predictions(best["checkpoint"])
+    if predictions is None:
+        return []
+    classes = experiment.record.get("data", {}).get("classes") or None
+    labels = list(range(len(classes))) if classes else None
+    size = max(5.0, 0.5 * len(classes or []) + 3)
+    figure, axis = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(
+        predictions[1],
+        predictions[0],
+        labels=labels,
+        display_labels=classes,
+        ax=axis,
+        colorbar=False,
+        xticks_rotation=45,
+    )
+    axis.set_title(f"{experiment.name}: best trial's confusion matrix (test)")
+    return save_figure(figure, out_dir, "confusion_matrix")
+
+
+FIGURES = (learning_curves, accuracy_vs_factor, optuna_figures, asha_stops, confusion_matrix_figure)
 
 
 def plot_experiment(experiment: Experiment, out_dir: Path) -> list[Path]:

@@ -16,15 +16,21 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 
 
-def test_correctness(checkpoint: str | Path | None) -> np.ndarray | None:
-    """Whether the checkpoint's model got each test image right, or None if it kept no predictions."""
+def test_predictions(checkpoint: str | Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each test image's predicted and true class, as the checkpoint keeps them, or None."""
     if checkpoint is None or not isinstance(checkpoint, (str, Path)):
         return None
     path = Path(checkpoint) / TEST_PREDICTIONS_FILE
     if not path.is_file():
         return None
     with np.load(path) as saved:
-        return saved["predicted"] == saved["labels"]
+        return saved["predicted"], saved["labels"]
+
+
+def test_correctness(checkpoint: str | Path | None) -> np.ndarray | None:
+    """Whether the checkpoint's model got each test image right, or None if it kept no predictions."""
+    predictions = test_predictions(checkpoint)
+    return None if predictions is None else predictions[0] == predictions[1]
 
 
 def accuracy_interval(correct: np.ndarray, seed: int = 0) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import study as comparison
-from analysis.plots import plot_experiment
+from analysis.plots import approach_accuracies, plot_experiment
 from analysis.results import load_experiment
 from analysis.tables import render, summary_table
 from scenetune.errors import UserError
@@ -162,6 +162,7 @@ def write_report(directory: Path, request: StudyRequest) -> str:
         )
     approaches = comparison.approaches_frame(rows)
     approaches.to_csv(directory / "study.csv", index=False)
+    bars = approach_accuracies(approaches, directory / "figures")
     table = render(approaches.drop(columns=["experiment"]))
     sentences = comparison.conclusions(approaches, mlp_trials, correctness)
     mode = "quick" if request.quick else f"budget {request.budget_s or DEFAULT_BUDGET_S:.0f} s"
@@ -178,6 +179,12 @@ def write_report(directory: Path, request: StudyRequest) -> str:
             "## Comparison",
             "",
             table,
+            "",
+            *[
+                f"![test accuracy per approach]({path.relative_to(directory)})"
+                for path in bars
+                if path.suffix == ".png"
+            ],
             "",
             "## Conclusions",
             "",

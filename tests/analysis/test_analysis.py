@@ -227,6 +227,10 @@ def test_quick_study_end_to_end_and_resume(
         & (approaches["test_acc"] <= approaches["test_acc_high"])
     ).all()
     assert "McNemar p = " in report and "over 450 test images" in report
+    assert (
+        study / "figures" / "test_accuracy_per_approach.png"
+    ).is_file() and "test_accuracy_per_approach.png" in report
+    assert (study / "figures" / "mlp" / "confusion_matrix.png").is_file()
     assert approaches["test_acc"].notna().all() and (approaches["test_acc"] > 0.5).all()
     for approach in approaches["approach"]:
         assert f"| {approach}" in report
