@@ -249,6 +249,7 @@ def confusion_matrix_figure(experiment: Experiment, out_dir: Path) -> list[Path]
         colorbar=False,
         xticks_rotation=45,
     )
+    axis.grid(False)
     axis.set_title(f"{experiment.name}: best trial's confusion matrix (test)")
     return save_figure(figure, out_dir, "confusion_matrix")
 
