@@ -234,7 +234,9 @@ def test_quick_study_end_to_end_and_resume(
     assert approaches["test_acc"].notna().all() and (approaches["test_acc"] > 0.5).all()
     for approach in approaches["approach"]:
         assert f"| {approach}" in report
-    assert "## Conclusions" in report and " wins with test accuracy " in report
+    assert "## Conclusions" in report
+    # A winner is named only where the paired test can tell it from the runner-up.
+    assert " wins with test accuracy " in report or " has the highest test accuracy " in report
     assert (study / "figures" / "mlp" / "learning_curves.png").is_file()
     # Interrupted in its last step: --resume redoes that step only.
     state = json.loads((study / "study.json").read_text())
