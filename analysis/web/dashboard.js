@@ -56,14 +56,29 @@ function renderHome(root, payload, linkTo) {
       e.running, e.stopped, e.interrupted, e.errors, e.best_val_acc, e.best_test_acc, e.started],
   }));
   replace(root, "experiments", rows.length ? table(columns, rows) : element("p", { text: "No experiments yet." }));
+  const charts = [];
   const studies = payload.studies.map((study) => {
     const keys = study.rows.length ? Object.keys(study.rows[0]) : [];
+    const chart = element("div", { class: "chart", "data-role": "study-accuracy" });
+    charts.push([chart, study.rows.filter((row) => row.test_acc !== null)]);
     return element("section", { class: "study" }, [
       element("h3", { text: study.id }),
       study.rows.length ? table(keys, study.rows.map((row) => ({ cells: keys.map((k) => row[k]) }))) : element("p", { text: "No comparison yet." }),
+      chart,
     ]);
   });
   replace(root, "studies", studies.length ? element("div", {}, studies) : element("p", { text: "No studies yet." }));
+  for (const [chart, rows] of charts) drawStudyAccuracy(chart, rows);
+}
+
+// Test accuracy per approach, with the 95% interval over the test images as error bars.
+function drawStudyAccuracy(node, rows) {
+  if (!rows.length) return;
+  const low = (row) => (row.test_acc_low === undefined || row.test_acc_low === null ? row.test_acc : row.test_acc_low);
+  const high = (row) => (row.test_acc_high === undefined || row.test_acc_high === null ? row.test_acc : row.test_acc_high);
+  draw(node, [{ type: "bar", orientation: "h", y: rows.map((r) => r.approach), x: rows.map((r) => r.test_acc),
+    error_x: { type: "data", symmetric: false, array: rows.map((r) => high(r) - r.test_acc), arrayminus: rows.map((r) => r.test_acc - low(r)) } }],
+    { ...layout("test accuracy per approach (bars: 95% interval over the test images)", "test accuracy", ""), xaxis: { range: [0, 1] }, margin: { l: 220, t: 40 } });
 }
 
 // ---------- experiment ----------

@@ -44,6 +44,13 @@ def results(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
         )
         == 0
     )
+    # A study's comparison, as `scenetune study` writes it (study.json marks the folder, study.csv the rows).
+    study = root / "study-x"
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"request": {}, "steps": {}}))
+    (study / "study.csv").write_text(
+        "approach,test_acc,test_acc_low,test_acc_high\nend-to-end MLP,0.60,0.55,0.66\npatch MLP,0.77,0.72,0.81\n"
+    )
     folder = make_image_folder(base / "hostile", {HOSTILE_CLASS: (200, 0, 0), "plain": (0, 0, 200)})
     assert (
         main(
@@ -119,6 +126,16 @@ def test_home_lists_experiments_and_prints_no_errors(server: str, page, capsys) 
     page.wait_for_selector("[data-experiment='search']")
     listed = page.eval_on_selector_all("tr[data-experiment]", "rows => rows.map(r => r.dataset.experiment)")
     assert sorted(listed) == ["hostile", "search"]
+    page.wait_for_selector(
+        "[data-role=study-accuracy] .js-plotly-plot, [data-role=study-accuracy].js-plotly-plot"
+    )
+    bars = page.evaluate("() => document.querySelector('[data-role=study-accuracy]').data[0]")
+    assert bars["x"] == [0.60, 0.77] and bars["y"] == ["end-to-end MLP", "patch MLP"]
+    assert [round(v, 2) for v in bars["error_x"]["arrayminus"]] == [
+        0.05,
+        0.05,
+    ]  # down to the interval's low end
+    assert [round(v, 2) for v in bars["error_x"]["array"]] == [0.06, 0.04]
     assert page.console_errors == []
 
 
