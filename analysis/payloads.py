@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.results import LOG_SCALE_RATIO, STATUSES, Experiment, load_experiment, loss_ceiling
-from analysis.uncertainty import accuracy_interval, test_correctness
+from analysis.uncertainty import accuracy_interval, correct_on_test
 from scenetune.experiment import is_experiment_dir, rerun_command
 
 STUDY_FILE = "study.json"
@@ -112,7 +112,7 @@ def _config_of(row: pd.Series) -> dict[str, Any]:
 
 
 def _interval(checkpoint: Any) -> list[float] | None:
-    correct = test_correctness(checkpoint)
+    correct = correct_on_test(checkpoint)
     return list(accuracy_interval(correct)) if correct is not None else None
 
 

@@ -230,10 +230,10 @@ def confusion_matrix_figure(experiment: Experiment, out_dir: Path) -> list[Path]
     """The best trial's confusion matrix on the test images (rows: true class), from its checkpoint."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    from analysis.uncertainty import test_predictions
+    from analysis.uncertainty import predictions_on_test
 
     best = experiment.best_row()
-    predictions = None if best is None else test_predictions(best["checkpoint"])
+    predictions = None if best is None else predictions_on_test(best["checkpoint"])
     if predictions is None:
         return []
     classes = experiment.record.get("data", {}).get("classes") or None

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import CONFIG_PREFIX, Experiment
-from analysis.uncertainty import Comparison, accuracy_interval, paired_comparison, test_correctness
+from analysis.uncertainty import (
+    Comparison,
+    accuracy_interval,
+    correct_on_test,
+    paired_comparison,
+    refit_summary,
+)
 from scenetune.experiment import describe_config, is_present
 from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, CNN_REFERENCE, FEATURE_SVM, MLP, PATCH_MLP
 
@@ -22,6 +28,10 @@ APPROACH_COLUMNS = [
     "test_acc",
     "test_acc_low",  # the 95% bootstrap interval over test images
     "test_acc_high",
+    "refit_test_acc",  # mean over the refit seeds (--refit), with their std and the interval over test images
+    "refit_std",
+    "refit_low",
+    "refit_high",
     "trials",
     "trial_epochs",
     "compute_seconds",
@@ -47,7 +57,7 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
     if best is None:
         return {**row, "best_config": "no finished trial", "val_acc": None, "test_acc": None}
     config = experiment.config_of(best)
-    correct = test_correctness(best["checkpoint"])
+    correct = correct_on_test(best["checkpoint"])
     low, high = accuracy_interval(correct) if correct is not None else (None, None)
     return {
         **row,
@@ -56,13 +66,26 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
         "test_acc": _float(best["test_acc"]),
         "test_acc_low": low,
         "test_acc_high": high,
+        **_refit_columns(experiment),
+    }
+
+
+def _refit_columns(experiment: Experiment) -> dict[str, float | None]:
+    summary = refit_summary(experiment.path)
+    if summary is None:
+        return {"refit_test_acc": None, "refit_std": None, "refit_low": None, "refit_high": None}
+    return {
+        "refit_test_acc": summary.mean,
+        "refit_std": summary.std,
+        "refit_low": summary.low,
+        "refit_high": summary.high,
     }
 
 
 def approach_correctness(experiment: Experiment) -> np.ndarray | None:
     """Which test images the approach's best trial got right (None if it kept no predictions)."""
     best = experiment.best_row()
-    return None if best is None else test_correctness(best["checkpoint"])
+    return None if best is None else correct_on_test(best["checkpoint"])
 
 
 def _float(value: Any) -> float | None:

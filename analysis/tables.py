@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.results import Experiment
-from analysis.uncertainty import accuracy_interval, test_correctness
+from analysis.uncertainty import accuracy_interval, correct_on_test
 from scenetune.experiment import describe_config, is_present, short_value
 
 FORMATS = ("md", "csv", "latex")
@@ -77,7 +77,7 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
 
 
 def _interval(checkpoint: Any) -> str | None:
-    correct = test_correctness(checkpoint)
+    correct = correct_on_test(checkpoint)
     if correct is None:
         return None
     low, high = accuracy_interval(correct)

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from scenetune.experiment import TEST_PREDICTIONS_FILE
+from scenetune.experiment import REFIT_DIR, TEST_PREDICTIONS_FILE, load_trials
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 
 
-def test_predictions(checkpoint: str | Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+def predictions_on_test(checkpoint: str | Path | None) -> tuple[np.ndarray, np.ndarray] | None:
     """Each test image's predicted and true class, as the checkpoint keeps them, or None."""
     if checkpoint is None or not isinstance(checkpoint, (str, Path)):
         return None
@@ -27,9 +27,9 @@ def test_predictions(checkpoint: str | Path | None) -> tuple[np.ndarray, np.ndar
         return saved["predicted"], saved["labels"]
 
 
-def test_correctness(checkpoint: str | Path | None) -> np.ndarray | None:
+def correct_on_test(checkpoint: str | Path | None) -> np.ndarray | None:
     """Whether the checkpoint's model got each test image right, or None if it kept no predictions."""
-    predictions = test_predictions(checkpoint)
+    predictions = predictions_on_test(checkpoint)
     return None if predictions is None else predictions[0] == predictions[1]
 
 
@@ -85,4 +85,56 @@ def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 
     interval = result.confidence_interval
     return Comparison(
         float(a.mean() - b.mean()), float(interval.low), float(interval.high), float(p_value), len(a)
+    )
+
+
+@dataclass(frozen=True)
+class RefitSummary:
+    """The refit trials of an experiment's best configuration (--refit): test accuracy over seeds."""
+
+    test_accs: tuple[float, ...]
+    epochs: int
+    train_on: str
+    low: float  # CONFIDENCE bootstrap interval of the mean accuracy, resampling test images
+    high: float
+    correct: np.ndarray  # per test image, the share of the refit models that got it right
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.test_accs))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.test_accs, ddof=1)) if len(self.test_accs) > 1 else 0.0
+
+    def describe(self) -> str:
+        return (
+            f"{len(self.test_accs)} seeds, {self.epochs} epochs on {self.train_on}: test_acc {self.mean:.4f} ± "
+            f"{self.std:.4f} (mean ± std), 95% CI {self.low:.4f}-{self.high:.4f} over {len(self.correct)} test images"
+        )
+
+
+def refit_summary(experiment_dir: Path) -> RefitSummary | None:
+    """The experiment's finished refit trials, or None if it has none."""
+    finished = [
+        trial
+        for trial in load_trials(Path(experiment_dir) / REFIT_DIR)
+        if trial.last
+        and int(trial.last.get("epoch", 0)) >= int(trial.config.get("epochs", 1))
+        and trial.checkpoints()
+    ]
+    correctness = [correct_on_test(trial.checkpoints()[-1]) for trial in finished]
+    runs = [(trial, correct) for trial, correct in zip(finished, correctness) if correct is not None]
+    if not runs:
+        return None
+    correct = np.mean([c.astype(float) for _, c in runs], axis=0)
+    low, high = accuracy_interval(correct)
+    config = runs[0][0].config
+    return RefitSummary(
+        tuple(float(trial.last["test_acc"]) for trial, _ in runs),
+        int(config["epochs"]),
+        str(config["refit_train_on"]),
+        low,
+        high,
+        correct,
     )

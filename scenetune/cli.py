@@ -154,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--name", help="study name (default study-DATE-TIME)")
     study.add_argument("--resume", action="store_true", help="continue the interrupted study --name")
     study.add_argument("--seed", type=int, default=0)
+    study.add_argument(
+        "--refit",
+        type=int,
+        default=3,
+        metavar="N",
+        help="train each network step's best configuration again with N seeds (default 3; 0: none)",
+    )
     study.add_argument("--address", help="join a running Ray cluster")
     study.add_argument("--verbose", action="store_true")
     dashboard = commands.add_parser("dashboard", help="a live local web page over every experiment and study")
@@ -222,6 +229,7 @@ def command_study(args: argparse.Namespace) -> int:
             name=args.name,
             resume=args.resume,
             seed=args.seed,
+            refit=args.refit,
             address=args.address,
             verbose=args.verbose,
         )
@@ -323,6 +331,12 @@ def command_sweep(args: argparse.Namespace) -> int:
         )
         if outcome.best_checkpoint:
             print(f"best checkpoint: {outcome.best_checkpoint}")
+    if outcome.refits:
+        from analysis.uncertainty import refit_summary
+
+        summary = refit_summary(Path(outcome.experiment))
+        if summary is not None:
+            print(f"refit: {summary.describe()}")
     if outcome.unfinished and outcome.budget_reached:
         print(
             f"scenetune: the time budget ended the sweep with {outcome.unfinished} of {plan.samples} trials not run to their end"

@@ -30,6 +30,7 @@ RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_PREFIX = "checkpoint_"
+REFIT_DIR = "refit"  # inside an experiment: the refit trials of its best configuration (--refit)
 # In a checkpoint: the class each test image was given and its true class, for intervals and paired tests.
 TEST_PREDICTIONS_FILE = "test_predictions.npz"
 # Written by a sweep's driver while it runs (pid, host, time), removed when it ends: trials that Ray

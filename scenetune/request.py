@@ -107,6 +107,15 @@ class SweepRequest:
         default=False,
         choices=["test"],
     )
+    refit: int = option(
+        "--refit",
+        "after the search, train the best configuration again with N seeds (on train+validation where "
+        "validation came from train) and report test accuracy as mean ± std",
+        recorded=True,
+        type=int,
+        default=0,
+        metavar="N",
+    )
     max_trial_seconds: float | None = option(
         "--max-trial-seconds",
         "stop a trial that would run longer (status too_slow, not an error); default: a quarter of --time-budget",

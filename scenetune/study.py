@@ -19,6 +19,7 @@ from analysis.results import load_experiment
 from analysis.tables import render, summary_table
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
+from scenetune.registry import get_task
 from scenetune.study_steps import STEPS, StudyStep
 from scenetune.sweep import SweepRequest, check_name, prepare, run
 
@@ -37,6 +38,7 @@ class StudyRequest:
     name: str | None = None
     resume: bool = False
     seed: int = 0
+    refit: int = 3  # seeds each network step's best configuration is trained again with
     address: str | None = None
     verbose: bool = False
 
@@ -69,6 +71,9 @@ def _step_request(step: StudyStep, request: StudyRequest, directory: Path, resum
         seed=request.seed,
         pinned=pins,
         time_budget_s=budget,
+        refit=request.refit
+        if get_task(step.task).model_kind
+        else 0,  # an SVM's fit does not change with a seed
         storage=str(directory),
         name=step.name,
         resume=resume,
@@ -81,6 +86,8 @@ def check_request(request: StudyRequest) -> Path:
     """Everything that can be checked before the first sweep starts."""
     from scenetune.data import check_data_source
 
+    if request.refit < 0:
+        raise UserError(f"--refit must be 0 or more seeds, got {request.refit}")
     if request.budget_s is not None and request.budget_s <= 0:
         raise UserError(f"--budget must be positive, got {request.budget_s}")
     directory = _study_dir(request)

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,16 @@ def _check_numbers(request: SweepRequest) -> None:
         raise UserError(f"--gpus-per-trial cannot be negative, got {request.gpus_per_trial}")
     if request.max_concurrent is not None and request.max_concurrent < 1:
         raise UserError(f"--max-concurrent must be at least 1, got {request.max_concurrent}")
+    if request.refit < 0:
+        raise UserError(f"--refit must be 0 or more seeds, got {request.refit}")
+    if request.refit and get_task(request.task).model_kind is None:
+        raise UserError(
+            f"--refit retrains a network; {request.task} fits an SVM, which a seed does not change"
+        )
+    if request.refit and request.storage and _is_uri(request.storage):
+        raise UserError(
+            "--refit needs a local --storage folder (the refit trials live inside the experiment)"
+        )
     if request.max_trial_seconds is not None and request.max_trial_seconds <= 0:
         raise UserError(f"--max-trial-seconds must be positive, got {request.max_trial_seconds:g}")
     if request.time_budget_s is not None and request.time_budget_s <= 0:
@@ -581,6 +591,7 @@ class SweepOutcome:
     error_messages: list[str]
     unfinished: int = 0  # trials not run to their end: the sweep was interrupted or ran out of time
     budget_reached: bool = False
+    refits: list = field(default_factory=list)  # the refit trials (--refit), TrialRecords
 
 
 def run(plan: SweepPlan) -> SweepOutcome:
@@ -609,6 +620,11 @@ def run(plan: SweepPlan) -> SweepOutcome:
         outcome.unfinished = unfinished_trials(plan.experiment_dir, plan.samples)
     budget = plan.request.time_budget_s
     outcome.budget_reached = budget is not None and time.monotonic() - started >= budget
+    searched = not outcome.unfinished or outcome.budget_reached  # ended, not interrupted
+    if plan.request.refit and plan.experiment_dir is not None and searched:
+        from scenetune.refit import run_refit
+
+        outcome.refits = run_refit(plan, _trainable(plan))
     return outcome
 
 

@@ -267,6 +267,16 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     model = plan.model.to(device)
     optimizer = make_optimizer(config, model.parameters())
     generator = torch.Generator().manual_seed(seed)
+    if (
+        config.get("refit") and config.get("refit_train_on") == "train+val"
+    ):  # validation was carved from train
+        splits = {
+            **splits,
+            "train": Split(
+                np.concatenate([splits["train"].x, splits["val"].x]),
+                np.concatenate([splits["train"].y, splits["val"].y]),
+            ),
+        }
     data = {name: DeviceSplit.from_split(split, device) for name, split in splits.items()}
     progress = _restore(model, optimizer, generator, device)
     context = {
@@ -298,7 +308,9 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         train_seconds = time.perf_counter() - epoch_started
         diverged = not math.isfinite(train_loss)
         val_loss, val_acc = evaluate(model, data["val"], plan.predict_log_proba)
-        improved = not diverged and val_acc > progress.best["val_acc"]
+        # A refit keeps its final weights (it trains for the epochs the search found best); a search
+        # trial keeps its best validation epoch's.
+        improved = not diverged and (bool(config.get("refit")) or val_acc > progress.best["val_acc"])
         if improved:
             _, test_acc, test_predicted = evaluate_predicting(model, data["test"], plan.predict_log_proba)
             progress.best = {"val_acc": val_acc, "epoch": epoch, "test_acc": test_acc, "val_loss": val_loss}

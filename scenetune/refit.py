@@ -1,0 +1,101 @@
+"""`--refit N`: after the search, train the best configuration again with N seeds, as Ray Tune trials
+of their own experiment inside the sweep's folder (`<experiment>/refit`), so that the number a study
+quotes is a mean over seeds with its spread, not one lucky run.
+
+Each refit trains for the best trial's best epoch count, on train + validation where validation was
+carved from train (with `--val test` the test folder must stay unseen, so on train alone), and keeps
+its final weights and each test image's prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from scenetune.errors import UserError
+from scenetune.experiment import (
+    REFIT_DIR,
+    TrialRecord,
+    best_trial,
+    load_trials,
+    objective_of,
+    read_experiment_record,
+)
+from scenetune.heartbeat import driver_heartbeat
+from scenetune.recovery import restore_superseded_checkpoints
+
+REFIT_SEED_OFFSET = 1000  # refit seeds differ from every search trial's seed
+
+
+def refit_configs(best: TrialRecord, count: int, seed: int, on_validation: bool) -> list[dict[str, Any]]:
+    """The best trial's configuration once per seed, for its best epoch count."""
+    objective = objective_of(read_experiment_record(best.directory.parent))
+    epochs = int(best.best_report(objective).get("epoch") or best.config.get("epochs", 1))
+    base = {key: value for key, value in best.config.items() if key != "max_trial_seconds"}
+    return [
+        {
+            **base,
+            "seed": seed + REFIT_SEED_OFFSET + index,
+            "epochs": epochs,
+            "refit": True,
+            "refit_train_on": "train+val" if on_validation else "train",
+        }
+        for index in range(count)
+    ]
+
+
+def run_refit(plan, trainable) -> list[TrialRecord]:
+    """Run (or resume) the refit trials of a finished search; returns them."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.search import BasicVariantGenerator
+
+    from scenetune.progress import ProgressLine
+    from scenetune.sweep import trial_dirname
+
+    request = plan.request
+    directory = plan.experiment_dir / REFIT_DIR
+    location = os.fspath(directory)
+    if tune.Tuner.can_restore(location):
+        for line in restore_superseded_checkpoints(directory):
+            print(f"scenetune: {line}", file=sys.stderr)
+        tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        best = best_trial(plan.experiment_dir)
+        if best is None:
+            raise UserError(
+                f"cannot refit: experiment {plan.experiment_dir} has no finished trial with a checkpoint"
+            )
+        configs = refit_configs(best, request.refit, request.seed, not request.val_from_test)
+        print(
+            f"scenetune: refitting trial {best.trial_id} with {len(configs)} seeds for {configs[0]['epochs']} epochs "
+            f"on {configs[0]['refit_train_on']}"
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=dict(configs[0]),
+            tune_config=tune.TuneConfig(
+                search_alg=BasicVariantGenerator(
+                    points_to_evaluate=[dict(c) for c in configs], random_state=request.seed
+                ),
+                num_samples=len(configs),
+                reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=REFIT_DIR,
+                storage_path=os.fspath(plan.experiment_dir),
+                verbose=2 if request.verbose else 0,
+                callbacks=[
+                    ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults),
+                    JsonLoggerCallback(),  # result.json and params.json, which the tables read
+                    CSVLoggerCallback(),
+                ],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=request.max_failures),
+            ),
+        )
+    with driver_heartbeat(directory):
+        tuner.fit()
+    return load_trials(directory)

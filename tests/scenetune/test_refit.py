@@ -1,0 +1,140 @@
+"""--refit: the best configuration trained again with seeds, as Ray Tune trials inside the experiment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis.uncertainty import correct_on_test, refit_summary
+from scenetune.cli import main
+from scenetune.experiment import REFIT_DIR, best_trial, load_trials
+from scenetune.watchdog import alive, descendants
+
+TINY = ["--set", "image_size=8", "--set", "width=32"]
+REFIT_KEYS = {"seed", "epochs", "refit", "refit_train_on", "max_trial_seconds"}
+
+
+def test_refit_trains_the_best_configuration_with_new_seeds(tmp_path: Path, ray_session, capsys) -> None:
+    arguments = [
+        "sweep",
+        "mlp",
+        "--samples",
+        "2",
+        "--epochs",
+        "2",
+        "--refit",
+        "2",
+        *TINY,
+        "--storage",
+        str(tmp_path),
+    ]
+    assert main([*arguments, "--name", "carved"]) == 0
+    assert "refit: 2 seeds, " in capsys.readouterr().out
+    best = best_trial(tmp_path / "carved")
+    refits = load_trials(tmp_path / "carved" / REFIT_DIR)
+    assert len(refits) == 2 and len({t.config["seed"] for t in refits}) == 2
+    for refit in refits:
+        assert {k: v for k, v in refit.config.items() if k not in REFIT_KEYS} == {
+            k: v for k, v in best.config.items() if k not in REFIT_KEYS
+        }
+        assert (
+            refit.config["epochs"] == best.best_report()["epoch"]
+            and refit.config["refit_train_on"] == "train+val"
+        )
+        assert [r["epoch"] for r in refit.history] == list(range(1, refit.config["epochs"] + 1))
+        assert correct_on_test(refit.checkpoints()[-1]).mean() == pytest.approx(
+            refit.last["test_acc"]
+        )  # final weights
+    summary = refit_summary(tmp_path / "carved")
+    assert summary.mean == pytest.approx(sum(t.last["test_acc"] for t in refits) / 2)
+    assert summary.low <= summary.mean <= summary.high and len(summary.correct) == 450
+    # With the test folder as validation, the refit must not train on it.
+    assert main([*arguments, "--val", "test", "--name", "study-protocol"]) == 0
+    assert {t.config["refit_train_on"] for t in load_trials(tmp_path / "study-protocol" / REFIT_DIR)} == {
+        "train"
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["mlp", "--refit", "-1"], "--refit must be 0 or more seeds, got -1"),
+        (["feature_svm", "--refit", "2"], "--refit retrains a network; feature_svm fits an SVM"),
+    ],
+)
+def test_bad_refit_requests(arguments: list[str], message: str, tmp_path: Path, capsys) -> None:
+    assert main(["sweep", *arguments, "--storage", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_an_interrupted_refit_resumes_and_keeps_what_it_trained(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "scenetune",
+        "sweep",
+        "mlp",
+        "--samples",
+        "1",
+        "--epochs",
+        "3",
+        "--refit",
+        "3",
+        "--max-concurrent",
+        "1",
+        "--set",
+        "image_size=16",
+        "--set",
+        "width=256",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "r",
+    ]
+    refit_dir = tmp_path / "r" / REFIT_DIR
+    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not any(t.last.get("epoch") == t.config.get("epochs") for t in load_trials(refit_dir)):
+            assert sweep.poll() is None, "the sweep ended before a refit trial finished"
+            time.sleep(0.1)
+        ray = descendants({sweep.pid})
+    finally:
+        if sweep.poll() is None:
+            os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    while alive(ray):  # the watchdog ends what the killed driver started
+        time.sleep(0.1)
+    finished = {
+        t.trial_id: t.history for t in load_trials(refit_dir) if t.last.get("epoch") == t.config.get("epochs")
+    }
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scenetune",
+            "sweep",
+            "mlp",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "r",
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "refit: 3 seeds" in resumed.stdout
+    refits = load_trials(refit_dir)
+    assert len(refits) == 3 and all(t.last["epoch"] == t.config["epochs"] for t in refits)
+    for trial in refits:  # what was trained before the kill was kept, not trained again
+        if trial.trial_id in finished:
+            assert trial.history == finished[trial.trial_id]
