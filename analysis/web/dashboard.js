@@ -71,14 +71,18 @@ function renderHome(root, payload, linkTo) {
   for (const [chart, rows] of charts) drawStudyAccuracy(chart, rows);
 }
 
-// Test accuracy per approach, with the 95% interval over the test images as error bars.
+// Test accuracy per approach, with the 95% interval over the test images as error bars: the mean of
+// the refit seeds where the study refitted the approach, else its best trial.
 function drawStudyAccuracy(node, rows) {
   if (!rows.length) return;
-  const low = (row) => (row.test_acc_low === undefined || row.test_acc_low === null ? row.test_acc : row.test_acc_low);
-  const high = (row) => (row.test_acc_high === undefined || row.test_acc_high === null ? row.test_acc : row.test_acc_high);
-  draw(node, [{ type: "bar", orientation: "h", y: rows.map((r) => r.approach), x: rows.map((r) => r.test_acc),
-    error_x: { type: "data", symmetric: false, array: rows.map((r) => high(r) - r.test_acc), arrayminus: rows.map((r) => r.test_acc - low(r)) } }],
-    { ...layout("test accuracy per approach (bars: 95% interval over the test images)", "test accuracy", ""), xaxis: { range: [0, 1] }, margin: { l: 220, t: 40 } });
+  const present = (value) => value !== undefined && value !== null;
+  const points = rows.map((row) => (present(row.refit_test_acc)
+    ? { acc: row.refit_test_acc, low: row.refit_low, high: row.refit_high, label: `${row.approach} (refit mean)` }
+    : { acc: row.test_acc, low: present(row.test_acc_low) ? row.test_acc_low : row.test_acc,
+        high: present(row.test_acc_high) ? row.test_acc_high : row.test_acc, label: row.approach }));
+  draw(node, [{ type: "bar", orientation: "h", y: points.map((p) => p.label), x: points.map((p) => p.acc),
+    error_x: { type: "data", symmetric: false, array: points.map((p) => p.high - p.acc), arrayminus: points.map((p) => p.acc - p.low) } }],
+    { ...layout("test accuracy per approach (bars: 95% interval over the test images)", "test accuracy", ""), xaxis: { range: [0, 1] }, margin: { l: 240, t: 40 } });
 }
 
 // ---------- experiment ----------
