@@ -219,7 +219,8 @@ def test_a_sweep_killed_in_a_trials_first_epoch(tmp_path: Path, capsys: pytest.C
                 assert page.console_errors == []
     report = tmp_path / "report.html"
     assert main(["report", str(experiment), "-o", str(report)]) == 0
-    assert "NaN" not in report.read_text().split('id="report-data">', 1)[1]
+    data = report.read_text().split('id="report-data">', 1)[1].split("</script>", 1)[0]
+    assert "NaN" not in data and "Infinity" not in data  # strict JSON, as browsers parse it
     if CHROMIUM.exists():
         with chromium_page() as page:
             page.goto(report.as_uri())
