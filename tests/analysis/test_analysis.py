@@ -206,7 +206,7 @@ def test_conclusions_follow_the_numbers() -> None:
 def test_quick_study_end_to_end_and_resume(
     tmp_path: Path, ray_session, capsys: pytest.CaptureFixture
 ) -> None:
-    assert main(["study", "--quick", "--storage", str(tmp_path), "--name", "quick"]) == 0
+    assert main(["study", "--quick", "--refit", "2", "--storage", str(tmp_path), "--name", "quick"]) == 0
     study = tmp_path / "quick"
     output = capsys.readouterr().out
     assert f"study report: {study / 'study.md'}" in output
@@ -231,6 +231,19 @@ def test_quick_study_end_to_end_and_resume(
         study / "figures" / "test_accuracy_per_approach.png"
     ).is_file() and "test_accuracy_per_approach.png" in report
     assert (study / "figures" / "mlp" / "confusion_matrix.png").is_file()
+    # Network steps were refitted with 2 seeds (mean and interval in the table); SVM steps are not.
+    refitted = approaches.set_index("approach")["refit_test_acc"].notna()
+    assert refitted.to_dict() == {
+        comparison.MLP: True,
+        comparison.FEATURE_SVM: False,
+        comparison.PATCH_MLP: True,
+        comparison.BOVW_LEARNT: False,
+        comparison.BOVW_SIFT: False,
+        comparison.CNN_REFERENCE: True,
+    }
+    assert (study / "mlp" / "refit").is_dir() and len(
+        list((study / "mlp" / "refit").glob("*/result.json"))
+    ) == 2
     assert approaches["test_acc"].notna().all() and (approaches["test_acc"] > 0.5).all()
     for approach in approaches["approach"]:
         assert f"| {approach}" in report
