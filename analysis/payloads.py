@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.results import LOG_SCALE_RATIO, STATUSES, Experiment, load_experiment, loss_ceiling
-from analysis.uncertainty import accuracy_interval, correct_on_test
+from analysis.uncertainty import checkpoint_interval
 from scenetune.experiment import is_experiment_dir, rerun_command
 
 STUDY_FILE = "study.json"
@@ -111,11 +111,6 @@ def _config_of(row: pd.Series) -> dict[str, Any]:
     return {key: _json_value(value) for key, value in Experiment.config_of(row).items()}
 
 
-def _interval(checkpoint: Any) -> list[float] | None:
-    correct = correct_on_test(checkpoint)
-    return list(accuracy_interval(correct)) if correct is not None else None
-
-
 def _importance(experiment: Experiment) -> dict[str, Any] | None:
     from analysis.importance import importance_table
 
@@ -164,7 +159,7 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
             "trial_id": str(row["trial_id"]),
             "val_acc": _json_value(row["val_acc"]),
             "test_acc": _json_value(row["test_acc"]),
-            "test_95ci": _interval(row["checkpoint"]),
+            "test_95ci": checkpoint_interval(row["checkpoint"]),
             "config": config,
             "command": rerun_command(experiment.record, config),
             "checkpoint": row.get("checkpoint"),

@@ -11,7 +11,7 @@ import pandas as pd
 from analysis.results import CONFIG_PREFIX, Experiment
 from analysis.uncertainty import (
     Comparison,
-    accuracy_interval,
+    checkpoint_interval,
     correct_on_test,
     paired_comparison,
     refit_summary,
@@ -57,8 +57,7 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
     if best is None:
         return {**row, "best_config": "no finished trial", "val_acc": None, "test_acc": None}
     config = experiment.config_of(best)
-    correct = correct_on_test(best["checkpoint"])
-    low, high = accuracy_interval(correct) if correct is not None else (None, None)
+    low, high = checkpoint_interval(best["checkpoint"]) or (None, None)
     return {
         **row,
         "best_config": describe_config(config, experiment.defaults),

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.results import Experiment
-from analysis.uncertainty import accuracy_interval, correct_on_test
+from analysis.uncertainty import checkpoint_interval
 from scenetune.experiment import describe_config, is_present, short_value
 
 FORMATS = ("md", "csv", "latex")
@@ -77,11 +77,8 @@ def _ordered_rows(experiment: Experiment) -> pd.DataFrame:
 
 
 def _interval(checkpoint: Any) -> str | None:
-    correct = correct_on_test(checkpoint)
-    if correct is None:
-        return None
-    low, high = accuracy_interval(correct)
-    return f"[{low:.3f}, {high:.3f}]"
+    interval = checkpoint_interval(checkpoint)
+    return None if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def summary_table(experiment: Experiment, top: int | None = None) -> pd.DataFrame:

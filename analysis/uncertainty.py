@@ -33,6 +33,12 @@ def correct_on_test(checkpoint: str | Path | None) -> np.ndarray | None:
     return None if predictions is None else predictions[0] == predictions[1]
 
 
+def checkpoint_interval(checkpoint: str | Path | None) -> tuple[float, float] | None:
+    """The interval of a checkpoint's test accuracy, or None if it kept no predictions."""
+    correct = correct_on_test(checkpoint)
+    return None if correct is None else accuracy_interval(correct)
+
+
 def accuracy_interval(correct: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """The CONFIDENCE bootstrap interval (percentile) of the accuracy, resampling test images."""
     result = stats.bootstrap(

@@ -48,11 +48,10 @@ def refit_configs(best: TrialRecord, count: int, seed: int, on_validation: bool)
 def run_refit(plan, trainable) -> list[TrialRecord]:
     """Run (or resume) the refit trials of a finished search; returns them."""
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.search import BasicVariantGenerator
 
     from scenetune.progress import ProgressLine
-    from scenetune.sweep import trial_dirname
+    from scenetune.sweep import run_config, trial_dirname
 
     request = plan.request
     directory = plan.experiment_dir / REFIT_DIR
@@ -83,17 +82,11 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
                 reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
             ),
-            run_config=tune.RunConfig(
-                name=REFIT_DIR,
-                storage_path=os.fspath(plan.experiment_dir),
-                verbose=2 if request.verbose else 0,
-                callbacks=[
-                    ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults),
-                    JsonLoggerCallback(),  # result.json and params.json, which the tables read
-                    CSVLoggerCallback(),
-                ],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=request.max_failures),
+            run_config=run_config(
+                request,
+                REFIT_DIR,
+                os.fspath(plan.experiment_dir),
+                ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults),
             ),
         )
     with driver_heartbeat(directory):

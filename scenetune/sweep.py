@@ -24,7 +24,7 @@ from scenetune.experiment import EXPERIMENT_FILE, Objective, unfinished_trials
 from scenetune.experiment import trial_dirname as format_trial_dirname
 from scenetune.heartbeat import driver_heartbeat
 from scenetune.recovery import restore_superseded_checkpoints
-from scenetune.registry import Task, get_task
+from scenetune.registry import Task, accepted_source_kinds, get_task
 from scenetune.request import RECORDED_FIELDS, SweepRequest
 from scenetune.watchdog import children, start_watchdog
 from search_spaces.base import OPTUNA_SPACE, prior_points
@@ -81,10 +81,6 @@ def _check_numbers(request: SweepRequest) -> None:
         raise UserError(f"--max-concurrent must be at least 1, got {request.max_concurrent}")
     if request.refit < 0:
         raise UserError(f"--refit must be 0 or more seeds, got {request.refit}")
-    if request.refit and get_task(request.task).model_kind is None:
-        raise UserError(
-            f"--refit retrains a network; {request.task} fits an SVM, which a seed does not change"
-        )
     if request.refit and request.storage and _is_uri(request.storage):
         raise UserError(
             "--refit needs a local --storage folder (the refit trials live inside the experiment)"
@@ -116,6 +112,11 @@ def _check_pin_type(key: str, value: Any, default: Any) -> None:
         raise UserError(
             f"--set {key}={value}: {key} takes {expected[0]}, like its default {json.dumps(default)}"
         )
+
+
+def _check_refit(request: SweepRequest, task: Task) -> None:
+    if request.refit and task.model_kind is None:
+        raise UserError(f"--refit retrains a network; {task.name} fits an SVM, which a seed does not change")
 
 
 def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
@@ -187,8 +188,6 @@ def _experiment_location(request: SweepRequest) -> tuple[str, str, Path | None]:
 
 
 def _resolve_source(request: SweepRequest, task: Task):
-    from scenetune.registry import accepted_source_kinds
-
     kinds = accepted_source_kinds(task)
     if request.source is None:
         if task.source_required:
@@ -317,6 +316,7 @@ def prepare(request: SweepRequest) -> SweepPlan:
     task = get_task(request.task)
     _check_numbers(request)
     _check_space_and_pins(request, task)
+    _check_refit(request, task)
     source = _resolve_source(request, task)
     request = _with_source_data(request, source)
     n_classes = class_count(request.data)
@@ -495,7 +495,6 @@ def make_sampler(kind: str, seed: int):
 def build_tuner(plan: SweepPlan):
     """The Tuner for a plan: OptunaSearch + ASHA for the optuna space, the preset grid otherwise."""
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -539,11 +538,7 @@ def build_tuner(plan: SweepPlan):
         )
         scheduler = FIFOScheduler()
         param_space = dict(plan.configs[0])  # every key of the grid; each point overrides it
-    callbacks = [
-        ProgressLine(plan.samples, plan.epochs, space.defaults, request.time_budget_s),
-        JsonLoggerCallback(),
-        CSVLoggerCallback(),
-    ]
+    progress = ProgressLine(plan.samples, plan.epochs, space.defaults, request.time_budget_s)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -555,14 +550,23 @@ def build_tuner(plan: SweepPlan):
             trial_dirname_creator=trial_dirname,
             time_budget_s=request.time_budget_s,
         ),
-        run_config=tune.RunConfig(
-            name=plan.name,
-            storage_path=plan.storage_path,
-            verbose=2 if request.verbose else 0,
-            callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=request.max_failures),
-        ),
+        run_config=run_config(request, plan.name, plan.storage_path, progress),
+    )
+
+
+def run_config(request: SweepRequest, name: str, storage_path: str, progress):
+    """How every Tuner of a sweep (its search, its refits) stores and reports its trials: result.json
+    and progress.csv per trial (the tables read them), the best checkpoint only, retries on failure."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        verbose=2 if request.verbose else 0,
+        callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=request.max_failures),
     )
 
 
