@@ -206,19 +206,22 @@ def asha_stops(experiment: Experiment, out_dir: Path) -> list[Path]:
 
 
 def approach_accuracies(approaches: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """The study's approaches side by side: test accuracy with its 95% interval over the test images."""
+    """The study's approaches side by side: test accuracy (the refit mean where there are refits) with
+    its 95% interval over the test images."""
     rows = approaches[approaches["test_acc"].notna()]
     if rows.empty:
         return []
-    accuracy = rows["test_acc"].astype(float).to_numpy()
-    low = rows["test_acc_low"].astype(float).fillna(rows["test_acc"]).to_numpy()
-    high = rows["test_acc_high"].astype(float).fillna(rows["test_acc"]).to_numpy()
+    refit = rows["refit_test_acc"].notna()
+    accuracy = rows["refit_test_acc"].where(refit, rows["test_acc"]).astype(float)
+    low = rows["refit_low"].where(refit, rows["test_acc_low"]).astype(float).fillna(accuracy).to_numpy()
+    high = rows["refit_high"].where(refit, rows["test_acc_high"]).astype(float).fillna(accuracy).to_numpy()
+    accuracy = accuracy.to_numpy()
     figure, axis = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.8))
     positions = np.arange(len(rows))[::-1]
     axis.barh(
         positions, accuracy, xerr=[accuracy - low, high - accuracy], capsize=4, color="tab:blue", alpha=0.8
     )
-    axis.set_yticks(positions, rows["approach"])
+    axis.set_yticks(positions, [f"{a} (refit mean)" if r else a for a, r in zip(rows["approach"], refit)])
     axis.set_xlim(0, 1)
     axis.set_xlabel("test accuracy (bars: 95% bootstrap interval over the test images)")
     axis.grid(axis="x", alpha=0.3)
@@ -227,13 +230,20 @@ def approach_accuracies(approaches: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def confusion_matrix_figure(experiment: Experiment, out_dir: Path) -> list[Path]:
-    """The best trial's confusion matrix on the test images (rows: true class), from its checkpoint."""
+    """The confusion matrix on the test images (rows: true class) of the refit models, pooled over
+    their seeds, or of the best trial where there was no refit."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    from analysis.uncertainty import predictions_on_test
+    from analysis.uncertainty import predictions_on_test, refit_predictions
 
+    refits = refit_predictions(experiment.path)
     best = experiment.best_row()
-    predictions = None if best is None else predictions_on_test(best["checkpoint"])
+    if refits:
+        predictions = tuple(np.concatenate([run[i] for run in refits]) for i in (1, 2))
+        whose = f"refit models' confusion matrix ({len(refits)} seeds pooled)"
+    else:
+        predictions = None if best is None else predictions_on_test(best["checkpoint"])
+        whose = "best trial's confusion matrix"
     if predictions is None:
         return []
     classes = experiment.record.get("data", {}).get("classes") or None
@@ -250,7 +260,7 @@ def confusion_matrix_figure(experiment: Experiment, out_dir: Path) -> list[Path]
         xticks_rotation=45,
     )
     axis.grid(False)
-    axis.set_title(f"{experiment.name}: best trial's confusion matrix (test)")
+    axis.set_title(f"{experiment.name}: {whose} (test)")
     return save_figure(figure, out_dir, "confusion_matrix")
 
 

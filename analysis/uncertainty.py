@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from scenetune.experiment import REFIT_DIR, TEST_PREDICTIONS_FILE, load_trials
+from scenetune.experiment import REFIT_DIR, TEST_PREDICTIONS_FILE, TrialRecord, load_trials
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -59,8 +59,9 @@ class Comparison:
     difference: float
     low: float
     high: float
-    p_value: float  # McNemar's exact test on the images exactly one of the two got right
+    p_value: float  # McNemar's exact test (its sign-test form for refit shares), see paired_comparison
     images: int
+    test: str = "McNemar"  # which test gave p_value
 
     @property
     def distinguishable(self) -> bool:
@@ -71,6 +72,9 @@ class Comparison:
 
 
 def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0) -> Comparison:
+    """a minus b on the same test images. Each side is per image whether its model got it right, or
+    the share of its refit models that did; the p-value is then a sign test on the images where the
+    shares differ, which for one model per side is McNemar's exact test."""
     if correct_a.shape != correct_b.shape:
         raise ValueError(
             f"paired comparison needs the same test images, got {len(correct_a)} and {len(correct_b)}"
@@ -85,12 +89,17 @@ def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    only_a = int(np.sum(correct_a & ~correct_b))
-    only_b = int(np.sum(~correct_a & correct_b))
+    only_a, only_b = int(np.sum(a > b)), int(np.sum(b > a))
     p_value = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
     interval = result.confidence_interval
+    binary = all(np.isin(x, (0.0, 1.0)).all() for x in (a, b))
     return Comparison(
-        float(a.mean() - b.mean()), float(interval.low), float(interval.high), float(p_value), len(a)
+        float(a.mean() - b.mean()),
+        float(interval.low),
+        float(interval.high),
+        float(p_value),
+        len(a),
+        "McNemar" if binary else "sign test",
     )
 
 
@@ -120,8 +129,8 @@ class RefitSummary:
         )
 
 
-def refit_summary(experiment_dir: Path) -> RefitSummary | None:
-    """The experiment's finished refit trials, or None if it has none."""
+def refit_predictions(experiment_dir: Path) -> list[tuple[TrialRecord, np.ndarray, np.ndarray]]:
+    """Each finished refit trial with its test images' predicted and true classes."""
     finished = [
         trial
         for trial in load_trials(Path(experiment_dir) / REFIT_DIR)
@@ -129,8 +138,13 @@ def refit_summary(experiment_dir: Path) -> RefitSummary | None:
         and int(trial.last.get("epoch", 0)) >= int(trial.config.get("epochs", 1))
         and trial.checkpoints()
     ]
-    correctness = [correct_on_test(trial.checkpoints()[-1]) for trial in finished]
-    runs = [(trial, correct) for trial, correct in zip(finished, correctness) if correct is not None]
+    runs = [(trial, predictions_on_test(trial.checkpoints()[-1])) for trial in finished]
+    return [(trial, *predictions) for trial, predictions in runs if predictions is not None]
+
+
+def refit_summary(experiment_dir: Path) -> RefitSummary | None:
+    """The experiment's finished refit trials, or None if it has none."""
+    runs = [(trial, predicted == labels) for trial, predicted, labels in refit_predictions(experiment_dir)]
     if not runs:
         return None
     correct = np.mean([c.astype(float) for _, c in runs], axis=0)

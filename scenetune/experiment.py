@@ -31,6 +31,7 @@ PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_PREFIX = "checkpoint_"
 REFIT_DIR = "refit"  # inside an experiment: the refit trials of its best configuration (--refit)
+TRAIN_AND_VAL = "train+val"  # a refit's `refit_train_on` when validation was carved from train
 # In a checkpoint: the class each test image was given and its true class, for intervals and paired tests.
 TEST_PREDICTIONS_FILE = "test_predictions.npz"
 # Written by a sweep's driver while it runs (pid, host, time), removed when it ends: trials that Ray
@@ -38,6 +39,8 @@ TEST_PREDICTIONS_FILE = "test_predictions.npz"
 DRIVER_FILE = ".scenetune-driver.json"
 DRIVER_HEARTBEAT_S = 5.0
 DRIVER_STALE_S = 60.0
+# Configurations a sweep pruned before they started (estimated first epoch past --max-trial-seconds).
+PRUNED_FILE = "pruned.jsonl"
 CONFIG_PREFIX = "config/"  # how tables name a trial's configuration columns
 # Config keys that every trial carries but that are no hyperparameter of the task.
 RUN_KEYS = frozenset({"seed", "epochs", "max_trial_seconds"})
@@ -329,3 +332,22 @@ def driver_is_alive(experiment_dir: Path) -> bool:
             return True
         return True
     return time.time() - float(driver.get("updated", 0)) < DRIVER_STALE_S
+
+
+def pruned_configs(experiment_dir: Path) -> list[dict[str, Any]]:
+    """The configurations a sweep pruned before they started, oldest first."""
+    path = Path(experiment_dir) / PRUNED_FILE
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed driver
+    return entries
+
+
+def trains_on_validation(config: Mapping[str, Any]) -> bool:
+    """Whether a trial is a refit that trains on train + validation (validation carved from train)."""
+    return bool(config.get("refit")) and config.get("refit_train_on") == TRAIN_AND_VAL

@@ -16,6 +16,7 @@ from typing import Any
 from scenetune.errors import UserError
 from scenetune.experiment import (
     REFIT_DIR,
+    TRAIN_AND_VAL,
     TrialRecord,
     best_trial,
     load_trials,
@@ -39,7 +40,7 @@ def refit_configs(best: TrialRecord, count: int, seed: int, on_validation: bool)
             "seed": seed + REFIT_SEED_OFFSET + index,
             "epochs": epochs,
             "refit": True,
-            "refit_train_on": "train+val" if on_validation else "train",
+            "refit_train_on": TRAIN_AND_VAL if on_validation else "train",
         }
         for index in range(count)
     ]
@@ -66,9 +67,11 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
             raise UserError(
                 f"cannot refit: experiment {plan.experiment_dir} has no finished trial with a checkpoint"
             )
-        configs = refit_configs(best, request.refit, request.seed, not request.val_from_test)
+        count = request.refit if plan.task.seeded else 1
+        configs = refit_configs(best, count, request.seed, not request.val_from_test)
+        seeds = f"{count} seeds" if plan.task.seeded else "once (a seed does not change its fit)"
         print(
-            f"scenetune: refitting trial {best.trial_id} with {len(configs)} seeds for {configs[0]['epochs']} epochs "
+            f"scenetune: refitting trial {best.trial_id} {seeds} for {configs[0]['epochs']} epochs "
             f"on {configs[0]['refit_train_on']}"
         )
         tuner = tune.Tuner(

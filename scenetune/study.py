@@ -19,7 +19,6 @@ from analysis.results import load_experiment
 from analysis.tables import render, summary_table
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
-from scenetune.registry import get_task
 from scenetune.study_steps import STEPS, StudyStep
 from scenetune.sweep import SweepRequest, check_name, prepare, run
 
@@ -38,7 +37,7 @@ class StudyRequest:
     name: str | None = None
     resume: bool = False
     seed: int = 0
-    refit: int = 3  # seeds each network step's best configuration is trained again with
+    refit: int = 3  # seeds each step's best configuration is trained again with
     address: str | None = None
     verbose: bool = False
 
@@ -71,9 +70,7 @@ def _step_request(step: StudyStep, request: StudyRequest, directory: Path, resum
         seed=request.seed,
         pinned=pins,
         time_budget_s=budget,
-        refit=request.refit
-        if get_task(step.task).model_kind
-        else 0,  # an SVM's fit does not change with a seed
+        refit=request.refit,
         storage=str(directory),
         name=step.name,
         resume=resume,
@@ -179,9 +176,13 @@ def write_report(directory: Path, request: StudyRequest) -> str:
             "",
             f"Data: `{request.data}`; {mode}; seed {request.seed}. Each approach's best trial is chosen on validation "
             "accuracy; test accuracy is measured on that trial's best-validation weights, with its 95% bootstrap "
-            "interval over the test images (`test_acc_low`, `test_acc_high`). Two approaches are compared with "
-            "a paired bootstrap of the difference and McNemar's exact test on the same test images; where the "
-            "interval of the difference includes 0, the conclusions say the data cannot tell them apart.",
+            "interval over the test images (`test_acc_low`, `test_acc_high`). The best configuration is then "
+            "trained again with new seeds (on train + validation where validation came from train); the "
+            "conclusions quote the mean over those refits (`refit_test_acc` ± `refit_std`, interval "
+            "`refit_low`-`refit_high`). Two approaches are compared on the same test images with a paired "
+            "bootstrap of the difference and McNemar's exact test (a sign test on the share of refit models "
+            "right on each image where there are refits); where the interval of the difference includes 0 or "
+            "p >= 0.05, the conclusions say the data cannot tell them apart.",
             "",
             "## Comparison",
             "",

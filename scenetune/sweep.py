@@ -20,7 +20,7 @@ from typing import Any
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, class_count, load_dataset, make_trial_data
 from scenetune.errors import UserError
-from scenetune.experiment import EXPERIMENT_FILE, Objective, unfinished_trials
+from scenetune.experiment import EXPERIMENT_FILE, PRUNED_FILE, Objective, pruned_configs, unfinished_trials
 from scenetune.experiment import trial_dirname as format_trial_dirname
 from scenetune.heartbeat import driver_heartbeat
 from scenetune.recovery import restore_superseded_checkpoints
@@ -112,11 +112,6 @@ def _check_pin_type(key: str, value: Any, default: Any) -> None:
         raise UserError(
             f"--set {key}={value}: {key} takes {expected[0]}, like its default {json.dumps(default)}"
         )
-
-
-def _check_refit(request: SweepRequest, task: Task) -> None:
-    if request.refit and task.model_kind is None:
-        raise UserError(f"--refit retrains a network; {task.name} fits an SVM, which a seed does not change")
 
 
 def _check_space_and_pins(request: SweepRequest, task: Task) -> None:
@@ -316,7 +311,6 @@ def prepare(request: SweepRequest) -> SweepPlan:
     task = get_task(request.task)
     _check_numbers(request)
     _check_space_and_pins(request, task)
-    _check_refit(request, task)
     source = _resolve_source(request, task)
     request = _with_source_data(request, source)
     n_classes = class_count(request.data)
@@ -516,7 +510,7 @@ def build_tuner(plan: SweepPlan):
             mode=MODE,
             sampler=make_sampler(request.sampler, request.seed),
         )
-        search_alg = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+        search_alg = ConcurrencyLimiter(_cost_aware(searcher, plan), max_concurrent=max_concurrent)
         scheduler = (
             ASHAScheduler(
                 time_attr="epoch",
@@ -551,6 +545,24 @@ def build_tuner(plan: SweepPlan):
             time_budget_s=request.time_budget_s,
         ),
         run_config=run_config(request, plan.name, plan.storage_path, progress),
+    )
+
+
+def _cost_aware(searcher, plan: SweepPlan):
+    """With a trial time limit, a network task's searcher prunes what cannot end one epoch within it."""
+    from scenetune.cost import CostAwareSearch, WorkEstimate
+
+    limit = plan.constants.get("max_trial_seconds")
+    if not limit or plan.task.model_kind is None:
+        return searcher
+    splits = next(iter(plan.trial_data.splits.values()))
+    return CostAwareSearch(
+        searcher,
+        WorkEstimate(plan.task.name, len(plan.trial_data.classes)),
+        train_samples=len(splits["train"].y),
+        limit_s=float(limit),
+        worst_result={METRIC: 0.0, "too_slow": True},  # what a trial stopped at its limit reports
+        pruned_log=plan.experiment_dir / PRUNED_FILE if plan.experiment_dir else None,
     )
 
 
@@ -596,6 +608,7 @@ class SweepOutcome:
     unfinished: int = 0  # trials not run to their end: the sweep was interrupted or ran out of time
     budget_reached: bool = False
     refits: list = field(default_factory=list)  # the refit trials (--refit), TrialRecords
+    pruned: list = field(default_factory=list)  # configurations pruned before they started (cost.py)
 
 
 def run(plan: SweepPlan) -> SweepOutcome:
@@ -622,6 +635,7 @@ def run(plan: SweepPlan) -> SweepOutcome:
     outcome = summarise(results, location)
     if plan.experiment_dir is not None:
         outcome.unfinished = unfinished_trials(plan.experiment_dir, plan.samples)
+        outcome.pruned = pruned_configs(plan.experiment_dir)
     budget = plan.request.time_budget_s
     outcome.budget_reached = budget is not None and time.monotonic() - started >= budget
     searched = not outcome.unfinished or outcome.budget_reached  # ended, not interrupted

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scenetune.data import TrialData, default_cache_dir
+from scenetune.experiment import TRAIN_AND_VAL, trains_on_validation
 from search_spaces import bovw as bovw_space
 from trainables.specs import check_svm_config
 from trainables.task import Task
@@ -125,17 +126,33 @@ def _split_descriptors(
     return descriptors, cached
 
 
+def _with_validation_in_train(descriptors: dict[str, Descriptors]) -> dict[str, Descriptors]:
+    """A refit's descriptors: train grows by the validation images (their indices follow train's)."""
+    from trainables.descriptors import Descriptors
+
+    train, val = descriptors["train"], descriptors["val"]
+    merged = Descriptors(
+        np.concatenate([train.values, val.values]),
+        np.concatenate([train.image_index, val.image_index + train.n_images]),
+        train.n_images + val.n_images,
+    )
+    return {**descriptors, "train": merged}
+
+
 def _visual_words(
-    setting: DescriptorSetting, inputs: BovwInputs, descriptor_key: str, k: int, seed: int
+    setting: DescriptorSetting, inputs: BovwInputs, descriptor_key: str, k: int, seed: int, fit_on: str
 ) -> dict[str, np.ndarray]:
     """Each split's visual-word counts under a k-word codebook, from cached descriptors and codebook.
 
     Also records how many training descriptors there are (a codebook cannot have more words) and
-    what came from the cache. A k larger than the descriptors gives no counts.
+    what came from the cache. A k larger than the descriptors gives no counts. A refit on train +
+    validation (`fit_on`) learns its codebook from both.
     """
     from trainables.descriptors import cached_arrays, fit_codebook, word_histograms
 
     descriptors, descriptors_cached = _split_descriptors(setting, inputs, descriptor_key)
+    if fit_on == TRAIN_AND_VAL:
+        descriptors = _with_validation_in_train(descriptors)
     available = len(descriptors["train"].values)
     facts = {
         "available": np.array(available),
@@ -146,7 +163,7 @@ def _visual_words(
         return facts
     arrays, codebook_cached = cached_arrays(
         Path(inputs.cache_dir) / "codebooks",
-        f"{descriptor_key}|k={k}|seed={seed}",
+        f"{descriptor_key}|k={k}|seed={seed}|fit={fit_on}",
         lambda: {"centres": fit_codebook(descriptors["train"], k, seed)},
     )
     counts = {name: word_histograms(descriptors[name], arrays["centres"]).astype(np.int32) for name in SPLITS}
@@ -158,19 +175,20 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
 
     from trainables.descriptors import cached_arrays, inverse_document_frequency, normalize_histograms
     from trainables.predictions import report_with_test_predictions
-    from trainables.svm import fit_and_score_svm, svm_report
+    from trainables.svm import fit_and_score_svm, svm_report, with_validation_in_train
 
     started = time.perf_counter()
     setting = _descriptor_setting(config, inputs)
     descriptor_key = f"{inputs.data_key}|{setting[0]}"
     k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
+    fit_on = TRAIN_AND_VAL if trains_on_validation(config) else "train"
     # A trial that finds its counts cached loads n_images x k integers, not the descriptors: it costs
     # its SVM fit (benchmarks/run_benchmarks.py, measurement 3).
-    counts_key = f"{descriptor_key}|k={k}|seed={seed}"
+    counts_key = f"{descriptor_key}|k={k}|seed={seed}|fit={fit_on}"
     words, counts_cached = cached_arrays(
         Path(inputs.cache_dir) / "word_counts",
         counts_key,
-        lambda: _visual_words(setting, inputs, descriptor_key, k, seed),
+        lambda: _visual_words(setting, inputs, descriptor_key, k, seed, fit_on),
     )
     available = int(words["available"])
     if k > available:
@@ -191,6 +209,8 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     idf = inverse_document_frequency(histograms["train"]) if tfidf else None
     features = {name: normalize_histograms(h, normalization, idf) for name, h in histograms.items()}
     labels = {name: inputs.data.at_size(next(iter(inputs.data.splits)))[name].y for name in SPLITS}
+    if fit_on == TRAIN_AND_VAL:
+        labels = with_validation_in_train(labels)
     features_key = f"{counts_key}|{normalization}|tfidf={tfidf}"
     result = fit_and_score_svm(config, features, labels, features_key)
     report = svm_report(

@@ -169,3 +169,6 @@ class CNNTask(Task):
 
     def build_model(self, description: dict[str, Any]) -> nn.Module:
         return network_class()(CNNSpec(**description["spec"]))
+
+    def network_for(self, config: dict[str, Any], n_classes: int) -> nn.Module:
+        return network_class()(CNNSpec.from_config(config, n_classes))

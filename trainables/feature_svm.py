@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from scenetune.experiment import TRAIN_AND_VAL, trains_on_validation
 from search_spaces import feature_svm as feature_svm_space
 from trainables.specs import SCALINGS, check_svm_config
 from trainables.task import Task
@@ -33,22 +34,27 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
 
 def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
     from trainables.predictions import report_with_test_predictions
-    from trainables.svm import fit_and_score_svm, scale_features, svm_report
+    from trainables.svm import fit_and_score_svm, scale_features, svm_report, with_validation_in_train
 
     started = time.perf_counter()
-    features = data.at(config["layer"])
+    features, labels = data.at(config["layer"]), data.labels
+    fit_on = "train"
+    if trains_on_validation(config):  # a refit: the SVM learns from validation too
+        features, labels = with_validation_in_train(features), with_validation_in_train(labels)
+        fit_on = TRAIN_AND_VAL
     scaling = config.get("scaling", "standard")
     train, val, test = scale_features(scaling, features["train"], features["val"], features["test"])
-    features_key = f"{data.keys[config['layer']]}|scaling={scaling}"
-    result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, data.labels, features_key)
+    features_key = f"{data.keys[config['layer']]}|scaling={scaling}|fit={fit_on}"
+    result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, labels, features_key)
     report = svm_report(result, started, n_features=int(train.shape[1]))
-    report_with_test_predictions(report, result.test_predicted, data.labels["test"])
+    report_with_test_predictions(report, result.test_predicted, labels["test"])
 
 
 class FeatureSVMTask(Task):
     space = feature_svm_space.SPACE
     source_kinds = ("network",)  # any task whose networks are feature sources (Task.feature_source)
     source_required = True
+    seeded = False  # SVC's fit on fixed features is deterministic
 
     def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
         check_config(config, n_classes, context)

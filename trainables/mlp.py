@@ -57,3 +57,8 @@ class MLPTask(Task):
         from trainables.models import MLP, MLPSpec
 
         return MLP(MLPSpec(**description["spec"]))
+
+    def network_for(self, config: dict[str, Any], n_classes: int) -> nn.Module:
+        from trainables.models import MLP, MLPSpec
+
+        return MLP(MLPSpec.from_config(config, n_classes))

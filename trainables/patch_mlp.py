@@ -53,6 +53,11 @@ class PatchMLPTask(Task):
         spec = description["spec"]
         return PatchMLP(PatchSpec(**{**spec, "mlp": MLPSpec(**spec["mlp"])}))
 
+    def network_for(self, config: dict[str, Any], n_classes: int) -> nn.Module:
+        from trainables.models import PatchMLP, PatchSpec
+
+        return PatchMLP(PatchSpec.from_config(config, n_classes))
+
     def hidden_layers(self, description: dict[str, Any]) -> list[str]:
         from trainables.specs import hidden_layer_name
 

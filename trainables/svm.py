@@ -16,6 +16,11 @@ from sklearn.utils.extmath import row_norms
 from trainables.specs import SCALINGS, SVM_KERNELS
 
 
+def with_validation_in_train(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The splits of a refit on train + validation: train grows by the validation samples."""
+    return {**splits, "train": np.concatenate([splits["train"], splits["val"]])}
+
+
 def scale_features(scaling: str, train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Fit the scaling on train only, then apply it to every split."""
     if scaling == "standard":

@@ -37,6 +37,9 @@ class Task(ABC):
     # Feature tasks: the model kinds `--from` may hold, and whether --from is required.
     source_kinds: ClassVar[tuple[str, ...]] = ()
     source_required: ClassVar[bool] = False
+    # Whether a trial's seed changes what it learns (a network's initialisation, a k-means codebook);
+    # a refit of a task whose fit a seed does not change trains once, whatever --refit asks.
+    seeded: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,6 +72,11 @@ class Task(ABC):
     def build_model(self, description: dict[str, Any]) -> nn.Module:
         """The untrained network a checkpoint's model.json describes, ready for its weights."""
         raise NotImplementedError(f"{self.name} trials save no network")
+
+    def network_for(self, config: dict[str, Any], n_classes: int) -> nn.Module | None:
+        """The untrained network a configuration trains, without its input statistics (what the cost
+        estimate counts the work of); None for tasks that train no network."""
+        return None
 
     def hidden_layers(self, description: dict[str, Any]) -> list[str]:
         """The names of the hidden layers a feature task may take (second, third, ...)."""

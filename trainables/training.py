@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from scenetune.data import Split
+from scenetune.experiment import trains_on_validation
 from trainables.checkpoints import load_model, load_training_state, save_checkpoint
 from trainables.models import count_parameters
 from trainables.predictions import save_test_predictions
@@ -267,9 +268,7 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     model = plan.model.to(device)
     optimizer = make_optimizer(config, model.parameters())
     generator = torch.Generator().manual_seed(seed)
-    if (
-        config.get("refit") and config.get("refit_train_on") == "train+val"
-    ):  # validation was carved from train
+    if trains_on_validation(config):
         splits = {
             **splits,
             "train": Split(

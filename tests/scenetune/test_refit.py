@@ -65,11 +65,11 @@ def test_refit_trains_the_best_configuration_with_new_seeds(tmp_path: Path, ray_
     ("arguments", "message"),
     [
         (["mlp", "--refit", "-1"], "--refit must be 0 or more seeds, got -1"),
-        (["feature_svm", "--refit", "2"], "--refit retrains a network; feature_svm fits an SVM"),
+        (["mlp", "--refit", "2", "--storage", "s3://bucket/x"], "--refit needs a local --storage folder"),
     ],
 )
 def test_bad_refit_requests(arguments: list[str], message: str, tmp_path: Path, capsys) -> None:
-    assert main(["sweep", *arguments, "--storage", str(tmp_path)]) == 2
+    assert main(["sweep", "--storage", str(tmp_path), *arguments]) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 

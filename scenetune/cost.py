@@ -1,0 +1,164 @@
+"""Cost-aware trials: a configuration whose first epoch cannot end within `--max-trial-seconds` is
+pruned before it starts, and the searcher is told so, so that TPE learns to avoid that region.
+
+A trial's cost is estimated from its network's work per sample (forward FLOPs, counted by torch on
+the meta device: twice the parameter count for an MLP, times the patches for a patch MLP), the
+number of training samples, and the seconds per unit of work this sweep has measured so far (each
+epoch's `train_samples_per_s`). The fastest rate measured is used, so that the estimate is a lower
+bound: a configuration is pruned only when even that bound runs past the limit. Before any trial has
+reported, nothing is pruned; trials that do run are still stopped at their limit (`too_slow`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+
+logger = logging.getLogger(__name__)
+
+# After this many pruned suggestions in a row the next one runs anyway (its time limit still holds):
+# a searcher that only proposes the infeasible must not stall the sweep.
+MAX_PRUNED_IN_A_ROW = 25
+
+
+@dataclass(frozen=True)
+class WorkEstimate:
+    """Forward FLOPs per sample of the network a configuration trains (None: the task trains none)."""
+
+    task_name: str
+    n_classes: int
+
+    def __call__(self, config: dict[str, Any]) -> float | None:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from scenetune.registry import get_task
+
+        with torch.device("meta"):
+            network = get_task(self.task_name).network_for(config, self.n_classes)
+            if network is None:
+                return None
+            side = int(config["image_size"])
+            with FlopCounterMode(display=False) as counter:
+                network(torch.zeros(1, side, side, 3))
+        return float(counter.get_total_flops()) or None
+
+
+@dataclass
+class EpochCost:
+    """What a first epoch costs: training samples x work per sample x measured seconds per work."""
+
+    train_samples: int
+    seconds_per_work: float | None = None  # the fastest rate this sweep has measured
+
+    def measured(self, work: float, samples_per_second: float) -> None:
+        if work > 0 and samples_per_second > 0:
+            rate = 1.0 / (samples_per_second * work)
+            self.seconds_per_work = min(rate, self.seconds_per_work or rate)
+
+    def estimate(self, work: float | None) -> float | None:
+        if work is None or self.seconds_per_work is None:
+            return None
+        return self.train_samples * work * self.seconds_per_work
+
+
+class CostAwareSearch(Searcher):
+    """Wraps a searcher: each suggestion whose estimated first epoch exceeds `limit_s` is reported to
+    the wrapped searcher as a worst-score trial and replaced by the next suggestion."""
+
+    def __init__(
+        self,
+        searcher: Searcher,
+        work_of: WorkEstimate,
+        train_samples: int,
+        limit_s: float,
+        worst_result: dict[str, Any],
+        pruned_log: Path | None = None,
+    ) -> None:
+        self.searcher = searcher
+        self.work_of = work_of
+        self.cost = EpochCost(train_samples)
+        self.limit_s = float(limit_s)
+        self.worst_result = worst_result
+        self.pruned_log = pruned_log
+        self.work: dict[str, float | None] = {}  # per live trial id
+        # The wrapped searcher knows an accepted suggestion by the id of the attempt that made it.
+        self.inner_ids: dict[str, str] = {}
+        self.pruned = 0
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return self.searcher.set_max_concurrency(max_concurrent)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        for attempt in range(MAX_PRUNED_IN_A_ROW + 1):
+            inner_id = trial_id if attempt == 0 else f"{trial_id}-pruned{attempt}"
+            config = self.searcher.suggest(inner_id)
+            if config in (None, Searcher.FINISHED) or not isinstance(config, dict):
+                return config
+            work = self._work(config)
+            estimate = self.cost.estimate(work)
+            if estimate is None or estimate <= self.limit_s or attempt == MAX_PRUNED_IN_A_ROW:
+                self.inner_ids[trial_id] = inner_id
+                self.work[trial_id] = work
+                return config
+            self._prune(inner_id, config, estimate)
+        return None  # unreachable: the last attempt always returns
+
+    def _work(self, config: dict[str, Any]) -> float | None:
+        try:
+            return self.work_of(config)
+        except Exception as error:  # an estimate must never stop a sweep; the trial's limit still holds
+            logger.debug("no cost estimate for %s: %s", config, error)
+            return None
+
+    def _prune(self, inner_id: str, config: dict[str, Any], estimate: float) -> None:
+        self.searcher.on_trial_complete(inner_id, result=dict(self.worst_result))
+        self.pruned += 1
+        if self.pruned_log is not None:
+            entry = {
+                "time": time.time(),
+                "config": config,
+                "estimated_epoch_seconds": estimate,
+                "max_trial_seconds": self.limit_s,
+            }
+            with self.pruned_log.open("a") as log:
+                log.write(json.dumps(entry, default=str) + "\n")
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        work = self.work.get(trial_id)
+        if work and "train_samples_per_s" in result:
+            self.cost.measured(work, float(result["train_samples_per_s"]))
+        self.searcher.on_trial_result(self.inner_ids.get(trial_id, trial_id), result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.work.pop(trial_id, None)
+        self.searcher.on_trial_complete(self.inner_ids.pop(trial_id, trial_id), result=result, error=error)
+
+    def add_evaluated_point(self, *args: Any, **kwargs: Any) -> None:
+        self.searcher.add_evaluated_point(*args, **kwargs)
+
+    def get_state(self) -> dict[str, Any]:
+        """What Tune saves of this wrapper with the experiment (the wrapped searcher saves its own)."""
+        state = self.__dict__.copy()
+        del state["searcher"]
+        return copy.deepcopy(state)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.searcher.restore(checkpoint_path)
