@@ -334,7 +334,7 @@ def command_sweep(args: argparse.Namespace) -> int:
     if outcome.pruned:
         worst = max(outcome.pruned, key=lambda entry: entry["estimated_epoch_seconds"])
         print(
-            f"scenetune: {len(outcome.pruned)} configurations pruned before they started: their first epoch "
+            f"scenetune: {len(outcome.pruned)} configuration(s) pruned before they started: their first epoch "
             f"was estimated past --max-trial-seconds {worst['max_trial_seconds']:g} (e.g. "
             f"{describe_config(worst['config'], plan.task.space.defaults)}: {worst['estimated_epoch_seconds']:.0f} s)"
         )
