@@ -1,0 +1,261 @@
+"""Measurement 7: does scenetune's search end at least where the alternatives end, on the same budget?
+
+For each of the study's five approaches and each seed, four ways of choosing a configuration, each
+followed by the same refit (the chosen configuration trained again with --refit seeds; test accuracy
+as mean ± std over them):
+
+- (a) defaults:   the task's defaults, trained the same way (`--samples 1`: the first prior point);
+- (b) random:     random search, no priors, every trial to its end (`--sampler random --no-prior
+                  --early-stopping none`), on the budget;
+- (c) scenetune:  `scenetune sweep` as it comes: priors first, then TPE, with ASHA, on the budget;
+- (d) no prior:   (c) without the priors (`--no-prior`), on the budget.
+
+The feature approaches take their features from the seed's (a) network (the defaults MLP for deep
+features + SVM, the defaults patch MLP for learnt BoVW), so that the four methods of one approach
+see the same features.
+
+    .venv/bin/python benchmarks/search_quality.py [--data DIR] [--budget 60] [--epochs 5] [--refit 3]
+        [--seeds 0 1 2] [--storage DIR] [--out BENCHMARKS.md]
+
+Each finished run is kept in --storage and not run again, so an interrupted benchmark continues
+where it stopped. The figures go to benchmarks/search_quality.json and into BENCHMARKS.md between
+the measurement's markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from analysis.uncertainty import paired_comparison, refit_summary  # noqa: E402
+from scenetune.experiment import best_trial, describe_config, load_trials  # noqa: E402
+from scenetune.registry import get_task  # noqa: E402
+
+MIT_SPLIT = REPO.parent / "shared" / "datasets" / "MIT_split"
+START, END = "<!-- search_quality:start -->", "<!-- search_quality:end -->"
+UNLIMITED_SAMPLES = "500"  # the budget, not this, ends each search
+
+
+@dataclass(frozen=True)
+class Approach:
+    label: str
+    task: str
+    pins: tuple[str, ...] = ()
+    source: str | None = None  # the approach whose (a) experiment gives the features
+
+
+APPROACHES = {
+    "mlp": Approach("end-to-end MLP", "mlp"),
+    "feature_svm": Approach("deep features + SVM", "feature_svm", source="mlp"),
+    "patch_mlp": Approach("patch MLP", "patch_mlp"),
+    "bovw_learnt": Approach("BoVW, learnt descriptors", "bovw", ("descriptor=learnt",), source="patch_mlp"),
+    "bovw_sift": Approach("BoVW, dense SIFT", "bovw", ("descriptor=sift",)),
+}
+
+
+@dataclass
+class Methods:
+    budget: float
+    arguments: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        budget = ["--samples", UNLIMITED_SAMPLES, "--time-budget", f"{self.budget:g}"]
+        self.arguments = {
+            "defaults": ["--samples", "1"],
+            "random": [*budget, "--sampler", "random", "--no-prior", "--early-stopping", "none"],
+            "scenetune": budget,
+            "no_prior": [*budget, "--no-prior"],
+        }
+
+
+def run_name(approach: str, method: str, seed: int) -> str:
+    return f"s{seed}-{approach}-{method}"
+
+
+def sweep_arguments(args: argparse.Namespace, approach: Approach, seed: int) -> list[str]:
+    """What every method of an approach shares: data or source, pins, epochs, seed, refit, trial limit."""
+    arguments = [approach.task, "--seed", str(seed), "--refit", str(args.refit)]
+    if approach.source:
+        arguments += ["--from", str(args.storage / run_name(approach.source, "defaults", seed))]
+    else:
+        arguments += ["--data", str(args.data)]
+    if get_task(approach.task).model_kind is not None:
+        arguments += ["--epochs", str(args.epochs)]
+    for pin in approach.pins:
+        arguments += ["--set", pin]
+    # One trial may take half the budget, so that the defaults fit in every method's searches.
+    return [*arguments, "--max-trial-seconds", f"{args.budget / 2:g}"]
+
+
+def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int) -> dict[str, Any]:
+    """Run one (approach, method, seed) unless it already finished; return its figures."""
+    approach = APPROACHES[approach_key]
+    name = run_name(approach_key, method, seed)
+    experiment = args.storage / name
+    summary = refit_summary(experiment) if experiment.is_dir() else None
+    seconds = None
+    if summary is None:
+        shutil.rmtree(experiment, ignore_errors=True)  # an unfinished run starts again
+        command = [
+            sys.executable,
+            "-m",
+            "scenetune",
+            "sweep",
+            *sweep_arguments(args, approach, seed),
+            *Methods(args.budget).arguments[method],
+            "--storage",
+            str(args.storage),
+            "--name",
+            name,
+        ]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        summary = refit_summary(experiment)
+    best = best_trial(experiment)
+    defaults = get_task(approach.task).space.defaults
+    return {
+        "approach": approach_key,
+        "method": method,
+        "seed": seed,
+        "refit_mean": summary.mean,
+        "refit_std": summary.std,
+        "refit_low": summary.low,
+        "refit_high": summary.high,
+        "refit_seeds": len(summary.test_accs),
+        "refit_correct": [round(float(share), 4) for share in summary.correct],  # per test image
+        "best_val_acc": float(best.best_report()["val_acc"]),
+        "best_config": describe_config(best.config, defaults),
+        "trials": len(load_trials(experiment)),
+        "wall_seconds": seconds,
+    }
+
+
+def cell(row: dict[str, Any]) -> str:
+    return f"{row['refit_mean']:.3f} ± {row['refit_std']:.3f}"
+
+
+def versus(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """The difference in points, paired over the test images: marked ~ where the data cannot tell."""
+    comparison = paired_comparison(np.array(ours["refit_correct"]), np.array(theirs["refit_correct"]))
+    mark = "" if comparison.distinguishable else " ~"
+    return f"{comparison.difference * 100:+.1f}{mark} (p={comparison.p_value:.2g})"
+
+
+def told_worse(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether ours is below theirs by a difference the data can tell."""
+    comparison = paired_comparison(np.array(ours["refit_correct"]), np.array(theirs["refit_correct"]))
+    return comparison.distinguishable and comparison.difference < 0
+
+
+def table(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, int, int, int]:
+    """The markdown table; how many (approach, seed) pairs meet the target, of how many; and in how
+    many (c) is below (a) or (b) by a difference the data can tell."""
+    by_key = {(r["approach"], r["method"], r["seed"]): r for r in results}
+    lines = [
+        "| approach | seed | (a) defaults | (b) random | (c) scenetune | (d) --no-prior | (c) - (a), points | (c) - (b), points | (c) >= (a), (b) | trials (b/c/d) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    met = total = worse = 0
+    for approach_key, approach in APPROACHES.items():
+        for seed in seeds:
+            rows = [
+                by_key.get((approach_key, m, seed)) for m in ("defaults", "random", "scenetune", "no_prior")
+            ]
+            if any(r is None for r in rows):
+                continue
+            a, b, c, d = rows
+            ok = c["refit_mean"] >= a["refit_mean"] and c["refit_mean"] >= b["refit_mean"]
+            met, total = met + ok, total + 1
+            worse += told_worse(c, a) or told_worse(c, b)
+            lines.append(
+                f"| {approach.label} | {seed} | {cell(a)} | {cell(b)} | {cell(c)} | {cell(d)} | "
+                f"{versus(c, a)} | {versus(c, b)} | "
+                f"{'yes' if ok else 'no'} | {b['trials']}/{c['trials']}/{d['trials']} |"
+            )
+    return "\n".join(lines), met, total, worse
+
+
+def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    text, met, total, worse = table(results, args.seeds)
+    command = (
+        f"python benchmarks/search_quality.py --budget {args.budget:g} --epochs {args.epochs} "
+        f"--refit {args.refit} --seeds {' '.join(map(str, args.seeds))}"
+    )
+    section = "\n".join(
+        [
+            START,
+            f"## Search quality against the defaults and random search (measurement 7, `{command}`)",
+            "",
+            f"On `{Path(args.data).name}`, {os.cpu_count()} CPU cores, {platform.python_version()}, {time.strftime('%Y-%m-%d')}: "
+            f"each search had a budget of {args.budget:g} s of wall clock on the 2 cores (one trial at most "
+            f"{args.budget / 2:g} s; networks {args.epochs} epochs per trial), then its chosen configuration was "
+            f"refit with {args.refit} seeds (train + validation, the best epoch count). Cells: refit test accuracy, "
+            "mean ± std over the refit seeds, on the test folder. Differences are paired over the test images "
+            "(bootstrap interval and sign test on the share of refit models right on each image); ~ marks a "
+            "difference the data cannot tell from zero. The baselines (a) and (b) were measured in the same run.",
+            "",
+            text,
+            "",
+            f"Target (c) >= (a) and (c) >= (b) on the refit means: met for **{met} of {total}** (approach, seed) "
+            f"pairs; (c) is below (a) or (b) by a difference the data can tell in {worse} of {total}.",
+            END,
+        ]
+    )
+    current = out.read_text() if out.is_file() else ""
+    if START in current and END in current:
+        before, rest = current.split(START, 1)
+        current = before + section + rest.split(END, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + section + "\n"
+    out.write_text(current)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(MIT_SPLIT), help="an image folder, or digits")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds of wall clock per search")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per network trial")
+    parser.add_argument("--refit", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--approaches", nargs="+", default=list(APPROACHES), choices=list(APPROACHES))
+    parser.add_argument("--storage", type=Path, default=Path("/tmp/scenetune-search-quality"))
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "search_quality.json")
+    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+    if args.data != "digits" and not Path(args.data).is_dir():
+        parser.error(f"--data {args.data} is not a folder")
+    args.storage = args.storage.resolve()
+    args.storage.mkdir(parents=True, exist_ok=True)
+    results = []
+    for seed in args.seeds:
+        for approach_key in args.approaches:
+            source = APPROACHES[approach_key].source
+            if source is not None:  # the seed's defaults network gives the features
+                measure(args, source, "defaults", seed)
+            for method in ("defaults", "random", "scenetune", "no_prior"):
+                row = measure(args, approach_key, method, seed)
+                results.append(row)
+                print(json.dumps(row), flush=True)
+                args.json.write_text(json.dumps({"budget": args.budget, "results": results}, indent=1))
+    write_section(args.out, args, results)
+    print(table(results, args.seeds)[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
