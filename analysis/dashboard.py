@@ -50,6 +50,8 @@ HOME_BODY = TEMPLATES.from_string(
 <div data-role="experiments">Loading…</div>
 <h2>Studies</h2>
 <div data-role="studies">Loading…</div>
+<h2>Replications of the study</h2>
+<div data-role="replications">Loading…</div>
 </section>"""
 )
 
@@ -213,10 +215,12 @@ def build_report(paths: list[Path]) -> str:
     paths = [Path(p).resolve() for p in paths]
     root = Path(os.path.commonpath(paths)) if len(paths) > 1 else paths[0].parent
     experiments = _experiments_of(paths)
-    home = {"experiments": [], "studies": []}
+    home = {"experiments": [], "studies": [], "replications": []}
     for path in paths:
-        partial = home_payload(path) if not is_experiment_dir(path) else {"experiments": [], "studies": []}
-        home["studies"] += partial["studies"]
+        if not is_experiment_dir(path):
+            partial = home_payload(path)
+            home["studies"] += partial["studies"]
+            home["replications"] += partial["replications"]
     payloads = {}
     for path in experiments:
         payload = experiment_payload(root, path)

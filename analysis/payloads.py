@@ -11,6 +11,7 @@ import pandas as pd
 from analysis.results import LOG_SCALE_RATIO, STATUSES, Experiment, load_experiment, loss_ceiling
 from analysis.uncertainty import checkpoint_interval
 from scenetune.experiment import is_experiment_dir, rerun_command
+from scenetune.replication_steps import STATE_FILE as REPLICATION_STATE_FILE
 
 STUDY_FILE = "study.json"
 MAX_DEPTH = 3  # root/experiment, root/study/step, root/group/study/step
@@ -37,11 +38,12 @@ def json_safe(value: Any) -> Any:
 
 
 def discover(root: Path) -> tuple[list[Path], list[Path]]:
-    """Experiments (folders with scenetune.json) and studies (with study.json) under root.
+    """Experiments (folders with scenetune.json), studies (with study.json) and replications (with
+    their state file) under root.
 
     Links that lead outside root are not followed: the dashboard shows what lies under its root only.
     """
-    experiments, studies = [], []
+    experiments, studies, replications = [], [], []
     inside = root.resolve()
     frontier = [root]
     for _ in range(MAX_DEPTH):
@@ -54,9 +56,11 @@ def discover(root: Path) -> tuple[list[Path], list[Path]]:
                 else:
                     if (child / STUDY_FILE).is_file():
                         studies.append(child)
+                    if (child / REPLICATION_STATE_FILE).is_file():
+                        replications.append(child)
                     next_frontier.append(child)
         frontier = next_frontier
-    return experiments, studies
+    return experiments, studies, replications
 
 
 def relative_id(root: Path, path: Path) -> str:
@@ -97,12 +101,19 @@ def study_summary(root: Path, study: Path) -> dict[str, Any]:
     }
 
 
+def replication_summary(root: Path, replication: Path) -> dict[str, Any]:
+    from analysis.replication import replication_payload
+
+    return {"id": relative_id(root, replication), **replication_payload(replication)}
+
+
 def home_payload(root: Path) -> dict[str, Any]:
-    experiments, studies = discover(root)
+    experiments, studies, replications = discover(root)
     return json_safe(
         {
             "experiments": [experiment_summary(root, load_experiment(path)) for path in experiments],
             "studies": [study_summary(root, path) for path in studies],
+            "replications": [replication_summary(root, path) for path in replications],
         }
     )
 

@@ -120,11 +120,17 @@ def _diverged(losses: pd.Series, ceiling: float) -> bool:
 def accuracy_vs_factor(experiment: Experiment, out_dir: Path) -> list[Path]:
     """Validation and test accuracy against the preset's swept factor (the study's one-factor plots)."""
     factors = swept_factors(experiment)
-    if len(factors) != 1:
+    if not factors:
         return []
-    factor = factors[0]
     trials = experiment.trials.sort_values("order")
-    values = trials[CONFIG_PREFIX + factor]
+    if len(factors) == 1:
+        factor = factors[0]
+        values = trials[CONFIG_PREFIX + factor]
+    else:  # a preset that varies several keys together (batch norm and dropout): one label per point
+        factor = " and ".join(factors)
+        values = trials[[CONFIG_PREFIX + f for f in factors]].apply(
+            lambda row: " ".join(f"{f}={short_value(v)}" for f, v in zip(factors, row)), axis=1
+        )
     figure, axis = plt.subplots(figsize=(7, 4.5))
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     positions = values.to_numpy(dtype=float) if numeric else np.arange(len(values))
@@ -135,7 +141,7 @@ def accuracy_vs_factor(experiment: Experiment, out_dir: Path) -> list[Path]:
     if not numeric:
         axis.set_xticks(positions, [short_value(v) for v in values], rotation=20)
     _label(axis, factor, "accuracy", f"{experiment.name}: accuracy against {factor}")
-    return save_figure(figure, out_dir, f"accuracy_vs_{factor}")
+    return save_figure(figure, out_dir, f"accuracy_vs_{'_and_'.join(factors)}")
 
 
 def optuna_figures(experiment: Experiment, out_dir: Path) -> list[Path]:

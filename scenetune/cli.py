@@ -163,6 +163,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--address", help="join a running Ray cluster")
     study.add_argument("--verbose", action="store_true")
+    replicate = commands.add_parser(
+        "replicate",
+        help="rerun the study's chain of one-factor experiments and compare with its published tables",
+    )
+    replicate.add_argument(
+        "--data", default="digits", help="`digits` (built in) or a folder DIR/{train,test}/<class>/<image>"
+    )
+    replicate.add_argument(
+        "--protocol",
+        default="study",
+        help="`study` (the test folder as validation, as the study did; the default) or `honest` "
+        "(validation carved from train, test reported apart)",
+    )
+    replicate.add_argument(
+        "--carry",
+        default="study",
+        help="where the study fixed a choice by hand: `study` follows it (the default), `best` takes the best value found",
+    )
+    replicate.add_argument("--epochs", type=int, help="epochs per network trial (default: the task's, 20)")
+    replicate.add_argument(
+        "--quick", action="store_true", help="small networks, 2 epochs: minutes on a laptop"
+    )
+    replicate.add_argument("--storage", default="results")
+    replicate.add_argument("--name", help="replication name (default replication-DATE-TIME)")
+    replicate.add_argument(
+        "--resume", action="store_true", help="continue the interrupted replication --name"
+    )
+    replicate.add_argument("--seed", type=int, default=0)
+    replicate.add_argument("--address", help="join a running Ray cluster")
+    replicate.add_argument("--verbose", action="store_true")
     dashboard = commands.add_parser("dashboard", help="a live local web page over every experiment and study")
     dashboard.add_argument("root", nargs="?", default="results", metavar="RESULTS_ROOT")
     dashboard.add_argument("--host", default="127.0.0.1")
@@ -230,6 +260,27 @@ def command_study(args: argparse.Namespace) -> int:
             resume=args.resume,
             seed=args.seed,
             refit=args.refit,
+            address=args.address,
+            verbose=args.verbose,
+        )
+    )
+    return 0
+
+
+def command_replicate(args: argparse.Namespace) -> int:
+    from scenetune.replicate import ReplicateRequest, run_replication
+
+    run_replication(
+        ReplicateRequest(
+            data=args.data,
+            protocol=args.protocol,
+            carry=args.carry,
+            epochs=args.epochs,
+            quick=args.quick,
+            storage=args.storage,
+            name=args.name,
+            resume=args.resume,
+            seed=args.seed,
             address=args.address,
             verbose=args.verbose,
         )
@@ -399,6 +450,7 @@ COMMANDS = {
     "plot": command_plot,
     "importance": command_importance,
     "study": command_study,
+    "replicate": command_replicate,
     "dashboard": command_dashboard,
     "report": command_report,
 }

@@ -20,7 +20,7 @@ import re
 import shlex
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,8 +210,9 @@ def read_experiment_record(path: Path) -> dict[str, Any]:
     return json.loads((Path(path) / EXPERIMENT_FILE).read_text())
 
 
-def best_trial(experiment_dir: Path) -> TrialRecord | None:
-    """The trial with the best score for the experiment's recorded objective that has a checkpoint."""
+def best_trial(experiment_dir: Path, keep: Callable[[TrialRecord], bool] | None = None) -> TrialRecord | None:
+    """The trial with the best score for the experiment's recorded objective that has a checkpoint
+    (among the trials `keep` accepts)."""
     objective = (
         objective_of(read_experiment_record(experiment_dir))
         if is_experiment_dir(experiment_dir)
@@ -220,7 +221,7 @@ def best_trial(experiment_dir: Path) -> TrialRecord | None:
     best: TrialRecord | None = None
     for trial in load_trials(experiment_dir):
         score = trial.best_score(objective)
-        if score is None or not trial.checkpoints():
+        if score is None or not trial.checkpoints() or (keep is not None and not keep(trial)):
             continue
         if best is None or objective.better(score, best.best_score(objective)):
             best = trial

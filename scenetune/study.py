@@ -7,7 +7,6 @@ folder; `study.json` records which steps are done, so `--resume` continues where
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from analysis import study as comparison
 from analysis.plots import approach_accuracies, plot_experiment
 from analysis.results import load_experiment
 from analysis.tables import render, summary_table
+from scenetune.chain import claim_directory, read_state, write_state
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
 from scenetune.study_steps import STEPS, StudyStep
@@ -48,13 +48,11 @@ def _study_dir(request: StudyRequest) -> Path:
 
 
 def _read_state(directory: Path) -> dict[str, Any]:
-    return json.loads((directory / STATE_FILE).read_text())
+    return read_state(directory / STATE_FILE)
 
 
 def _write_state(directory: Path, state: dict[str, Any]) -> None:
-    partial = directory / f".{STATE_FILE}.partial"
-    partial.write_text(json.dumps(state, indent=2))
-    partial.replace(directory / STATE_FILE)
+    write_state(directory / STATE_FILE, state)
 
 
 def _step_request(step: StudyStep, request: StudyRequest, directory: Path, resume: bool) -> SweepRequest:
@@ -110,13 +108,7 @@ def run_study(request: StudyRequest) -> Path:
             **{**state["request"], "resume": True, "address": request.address, "verbose": request.verbose}
         )
     else:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            directory.mkdir()  # atomic: of two studies started at once with one --name, one goes on
-        except FileExistsError:
-            raise UserError(
-                f"study directory {directory} already exists (another study created it just now); choose another --name"
-            ) from None
+        claim_directory(directory, "study")
         state = {
             "request": {k: v for k, v in vars(request).items() if k not in ("resume", "address", "verbose")},
             "steps": {},

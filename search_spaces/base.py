@@ -47,6 +47,9 @@ class Preset:
     points: list[dict[str, Any]] | Callable[[dict[str, Any]], list[dict[str, Any]]]
     keep: Callable[[dict[str, Any]], bool] | None = None  # drops points that do not fit the pinned values
     swept: tuple[str, ...] = ()  # the varied parameters, where the grid depends on the context
+    # The model every point starts from (e.g. model 1.4); unlike the points, pins override it, so
+    # that a chain of sweeps can run the same factor on the model an earlier step chose.
+    base: dict[str, Any] = field(default_factory=dict)
 
     def points_for(self, context: dict[str, Any]) -> list[dict[str, Any]]:
         return self.points(context) if callable(self.points) else self.points
@@ -82,9 +85,11 @@ class TaskSpace:
     def preset_configs(
         self, preset: str, pinned: dict[str, Any], context: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """The full configuration of every grid point: defaults, then pins, then the point."""
+        """The full configuration of every grid point: defaults, the preset's base, pins, the point."""
         chosen = self.presets[preset]
-        configs = [{**self.defaults, **pinned, **point} for point in chosen.points_for(context or {})]
+        configs = [
+            {**self.defaults, **chosen.base, **pinned, **point} for point in chosen.points_for(context or {})
+        ]
         return [config for config in configs if chosen.keep is None or chosen.keep(config)]
 
     def define_by_run(

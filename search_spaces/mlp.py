@@ -52,18 +52,20 @@ PRESETS = {
             "regularization",
             "model 1.4 (4 hidden layers) with no regularisation, batch norm, dropout, or both",
             [
-                {**MODEL_1_4, "batch_norm": bn, "dropout": dropout}
+                {"batch_norm": bn, "dropout": dropout}
                 for bn, dropout in ((False, 0.0), (True, 0.0), (False, STUDY_DROPOUT), (True, STUDY_DROPOUT))
             ],
+            base=MODEL_1_4,
         ),
         Preset(
             "width",
             "model 1.4.4 (2048 first), model 2 (4096 first, halving), model 3 (4096, equal widths)",
             [
-                MODEL_1_4_4,
-                {**MODEL_1_4_4, "width": 4096},
-                {**MODEL_1_4_4, "width": 4096, "width_schedule": "constant"},
+                {"width": 2048, "width_schedule": "halve"},
+                {"width": 4096, "width_schedule": "halve"},
+                {"width": 4096, "width_schedule": "constant"},
             ],
+            base=MODEL_1_4_4,
         ),
         Preset(
             "initializer",

@@ -69,6 +69,29 @@ function renderHome(root, payload, linkTo) {
   });
   replace(root, "studies", studies.length ? element("div", {}, studies) : element("p", { text: "No studies yet." }));
   for (const [chart, rows] of charts) drawStudyAccuracy(chart, rows);
+  const replications = (payload.replications || []).map(renderReplication);
+  replace(root, "replications", replications.length ? element("div", {}, replications) : element("p", { text: "No replications yet." }));
+}
+
+// A replication of the study: its steps, the study's conclusions marked from our numbers, and each of
+// the study's tables with our value beside the published one.
+function renderReplication(replication) {
+  const steps = replication.steps.map((step) => `${step.name}: ${step.status}`).join(", ");
+  const conclusions = element("ul", { "data-role": "conclusions" }, replication.conclusions.map((c) =>
+    element("li", { "data-mark": c.mark }, [element("strong", { text: c.mark }), document.createTextNode(`: ${c.claim} (${c.evidence})`)])));
+  const columns = ["row", "metric", "measured", "test_acc", "published", "difference"];
+  const tables = Object.entries(replication.tables).map(([name, rows]) => element("div", { class: "replication-table", "data-table": name }, [
+    element("h4", { text: name }),
+    table(columns, rows.map((row) => ({ cells: columns.map((k) => row[k]) }))),
+  ]));
+  const request = replication.request;
+  return element("section", { class: "replication", "data-replication": replication.id }, [
+    element("h3", { text: replication.id }),
+    element("p", { text: `data ${request.data}, protocol ${request.protocol}, carry ${request.carry}; steps: ${steps}` }),
+    element("h4", { text: "The study's conclusions" }),
+    conclusions,
+    ...tables,
+  ]);
 }
 
 // Test accuracy per approach, with the 95% interval over the test images as error bars: the mean of

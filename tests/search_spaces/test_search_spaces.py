@@ -167,3 +167,10 @@ def test_priors_replay_to_exactly_their_configurations() -> None:
             )  # plus derived choices (use_dropout...)
     pinned = prior_points(TASKS["mlp"].space, {"image_size": 16}, {})
     assert [p.get("image_size") for p in pinned] == [None, None] and [p["depth"] for p in pinned] == [1, 4]
+
+
+def test_pins_override_a_presets_base_model_but_not_its_points():
+    # A chain of sweeps runs the regularisation table on the depth an earlier step chose.
+    on_depth_2 = mlp.SPACE.preset_configs("regularization", {"depth": 2, "batch_norm": True})
+    assert {c["depth"] for c in on_depth_2} == {2}
+    assert [c["batch_norm"] for c in on_depth_2] == [False, True, False, True]  # the points still vary it

@@ -1,0 +1,331 @@
+"""`scenetune replicate`'s report: each of the study's tables with our measured value beside its
+published one, and the study's written conclusions, each marked agrees or disagrees from our numbers.
+
+The published numbers are data (`analysis/published/study.csv`), read at run time: each row names
+its table, its label in the study, the replication step that measures it, the configuration that
+identifies its trial in that step (`match`), the metric, and the study's value (empty where the
+study gave a figure, not a number).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scenetune.experiment import TrialRecord, is_experiment_dir, is_present, load_trials
+from scenetune.replication_steps import QUICK_EPOCHS, STATE_FILE, STEPS
+
+PUBLISHED = Path(__file__).parent / "published" / "study.csv"
+REPORT_COLUMNS = ["table", "row", "step", "metric", "measured", "test_acc", "published", "difference"]
+
+
+def published_table(path: Path = PUBLISHED) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    table["match"] = table["match"].map(json.loads)
+    return table
+
+
+def _matches(config: dict[str, Any], match: dict[str, Any]) -> bool:
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, float) or isinstance(b, float):
+            return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9)
+        return a == b
+
+    return all(same(config.get(key), value) for key, value in match.items())
+
+
+def _trial_for(trials: list[TrialRecord], match: dict[str, Any]) -> TrialRecord | None:
+    return next((t for t in trials if t.history and _matches(t.config, match)), None)
+
+
+def measured_table(directory: Path, protocol: str, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every published row with what this replication measured for it: the metric at the trial's best
+    validation epoch. The study validated on the test folder, so under `--protocol honest` (validation
+    carved from train) validation accuracy is compared through the test accuracy instead."""
+    published = published_table() if published is None else published
+    trials = {
+        step.name: load_trials(directory / step.name) if is_experiment_dir(directory / step.name) else []
+        for step in STEPS
+    }
+    rows = []
+    for entry in published.itertuples():
+        trial = _trial_for(trials.get(entry.step, []), entry.match)
+        report = trial.best_report() if trial is not None else {}
+        metric = "test_acc" if protocol == "honest" and entry.metric == "val_acc" else entry.metric
+        measured = report.get(metric)
+        measured = float(measured) if is_present(measured) else None
+        value = float(entry.published) if is_present(entry.published) else None
+        rows.append(
+            {
+                "table": entry.table,
+                "row": entry.row,
+                "step": entry.step,
+                "metric": entry.metric,
+                "measured": measured,
+                "test_acc": float(report["test_acc"]) if is_present(report.get("test_acc")) else None,
+                "published": value,
+                "difference": measured - value if measured is not None and value is not None else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+
+
+# ---------- the study's conclusions, computed from a measured table ----------
+
+
+class Values:
+    """Lookups into a measured (or published) table: value(table, row, metric)."""
+
+    def __init__(self, table: pd.DataFrame, column: str = "measured") -> None:
+        self.table, self.column = table, column
+
+    def value(self, table: str, row: str, metric: str = "val_acc") -> float | None:
+        found = self.table[
+            (self.table["table"] == table) & (self.table["row"] == row) & (self.table["metric"] == metric)
+        ]
+        if found.empty or not is_present(found.iloc[0][self.column]):
+            return None
+        return float(found.iloc[0][self.column])
+
+    def of(self, table: str, metric: str = "val_acc") -> dict[str, float]:
+        """Every row of a table that has a value, in the study's order."""
+        rows = self.table[(self.table["table"] == table) & (self.table["metric"] == metric)]
+        return {r: float(v) for r, v in zip(rows["row"], rows[self.column]) if is_present(v)}
+
+    def best(self, table: str) -> str | None:
+        values = self.of(table)
+        return max(values, key=values.get) if values else None
+
+    def spread(self, table: str) -> float | None:
+        values = list(self.of(table).values())
+        return max(values) - min(values) if len(values) >= 2 else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    agrees: bool | None  # None: this replication did not measure what the claim needs
+    evidence: str
+
+    @property
+    def mark(self) -> str:
+        return {True: "agrees", False: "disagrees", None: "not measured"}[self.agrees]
+
+
+def _argmax_claim(claim: str, table: str, expected: str) -> Callable[[Values], Verdict]:
+    def check(values: Values) -> Verdict:
+        best = values.best(table)
+        if best is None:
+            return Verdict(claim, None, f"no {table} results")
+        shown = ", ".join(f"{row} {value:.3f}" for row, value in values.of(table).items())
+        return Verdict(claim, best == expected, f"best: {best} ({shown})")
+
+    return check
+
+
+def _input_size_enough(values: Values) -> Verdict:
+    claim = "32x32 input is enough: larger images do not gain validation accuracy"
+    base = values.value("image_size", "32x32 (default)")
+    larger = [v for v in (values.value("image_size", "64x64"), values.value("image_size", "128x128")) if v]
+    if base is None or not larger:
+        return Verdict(claim, None, "no image size results")
+    return Verdict(claim, base >= max(larger), f"32x32 {base:.3f}, best larger {max(larger):.3f}")
+
+
+def _batch_16_appropriate(values: Values) -> Verdict:
+    claim = "Batch size 16 is appropriate: among the highest accuracies (top 3 of the batch sizes)"
+    ranked = sorted(values.of("batch_size").items(), key=lambda item: -item[1])
+    names = [row for row, _ in ranked]
+    if "batch 16 (default)" not in names:
+        return Verdict(claim, None, "no batch-16 result")
+    rank = names.index("batch 16 (default)") + 1
+    return Verdict(claim, rank <= 3, f"batch 16 ranks {rank} of {len(names)}")
+
+
+def _regularisation_narrows_gap(values: Values) -> Verdict:
+    claim = "Batch norm and dropout reduce the gap between train and validation accuracy (model 1.4.4 vs 1.4)"
+    gaps = {}
+    for row in ("model_1.4", "model_1.4.4"):
+        train, val = values.value("summary", row, "train_acc"), values.value("summary", row, "val_acc")
+        if train is None or val is None:
+            return Verdict(claim, None, f"no train/validation accuracy for {row}")
+        gaps[row] = train - val
+    return Verdict(
+        claim,
+        gaps["model_1.4.4"] < gaps["model_1.4"],
+        f"gap {gaps['model_1.4']:.3f} without, {gaps['model_1.4.4']:.3f} with",
+    )
+
+
+def _depth_over_width(values: Values) -> Verdict:
+    claim = "Depth matters more than width: validation accuracy varies more across depths than across widths"
+    depth, width = values.spread("depth"), values.spread("width")
+    if depth is None or width is None:
+        return Verdict(claim, None, "no depth or width results")
+    return Verdict(claim, depth > width, f"spread over depths {depth:.3f}, over widths {width:.3f}")
+
+
+def _svm_no_better(values: Values) -> Verdict:
+    claim = "The SVM on deep features does not improve on the end-to-end network (model 2)"
+    svm, network = values.of("svm_layer"), values.value("width", "model 2 (4096 first)")
+    if not svm or network is None:
+        return Verdict(claim, None, "no SVM or model 2 results")
+    best = max(svm.values())
+    return Verdict(claim, best <= network, f"best layer {best:.3f}, model 2 {network:.3f}")
+
+
+def _mean_aggregation(values: Values) -> Verdict:
+    claim = "Mean aggregation beats max and min"
+    mean, others = (
+        values.value("aggregation", "mean"),
+        [values.value("aggregation", r) for r in ("max", "min")],
+    )
+    if mean is None or None in others:
+        return Verdict(claim, None, "no aggregation results")
+    return Verdict(claim, mean > max(others), f"mean {mean:.3f}, max {others[0]:.3f}, min {others[1]:.3f}")
+
+
+def _patch_beats_bovw(values: Values) -> Verdict:
+    claim = "The end-to-end patch MLP beats BoVW on its learnt descriptors"
+    patch = list(values.of("patch_size").values()) + list(values.of("aggregation").values())
+    bovw = list(values.of("codebook").values())
+    if not patch or not bovw:
+        return Verdict(claim, None, "no patch or BoVW results")
+    return Verdict(
+        claim, max(patch) > max(bovw), f"best patch MLP {max(patch):.3f}, best BoVW {max(bovw):.3f}"
+    )
+
+
+CONCLUSIONS: tuple[Callable[[Values], Verdict], ...] = (
+    _argmax_claim("The default learning rate 1e-3 is best", "lr", "lr 1e-3 (default)"),
+    _input_size_enough,
+    _batch_16_appropriate,
+    _argmax_claim("4 hidden layers are best (model 1.4)", "depth", "hidLayers_4"),
+    _regularisation_narrows_gap,
+    _depth_over_width,
+    _argmax_claim("GlorotNormal is the best initializer", "initializer", "GlorotNormal"),
+    _svm_no_better,
+    _argmax_claim("32x32 patches are best", "patch_size", "32x32"),
+    _mean_aggregation,
+    _argmax_claim("A codebook of 256 words is best", "codebook", "256 words"),
+    _patch_beats_bovw,
+)
+
+
+def conclusions(table: pd.DataFrame, column: str = "measured") -> list[Verdict]:
+    values = Values(table, column)
+    return [check(values) for check in CONCLUSIONS]
+
+
+def replication_payload(directory: Path) -> dict[str, Any]:
+    """What the dashboard and the report show of a replication, computed from its trials as they are
+    (so a running replication shows its tables filling in)."""
+    state = json.loads((directory / STATE_FILE).read_text())
+    table = measured_table(directory, state["request"]["protocol"])
+    return {
+        "name": directory.name,
+        "request": state["request"],
+        "steps": [{"name": step.name, "status": state["steps"].get(step.name, "not run")} for step in STEPS],
+        "conclusions": [
+            {"claim": v.claim, "mark": v.mark, "evidence": v.evidence} for v in conclusions(table)
+        ],
+        "tables": {
+            name: json.loads(rows.drop(columns=["table", "step"]).to_json(orient="records"))
+            for name, rows in table.groupby("table", sort=False)
+        },
+    }
+
+
+# ---------- the report ----------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if is_present(value) else "-"
+
+
+def _table_markdown(rows: pd.DataFrame) -> str:
+    lines = ["| row | metric | measured | test_acc | published | difference |", "|---|---|---|---|---|---|"]
+    for row in rows.itertuples():
+        difference = f"{row.difference:+.3f}" if is_present(row.difference) else "-"
+        lines.append(
+            f"| {row.row} | {row.metric} | {_fmt(row.measured)} | {_fmt(row.test_acc)} | {_fmt(row.published, 4)} | {difference} |"
+        )
+    return "\n".join(lines)
+
+
+def write_replication(directory: Path, state: dict[str, Any]) -> str:
+    """replication.md, .csv and .json, and each step's figures; returns the conclusions as text."""
+    from analysis.plots import plot_experiment
+    from analysis.results import load_experiment
+
+    request = state["request"]
+    table = measured_table(directory, request["protocol"])
+    verdicts = conclusions(table)
+    table.to_csv(directory / "replication.csv", index=False)
+    figures: dict[str, list[str]] = {}
+    for step in STEPS:
+        if is_experiment_dir(directory / step.name):
+            paths = plot_experiment(load_experiment(directory / step.name), directory / "figures" / step.name)
+            figures[step.name] = [str(p.relative_to(directory)) for p in paths if p.suffix == ".png"]
+    steps = [
+        {
+            "name": step.name,
+            "task": step.task,
+            "preset": step.preset,
+            "starts_from": step.study_start if request["carry"] == "study" else step.best_start,
+            "pins": state.get("pins", {}).get(step.name),
+            "status": state["steps"].get(step.name, "not run"),
+        }
+        for step in STEPS
+    ]
+    (directory / "replication.json").write_text(
+        json.dumps(
+            {
+                "request": request,
+                "steps": steps,
+                "tables": json.loads(table.to_json(orient="records")),
+                "conclusions": [{**asdict(v), "mark": v.mark} for v in verdicts],
+                "figures": figures,
+            },
+            indent=2,
+        )
+    )
+    epochs = QUICK_EPOCHS if request["quick"] else request["epochs"] or "the task default"
+    validation = (
+        "the test folder, as in the study"
+        if request["protocol"] == "study"
+        else "carved from train; `measured` accuracy is on the test folder, the images the study validated on"
+    )
+    lines = [
+        f"# Replication {directory.name}: the study's one-factor chain",
+        "",
+        f"Data `{request['data']}`; protocol `{request['protocol']}` (validation: {validation}); carry "
+        f"`{request['carry']}`; epochs {epochs}{' (quick)' if request['quick'] else ''}; "
+        f"seed {request['seed']}. Each value is the trial's best validation epoch. The study trained on "
+        "256x256 originals; a 64x64 copy of the data upsamples the 128x128 input point and gives a "
+        "coarser patch grid.",
+        "",
+        "## Steps",
+        "",
+        *[
+            f"{i}. `{s['name']}` ({s['task']} --space {s['preset']}, {s['status']}): starts from {s['starts_from']}; pins `{json.dumps(s['pins'])}`"
+            for i, s in enumerate(steps, 1)
+        ],
+        "",
+        "## The study's conclusions",
+        "",
+        *[f"- **{v.mark}**: {v.claim} ({v.evidence})." for v in verdicts],
+        "",
+    ]
+    for name, rows in table.groupby("table", sort=False):
+        lines += [f"## Table: {name}", "", _table_markdown(rows), ""]
+        step = rows.iloc[0]["step"]
+        lines += [f"![{Path(p).stem}]({p})" for p in figures.get(step, [])] + [""]
+    (directory / "replication.md").write_text("\n".join(lines))
+    return "\n".join(f"{v.mark:>12}: {v.claim}" for v in verdicts)

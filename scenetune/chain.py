@@ -1,0 +1,32 @@
+"""What the commands that run a chain of sweeps (`study`, `replicate`) share: one folder per chain,
+claimed atomically, and a state file that records which steps are done, so `--resume` continues."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from scenetune.errors import UserError
+
+
+def claim_directory(directory: Path, what: str) -> None:
+    """Create the chain's folder; of two chains started at once with one --name, one goes on."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        raise UserError(
+            f"{what} directory {directory} already exists (another {what} created it just now); choose another --name"
+        ) from None
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically: a kill while writing leaves the previous state, never half of one."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(path)

@@ -1,0 +1,62 @@
+"""The replication's comparison with the study's published tables, and its computed conclusions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analysis.replication import CONCLUSIONS, conclusions, published_table
+from scenetune.replication_steps import STEPS
+
+
+def _as_measured(values: pd.Series) -> pd.DataFrame:
+    table = published_table()
+    return table.assign(measured=values.to_numpy())
+
+
+def test_the_published_file_names_only_steps_of_the_chain() -> None:
+    table = published_table()
+    assert set(table["step"]) <= {step.name for step in STEPS}
+    assert set(table["metric"]) <= {"val_acc", "train_acc", "train_loss", "val_loss"}
+    # the study's numeric tables, with their rows
+    assert list(table[table["table"] == "depth"]["row"]) == [f"hidLayers_{d}" for d in range(1, 9)]
+    assert table[table["table"] == "codebook"]["published"].tolist() == [0.691, 0.701, 0.726, 0.678, 0.435]
+
+
+def test_the_studys_own_numbers_agree_with_its_conclusions() -> None:
+    verdicts = conclusions(published_table(), column="published")
+    assert len(verdicts) == len(CONCLUSIONS) == 12
+    measured = [v for v in verdicts if v.agrees is not None]
+    # lr, image size and batch size are figures in the study, not numbers
+    assert [v.agrees for v in verdicts if v.agrees is None] == [None, None, None]
+    assert len(measured) == 9 and all(v.agrees for v in measured), [v for v in measured if not v.agrees]
+
+
+def test_the_agreement_flips_when_the_numbers_do() -> None:
+    table = published_table()
+    # Opposite results: every accuracy mirrored (best becomes worst), so each ordering reverses.
+    mirrored = table["published"].map(lambda v: 1.0 - v if pd.notna(v) else v)
+    mirrored[table["metric"].str.endswith("loss")] = table["published"]
+    opposite = {v.claim: v.agrees for v in conclusions(_as_measured(mirrored))}
+    same = {v.claim: v.agrees for v in conclusions(_as_measured(table["published"]))}
+    flipped = [claim for claim in same if same[claim] is not None and opposite[claim] == (not same[claim])]
+    assert "4 hidden layers are best (model 1.4)" in flipped
+    assert "Mean aggregation beats max and min" in flipped
+    assert "A codebook of 256 words is best" in flipped
+    assert "The SVM on deep features does not improve on the end-to-end network (model 2)" in flipped
+    assert len(flipped) >= 7
+
+
+@pytest.mark.parametrize(
+    ("best", "agrees"),
+    [("lr 1e-3 (default)", True), ("lr 1e-1", False)],
+)
+def test_a_figure_only_table_is_judged_on_measured_values(best: str, agrees: bool) -> None:
+    table = published_table()
+    measured = pd.Series([None] * len(table), dtype=float)
+    lr_rows = table.index[table["table"] == "lr"]
+    measured[lr_rows] = 0.5
+    measured[table.index[(table["table"] == "lr") & (table["row"] == best)]] = 0.7
+    verdict = conclusions(_as_measured(measured))[0]
+    assert verdict.claim == "The default learning rate 1e-3 is best" and verdict.agrees is agrees
+    assert all(v.agrees is None for v in conclusions(_as_measured(measured))[1:])
