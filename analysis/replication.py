@@ -261,7 +261,7 @@ def _table_markdown(rows: pd.DataFrame) -> str:
 
 def write_replication(directory: Path, state: dict[str, Any]) -> str:
     """replication.md, .csv and .json, and each step's figures; returns the conclusions as text."""
-    from analysis.plots import plot_experiment
+    from analysis.plots import accuracy_vs_factor, learning_curves
     from analysis.results import load_experiment
 
     request = state["request"]
@@ -271,7 +271,9 @@ def write_replication(directory: Path, state: dict[str, Any]) -> str:
     figures: dict[str, list[str]] = {}
     for step in STEPS:
         if is_experiment_dir(directory / step.name):
-            paths = plot_experiment(load_experiment(directory / step.name), directory / "figures" / step.name)
+            experiment, out = load_experiment(directory / step.name), directory / "figures" / step.name
+            # The study's own figures: per-epoch curves, one line per value, and accuracy against the factor.
+            paths = learning_curves(experiment, out) + accuracy_vs_factor(experiment, out)
             figures[step.name] = [str(p.relative_to(directory)) for p in paths if p.suffix == ".png"]
     steps = [
         {

@@ -242,8 +242,9 @@ def main() -> int:
     args.storage = args.storage.resolve()
     args.storage.mkdir(parents=True, exist_ok=True)
     results = []
-    for seed in args.seeds:
-        for approach_key in args.approaches:
+    # Approach by approach, every seed, so that an interrupted run has whole approaches to show.
+    for approach_key in args.approaches:
+        for seed in args.seeds:
             source = APPROACHES[approach_key].source
             if source is not None:  # the seed's defaults network gives the features
                 measure(args, source, "defaults", seed)
