@@ -247,44 +247,22 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _request(kind: type, args: argparse.Namespace):
+    """A command's request from its parsed arguments: one field per option of the same name."""
+    return kind(**{field.name: getattr(args, field.name) for field in dataclasses.fields(kind)})
+
+
 def command_study(args: argparse.Namespace) -> int:
     from scenetune.study import StudyRequest, run_study
 
-    run_study(
-        StudyRequest(
-            data=args.data,
-            quick=args.quick,
-            budget_s=args.budget_s,
-            storage=args.storage,
-            name=args.name,
-            resume=args.resume,
-            seed=args.seed,
-            refit=args.refit,
-            address=args.address,
-            verbose=args.verbose,
-        )
-    )
+    run_study(_request(StudyRequest, args))
     return 0
 
 
 def command_replicate(args: argparse.Namespace) -> int:
     from scenetune.replicate import ReplicateRequest, run_replication
 
-    run_replication(
-        ReplicateRequest(
-            data=args.data,
-            protocol=args.protocol,
-            carry=args.carry,
-            epochs=args.epochs,
-            quick=args.quick,
-            storage=args.storage,
-            name=args.name,
-            resume=args.resume,
-            seed=args.seed,
-            address=args.address,
-            verbose=args.verbose,
-        )
-    )
+    run_replication(_request(ReplicateRequest, args))
     return 0
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from analysis.uncertainty import correct_on_test, refit_summary
 from scenetune.cli import main
 from scenetune.experiment import REFIT_DIR, best_trial, load_trials
-from scenetune.watchdog import alive, descendants
+from tests.processes import kill_once
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
 REFIT_KEYS = {"seed", "epochs", "refit", "refit_train_on", "max_trial_seconds"}
@@ -100,18 +97,11 @@ def test_an_interrupted_refit_resumes_and_keeps_what_it_trained(tmp_path: Path) 
         "r",
     ]
     refit_dir = tmp_path / "r" / REFIT_DIR
-    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not any(t.last.get("epoch") == t.config.get("epochs") for t in load_trials(refit_dir)):
-            assert sweep.poll() is None, "the sweep ended before a refit trial finished"
-            time.sleep(0.1)
-        ray = descendants({sweep.pid})
-    finally:
-        if sweep.poll() is None:
-            os.kill(sweep.pid, signal.SIGKILL)
-        sweep.wait()
-    while alive(ray):  # the watchdog ends what the killed driver started
-        time.sleep(0.1)
+    kill_once(
+        command,
+        lambda: any(t.last.get("epoch") == t.config.get("epochs") for t in load_trials(refit_dir)),
+        "a refit trial finished",
+    )
     finished = {
         t.trial_id: t.history for t in load_trials(refit_dir) if t.last.get("epoch") == t.config.get("epochs")
     }

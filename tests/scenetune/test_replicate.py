@@ -4,11 +4,8 @@ its report beside the published tables."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +17,7 @@ from analysis.replication import published_table
 from scenetune.cli import main
 from scenetune.experiment import best_trial, load_trials
 from scenetune.replication_steps import STATE_FILE, STEPS
-from scenetune.watchdog import alive, descendants
+from tests.processes import kill_once
 
 
 def _state(directory: Path) -> dict:
@@ -38,20 +35,14 @@ def _results(experiment: Path) -> dict[str, str]:
 def test_the_chain_runs_every_step_resumes_after_a_kill_and_reports_every_table(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "scenetune", "replicate", "--quick", "--storage", str(tmp_path)]
     directory = tmp_path / "r"
-    chain = subprocess.Popen([*command, "--name", "r"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:  # kill it in its third step, once that step has a result
-        while not (
-            _state(directory)["steps"].get("batch_size") == "running" and _results(directory / "batch_size")
-        ):
-            assert chain.poll() is None, "the replication ended before its third step ran"
-            time.sleep(0.1)
-        ray = descendants({chain.pid})
-    finally:
-        if chain.poll() is None:
-            os.kill(chain.pid, signal.SIGKILL)
-        chain.wait()
-    while alive(ray):  # the watchdog ends what the killed driver started
-        time.sleep(0.1)
+    kill_once(  # in its third step, once that step has a result
+        [*command, "--name", "r"],
+        lambda: (
+            _state(directory)["steps"].get("batch_size") == "running"
+            and bool(_results(directory / "batch_size"))
+        ),
+        "its third step ran",
+    )
     finished = {step: _results(directory / step) for step in ("lr", "image_size")}
     resumed = subprocess.run([*command, "--name", "r", "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
