@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis.results import LOG_SCALE_RATIO, STATUSES, Experiment, load_experiment, loss_ceiling
 from analysis.uncertainty import checkpoint_interval
-from scenetune.experiment import is_experiment_dir, rerun_command
+from scenetune.experiment import is_experiment_dir, pruned_configs, rerun_command
 from scenetune.replication_steps import STATE_FILE as REPLICATION_STATE_FILE
 
 STUDY_FILE = "study.json"
@@ -84,6 +84,7 @@ def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
         "running": counts["running"] + counts["pending"],
         "interrupted": counts["interrupted"],
         "stopped": counts["stopped_early"] + counts["too_slow"],
+        "pruned": len(pruned_configs(experiment.path)),  # never started: estimated past the time limit
         "errors": counts["error"] + counts["diverged"] + counts["infeasible"],
         "best_val_acc": _json_value(best["val_acc"]) if best is not None else None,
         "best_test_acc": _json_value(best["test_acc"]) if best is not None else None,

@@ -280,6 +280,7 @@ def _load_experiments(paths: Sequence[str]):
 
 def command_table(args: argparse.Namespace) -> int:
     from analysis.tables import combined_table, render, summary_table
+    from scenetune.experiment import PRUNED_FILE, pruned_configs
 
     experiments = _load_experiments(args.experiments)
     if args.by or args.format == "csv" or len(experiments) == 1 and args.format != "md":
@@ -291,6 +292,9 @@ def command_table(args: argparse.Namespace) -> int:
                 f"### {experiment.name} ({experiment.task}, {experiment.space}, {len(experiment.trials)} trials)\n"
             )
         print(render(summary_table(experiment, args.top), args.format))
+        pruned = pruned_configs(experiment.path)
+        if pruned:
+            print(f"\n{len(pruned)} configuration(s) pruned before they started: {experiment.path / PRUNED_FILE}")
         print()
     return 0
 
