@@ -294,7 +294,9 @@ def command_table(args: argparse.Namespace) -> int:
         print(render(summary_table(experiment, args.top), args.format))
         pruned = pruned_configs(experiment.path)
         if pruned:
-            print(f"\n{len(pruned)} configuration(s) pruned before they started: {experiment.path / PRUNED_FILE}")
+            print(
+                f"\n{len(pruned)} configuration(s) pruned before they started: {experiment.path / PRUNED_FILE}"
+            )
         print()
     return 0
 
