@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from analysis.payloads import discover, experiment_payload, home_payload, relative_id
+from analysis.payloads import (
+    REPLICATION_STATE_FILE,
+    discover,
+    experiment_payload,
+    home_payload,
+    json_safe,
+    relative_id,
+    replication_summary,
+)
 from analysis.results import STATUSES
 from scenetune.experiment import is_experiment_dir
 
@@ -85,15 +93,24 @@ def plotly_js() -> str:
 
 
 def resolve_experiment(root: Path, experiment_id: str) -> Path:
-    """The experiment folder named by a URL path, only if it lies inside root; else 404.
+    """The experiment folder named by a URL path, only if it lies inside root; else 404."""
+    return _resolve(root, experiment_id, is_experiment_dir)
+
+
+def resolve_replication(root: Path, replication_id: str) -> Path:
+    return _resolve(root, replication_id, lambda path: (path / REPLICATION_STATE_FILE).is_file())
+
+
+def _resolve(root: Path, folder_id: str, is_kind: Callable[[Path], bool]) -> Path:
+    """The folder of the kind `is_kind` accepts named by a URL path, only if it lies inside root; else 404.
 
     Links are resolved first, so a link (or `..`, encoded or not) leading outside root never serves.
     """
-    if not experiment_id or experiment_id.startswith("/") or "\\" in experiment_id or "\0" in experiment_id:
+    if not folder_id or folder_id.startswith("/") or "\\" in folder_id or "\0" in folder_id:
         raise HTTPException(404)
     try:
-        candidate = (root / experiment_id).resolve()
-        found = candidate.is_relative_to(root.resolve()) and is_experiment_dir(candidate)
+        candidate = (root / folder_id).resolve()
+        found = candidate.is_relative_to(root.resolve()) and is_kind(candidate)
     except (OSError, ValueError):  # a name too long for the file system, or one it cannot hold
         raise HTTPException(404) from None
     if not found:
@@ -127,6 +144,17 @@ def render_home(root: Path) -> str:
         home_link="/",
         inline=False,
         body=HOME_BODY.render(root=str(root)),
+    )
+
+
+def render_replication(replication_id: str) -> str:
+    return PAGE.render(
+        title=replication_id,
+        page="replication",
+        experiment_id=replication_id,
+        home_link="/",
+        inline=False,
+        body='<section data-section="replication"><div data-role="replication">Loading…</div></section>',
     )
 
 
@@ -164,6 +192,14 @@ def create_app(root: Path, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -
         path = resolve_experiment(root, request.path_params["experiment"])
         return HTMLResponse(render_experiment(relative_id(root, path)))
 
+    async def replication(request: Request) -> Response:
+        path = resolve_replication(root, request.path_params["replication"])
+        return HTMLResponse(render_replication(relative_id(root, path)))
+
+    async def api_replication(request: Request) -> Response:
+        path = resolve_replication(root, request.path_params["replication"])
+        return JSONResponse(json_safe(replication_summary(root, path)))
+
     async def api_home(request: Request) -> Response:
         return JSONResponse(home_payload(root))
 
@@ -186,6 +222,8 @@ def create_app(root: Path, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -
             Route("/experiment/{experiment:path}", experiment),
             Route("/api/home", api_home),
             Route("/api/experiment/{experiment:path}", api_experiment),
+            Route("/replication/{replication:path}", replication),
+            Route("/api/replication/{replication:path}", api_replication),
             Route("/static/{name}", asset),
             Route("/favicon.ico", favicon),
         ],

@@ -69,13 +69,13 @@ function renderHome(root, payload, linkTo) {
   });
   replace(root, "studies", studies.length ? element("div", {}, studies) : element("p", { text: "No studies yet." }));
   for (const [chart, rows] of charts) drawStudyAccuracy(chart, rows);
-  const replications = (payload.replications || []).map(renderReplication);
+  const replications = (payload.replications || []).map((r) => renderReplication(r, linkTo(r, "replication")));
   replace(root, "replications", replications.length ? element("div", {}, replications) : element("p", { text: "No replications yet." }));
 }
 
 // A replication of the study: its steps, the study's conclusions marked from our numbers, and each of
 // the study's tables with our value beside the published one.
-function renderReplication(replication) {
+function renderReplication(replication, link) {
   const steps = replication.steps.map((step) => `${step.name}: ${step.status}`).join(", ");
   const conclusions = element("ul", { "data-role": "conclusions" }, replication.conclusions.map((c) =>
     element("li", { "data-mark": c.mark }, [element("strong", { text: c.mark }), document.createTextNode(`: ${c.claim} (${c.evidence})`)])));
@@ -86,7 +86,7 @@ function renderReplication(replication) {
   ]));
   const request = replication.request;
   return element("section", { class: "replication", "data-replication": replication.id }, [
-    element("h3", { text: replication.id }),
+    element("h3", {}, [link ? element("a", { href: link, text: replication.id }) : document.createTextNode(replication.id)]),
     element("p", { text: `data ${request.data}, protocol ${request.protocol}, carry ${request.carry}; steps: ${steps}` }),
     element("h4", { text: "The study's conclusions" }),
     conclusions,
@@ -278,13 +278,14 @@ function experimentPath(id) {
 function startLive() {
   const page = document.body.dataset.page;
   const root = document.querySelector("main");
-  if (page === "home") poll("/api/home", (payload) => renderHome(root, payload, (e) => "/experiment/" + experimentPath(e.id)));
+  if (page === "home") poll("/api/home", (payload) => renderHome(root, payload, (e, kind) => `/${kind || "experiment"}/` + experimentPath(e.id)));
+  if (page === "replication") poll("/api/replication/" + experimentPath(document.body.dataset.experiment), (payload) => replace(root, "replication", renderReplication(payload, null)));
   if (page === "experiment") poll("/api/experiment/" + experimentPath(document.body.dataset.experiment), (payload) => renderExperiment(root, payload));
 }
 
 function startReport() {
   const payload = JSON.parse(document.getElementById("report-data").textContent);
-  renderHome(document.querySelector("[data-section='home']"), payload.home, (e) => "#section-" + payload.order.indexOf(e.id));
+  renderHome(document.querySelector("[data-section='home']"), payload.home, (e, kind) => (kind ? null : "#section-" + payload.order.indexOf(e.id)));
   payload.order.forEach((id, index) => renderExperiment(document.getElementById("section-" + index), payload.experiments[id]));
 }
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from scenetune.cli import main
+from scenetune.replication_steps import STATE_FILE
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, make_image_folder, needs_chromium
 
 pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
@@ -51,6 +52,11 @@ def results(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
     (study / "study.csv").write_text(
         "approach,test_acc,test_acc_low,test_acc_high\nend-to-end MLP,0.60,0.55,0.66\npatch MLP,0.77,0.72,0.81\n"
     )
+    # A replication that has not run a step yet: its tables hold the published values only.
+    replication = root / "replication-x"
+    replication.mkdir()
+    state = {"request": {"data": "digits", "protocol": "study", "carry": "study"}, "steps": {}, "pins": {}}
+    (replication / STATE_FILE).write_text(json.dumps(state))
     folder = make_image_folder(base / "hostile", {HOSTILE_CLASS: (200, 0, 0), "plain": (0, 0, 200)})
     assert (
         main(
@@ -136,6 +142,20 @@ def test_home_lists_experiments_and_prints_no_errors(server: str, page, capsys) 
         0.05,
     ]  # down to the interval's low end
     assert [round(v, 2) for v in bars["error_x"]["array"]] == [0.06, 0.04]
+    assert page.console_errors == []
+
+
+@needs_chromium
+def test_a_replication_has_its_page_with_the_studys_tables_and_conclusions(server: str, page) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("[data-replication='replication-x'] h3 a")
+    page.click("[data-replication='replication-x'] h3 a")
+    page.wait_for_selector("[data-role=replication] [data-table=depth]")
+    assert page.url.endswith("/replication/replication-x")
+    marks = page.eval_on_selector_all("[data-role=conclusions] li", "items => items.map(i => i.dataset.mark)")
+    assert marks == ["not measured"] * 12  # no step has run
+    depth = page.inner_text("[data-role=replication] [data-table=depth]")
+    assert "hidLayers_4" in depth and "0.6762" in depth
     assert page.console_errors == []
 
 
