@@ -168,8 +168,8 @@ def run_replication(request: ReplicateRequest) -> Path:
     request, state = _start(request, directory)
     for step in STEPS:
         status = state["steps"].get(step.name)
-        if status in ("done", "skipped", "failed"):
-            continue
+        if status == "done":
+            continue  # a step that failed or was skipped is tried again when the chain is resumed
         done = [name for name, value in state["steps"].items() if value == "done"]
         resume = status == "running" and is_experiment_dir(directory / step.name)
         try:
