@@ -167,11 +167,10 @@ def run_replication(request: ReplicateRequest) -> Path:
     directory = check_request(request)
     request, state = _start(request, directory)
     for step in STEPS:
-        status = state["steps"].get(step.name)
-        if status == "done":
+        if state["steps"].get(step.name) == "done":
             continue  # a step that failed or was skipped is tried again when the chain is resumed
         done = [name for name, value in state["steps"].items() if value == "done"]
-        resume = status == "running" and is_experiment_dir(directory / step.name)
+        resume = is_experiment_dir(directory / step.name)  # killed or failed in this step: continue it
         try:
             sweep = step_request(step, request, directory, chosen_so_far(directory, done), resume)
         except KeyError as missing:
