@@ -124,7 +124,7 @@ class RefitSummary:
 
     def describe(self) -> str:
         return (
-            f"{len(self.test_accs)} seeds, {self.epochs} epochs on {self.train_on}: test_acc {self.mean:.4f} ± "
+            f"{len(self.test_accs)} seed{'s' if len(self.test_accs) > 1 else ''}, {self.epochs} epochs on {self.train_on}: test_acc {self.mean:.4f} ± "
             f"{self.std:.4f} (mean ± std), 95% CI {self.low:.4f}-{self.high:.4f} over {len(self.correct)} test images"
         )
 
