@@ -104,7 +104,8 @@ def _headline(row: pd.Series) -> float | None:
 
 def _stated(row: pd.Series) -> str:
     if "refit_test_acc" in row and is_present(row["refit_test_acc"]):
-        return f"{row['refit_test_acc']:.3f}, mean of {int(row['refit_seeds'])} refits"
+        seeds = int(row["refit_seeds"])
+        return f"{row['refit_test_acc']:.3f}, " + (f"mean of {seeds} refits" if seeds > 1 else "one refit")
     return f"{row['test_acc']:.3f}"
 
 
