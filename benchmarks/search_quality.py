@@ -236,7 +236,15 @@ def main() -> int:
     parser.add_argument("--storage", type=Path, default=Path("/tmp/scenetune-search-quality"))
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "search_quality.json")
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the section from --json as it is (a run cut short)"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        results = json.loads(args.json.read_text())["results"]
+        write_section(args.out, args, results)
+        print(table(results, args.seeds)[0])
+        return 0
     if args.data != "digits" and not Path(args.data).is_dir():
         parser.error(f"--data {args.data} is not a folder")
     args.storage = args.storage.resolve()
