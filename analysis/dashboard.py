@@ -137,37 +137,22 @@ class ImportanceCache:
 
 
 def render_home(root: Path) -> str:
-    return PAGE.render(
-        title="experiments",
-        page="home",
-        experiment_id="",
-        home_link="/",
-        inline=False,
-        body=HOME_BODY.render(root=str(root)),
-    )
+    return _live_page("experiments", "home", "", HOME_BODY.render(root=str(root)))
+
+
+def _live_page(title: str, page: str, item_id: str, body: str) -> str:
+    """A dashboard page served live (its script polls the server); `item_id` names what it shows."""
+    return PAGE.render(title=title, page=page, experiment_id=item_id, home_link="/", inline=False, body=body)
 
 
 def render_replication(replication_id: str) -> str:
-    return PAGE.render(
-        title=replication_id,
-        page="replication",
-        experiment_id=replication_id,
-        home_link="/",
-        inline=False,
-        body='<section data-section="replication"><div data-role="replication">Loading…</div></section>',
-    )
+    body = '<section data-section="replication"><div data-role="replication">Loading…</div></section>'
+    return _live_page(replication_id, "replication", replication_id, body)
 
 
 def render_experiment(experiment_id: str) -> str:
     body = EXPERIMENT_BODY.render(section_id="experiment", experiment_id=experiment_id, statuses=STATUSES)
-    return PAGE.render(
-        title=experiment_id,
-        page="experiment",
-        experiment_id=experiment_id,
-        home_link="/",
-        inline=False,
-        body=body,
-    )
+    return _live_page(experiment_id, "experiment", experiment_id, body)
 
 
 # The Host names a browser may use for a dashboard on the loopback interface. Any other Host is refused,

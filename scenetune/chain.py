@@ -10,6 +10,19 @@ from typing import Any
 from scenetune.errors import UserError
 
 
+def check_directory(directory: Path, resume: bool, name: str | None, state_file: str, what: str) -> None:
+    """A resumed chain must exist with its state file; a new one must not exist yet."""
+    if resume:
+        if not name:
+            raise UserError(f"--resume needs --name, the name of the {what} to continue")
+        if not (directory / state_file).is_file():
+            raise UserError(f"cannot resume: {directory} is not a scenetune {what} (no {state_file})")
+    elif directory.exists():
+        raise UserError(
+            f"{what} directory {directory} already exists; pass --resume to continue it or choose another --name"
+        )
+
+
 def claim_directory(directory: Path, what: str) -> None:
     """Create the chain's folder; of two chains started at once with one --name, one goes on."""
     directory.parent.mkdir(parents=True, exist_ok=True)

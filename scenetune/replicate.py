@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scenetune.chain import claim_directory, read_state, write_state
+from scenetune.chain import check_directory, claim_directory, read_state, write_state
 from scenetune.errors import UserError
 from scenetune.experiment import TrialRecord, best_trial, is_experiment_dir
 from scenetune.replication_steps import (
@@ -65,16 +65,8 @@ def check_request(request: ReplicateRequest) -> Path:
     if request.epochs is not None and request.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {request.epochs}")
     directory = _directory(request)
-    if request.resume:
-        if not request.name:
-            raise UserError("--resume needs --name, the name of the replication to continue")
-        if not (directory / STATE_FILE).is_file():
-            raise UserError(f"cannot resume: {directory} is not a scenetune replication (no {STATE_FILE})")
-    else:
-        if directory.exists():
-            raise UserError(
-                f"replication directory {directory} already exists; pass --resume to continue it or choose another --name"
-            )
+    check_directory(directory, request.resume, request.name, STATE_FILE, "replication")
+    if not request.resume:
         check_data_source(request.data)
     return directory
 

@@ -16,7 +16,7 @@ from analysis import study as comparison
 from analysis.plots import approach_accuracies, plot_experiment
 from analysis.results import load_experiment
 from analysis.tables import render, summary_table
-from scenetune.chain import claim_directory, read_state, write_state
+from scenetune.chain import check_directory, claim_directory, read_state, write_state
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
 from scenetune.study_steps import STEPS, StudyStep
@@ -86,15 +86,7 @@ def check_request(request: StudyRequest) -> Path:
     if request.budget_s is not None and request.budget_s <= 0:
         raise UserError(f"--budget must be positive, got {request.budget_s}")
     directory = _study_dir(request)
-    if request.resume:
-        if not request.name:
-            raise UserError("--resume needs --name, the name of the study to continue")
-        if not (directory / STATE_FILE).is_file():
-            raise UserError(f"cannot resume: {directory} is not a scenetune study (no {STATE_FILE})")
-    elif directory.exists():
-        raise UserError(
-            f"study directory {directory} already exists; pass --resume to continue it or choose another --name"
-        )
+    check_directory(directory, request.resume, request.name, STATE_FILE, "study")
     check_data_source(request.data)
     return directory
 
