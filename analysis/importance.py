@@ -38,6 +38,7 @@ def rebuild_study(experiment: Experiment) -> optuna.Study:
     trials = experiment.scored_trials()
     params = [p for p in experiment.searched_params() if p not in EXCLUDED_PARAMS]
     direction = "maximize" if objective.mode == "max" else "minimize"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" per figure
     study = optuna.create_study(direction=direction, study_name=experiment.name)
     if not params:
         return study

@@ -11,10 +11,10 @@ import pandas as pd
 from analysis.results import CONFIG_PREFIX, Experiment
 from analysis.uncertainty import (
     Comparison,
+    RefitSummary,
     checkpoint_interval,
     correct_on_test,
     paired_comparison,
-    refit_summary,
 )
 from scenetune.experiment import describe_config, is_present
 from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, CNN_REFERENCE, FEATURE_SVM, MLP, PATCH_MLP
@@ -41,8 +41,9 @@ TIE_POINTS = 0.5  # differences below half a point are reported as a tie
 WEAK_CORRELATION = 0.1
 
 
-def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
-    """The approach's best trial (chosen on validation accuracy) and what the search cost."""
+def approach_row(approach: str, experiment: Experiment, refits: RefitSummary | None) -> dict[str, Any]:
+    """The approach's best trial (chosen on validation accuracy), its refits (`refit_summary` of its
+    folder) and what the search cost."""
     trials = experiment.trials
     row: dict[str, Any] = {
         "approach": approach,
@@ -66,12 +67,11 @@ def approach_row(approach: str, experiment: Experiment) -> dict[str, Any]:
         "test_acc": _float(best["test_acc"]),
         "test_acc_low": low,
         "test_acc_high": high,
-        **_refit_columns(experiment),
+        **_refit_columns(refits),
     }
 
 
-def _refit_columns(experiment: Experiment) -> dict[str, float | None]:
-    summary = refit_summary(experiment.path)
+def _refit_columns(summary: RefitSummary | None) -> dict[str, float | None]:
     if summary is None:
         return {"refit_test_acc": None, "refit_std": None, "refit_low": None, "refit_high": None}
     return {
@@ -83,12 +83,11 @@ def _refit_columns(experiment: Experiment) -> dict[str, float | None]:
     }
 
 
-def approach_correctness(experiment: Experiment) -> np.ndarray | None:
+def approach_correctness(experiment: Experiment, refits: RefitSummary | None) -> np.ndarray | None:
     """Per test image, the share of the approach's refit models that got it right, or, without refits,
     whether its best trial did (None if it kept no predictions). The same models as its headline."""
-    summary = refit_summary(experiment.path)
-    if summary is not None:
-        return summary.correct
+    if refits is not None:
+        return refits.correct
     best = experiment.best_row()
     return None if best is None else correct_on_test(best["checkpoint"])
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scenetune import atomic
 from scenetune.errors import UserError
 
 
@@ -40,6 +41,4 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Atomically: a kill while writing leaves the previous state, never half of one."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(state, indent=2))
-    partial.replace(path)
+    atomic.write_text(path, json.dumps(state, indent=2))

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
+from scenetune.atomic import replaced_when_written
 from scenetune.errors import UserError
 
 BUILTIN_DIGITS = "digits"
@@ -248,16 +249,15 @@ def _read_cache(path: Path) -> tuple[Split, Split, list[str]] | None:
 
 def _write_cache(path: Path, train: Split, test: Split, skipped: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
-    np.savez(
-        partial,
-        x_train=train.x,
-        y_train=train.y,
-        x_test=test.x,
-        y_test=test.y,
-        skipped=np.asarray(json.dumps(skipped)),
-    )
-    os.replace(partial, path)  # atomic: a reader never sees half a cache file
+    with replaced_when_written(path, suffix=".npz") as partial:  # a reader never sees half a cache file
+        np.savez(
+            partial,
+            x_train=train.x,
+            y_train=train.y,
+            x_test=test.x,
+            y_test=test.y,
+            skipped=np.asarray(json.dumps(skipped)),
+        )
 
 
 def _load_folder(root: Path, sizes: list[int], cache_dir: Path, skip_bad_images: bool) -> Dataset:

@@ -11,17 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from scenetune import atomic
 from scenetune.experiment import DRIVER_FILE, DRIVER_HEARTBEAT_S
 
 
 def _write(path: Path, started: float) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(
-        json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "started": started, "updated": time.time()}
-        )
-    )
-    os.replace(partial, path)  # atomic: a reader never sees half a file
+    beat = {"pid": os.getpid(), "host": socket.gethostname(), "started": started, "updated": time.time()}
+    atomic.write_text(path, json.dumps(beat))
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from analysis import study as comparison
 from analysis.plots import approach_accuracies, plot_experiment
 from analysis.results import load_experiment
 from analysis.tables import render, summary_table
+from analysis.uncertainty import refit_summary
 from scenetune.chain import check_directory, claim_directory, read_state, write_state
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
@@ -136,8 +137,9 @@ def write_report(directory: Path, request: StudyRequest) -> str:
         if not is_experiment_dir(path):
             continue
         experiment = load_experiment(path)
-        rows.append(comparison.approach_row(step.approach, experiment))
-        correct = comparison.approach_correctness(experiment)
+        refits = refit_summary(path)  # loads every refit's predictions and bootstraps: once per step
+        rows.append(comparison.approach_row(step.approach, experiment, refits))
+        correct = comparison.approach_correctness(experiment, refits)
         if correct is not None:
             correctness[step.approach] = correct
         if step.task == "mlp":

@@ -80,18 +80,15 @@ def network_class() -> type:
     import torch
     from torch import nn
 
+    from trainables.models import register_channel_statistics
+
     class SmallCNN(nn.Module):
         def __init__(
             self, spec: CNNSpec, channel_mean: np.ndarray | None = None, channel_std: np.ndarray | None = None
         ):
             super().__init__()
             self.spec = spec
-            mean = np.zeros(3) if channel_mean is None else np.asarray(channel_mean, dtype=np.float64)
-            std = np.ones(3) if channel_std is None else np.asarray(channel_std, dtype=np.float64)
-            self.register_buffer("channel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer(
-                "channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(1, 3, 1, 1)
-            )
+            register_channel_statistics(self, channel_mean, channel_std, (1, 3, 1, 1))  # channels first
             layers: OrderedDict[str, nn.Module] = OrderedDict()
             in_channels = 3
             for index, channels in enumerate(spec.channels()):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.preprocessing import normalize
 
+from scenetune.atomic import replaced_when_written
 from trainables.checkpoints import load_model
 from trainables.models import layer_output
 
@@ -52,9 +52,8 @@ def cached_arrays(
             with np.load(path) as saved:
                 return {name: saved[name] for name in saved.files}, True
         arrays = compute()
-        partial = directory / f".{digest}.{os.getpid()}.partial.npz"
-        np.savez(partial, **arrays)
-        os.replace(partial, path)
+        with replaced_when_written(path, suffix=".npz") as partial:
+            np.savez(partial, **arrays)
         return arrays, False
 
 

@@ -59,6 +59,19 @@ INITIALIZERS: dict[str, Callable[[torch.Tensor], None]] = {
 }
 
 
+def register_channel_statistics(
+    module: nn.Module, mean: np.ndarray | None, std: np.ndarray | None, shape: tuple[int, ...]
+) -> None:
+    """The input's per-channel mean and std as buffers `channel_mean` / `channel_std` (in state_dict, so
+    they travel with the weights), in pixel units (0..255), shaped to broadcast over the model's input."""
+    mean = np.zeros(3) if mean is None else np.asarray(mean, dtype=np.float64)
+    std = np.ones(3) if std is None else np.asarray(std, dtype=np.float64)
+    module.register_buffer("channel_mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+    module.register_buffer(
+        "channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(shape)
+    )
+
+
 class MLP(nn.Module):
     """Flatten -> hidden dense blocks (Linear, optional BatchNorm, activation, optional Dropout) -> output."""
 
@@ -67,13 +80,7 @@ class MLP(nn.Module):
     ):
         super().__init__()
         self.spec = spec
-        mean = np.zeros(3) if channel_mean is None else np.asarray(channel_mean, dtype=np.float64)
-        std = np.ones(3) if channel_std is None else np.asarray(channel_std, dtype=np.float64)
-        # Normalisation statistics travel with the weights (in state_dict), in pixel units (0..255).
-        self.register_buffer("channel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 1, 3))
-        self.register_buffer(
-            "channel_std", torch.tensor(np.maximum(std, 1e-6), dtype=torch.float32).view(1, 1, 1, 3)
-        )
+        register_channel_statistics(self, channel_mean, channel_std, (1, 1, 1, 3))  # images are (N, S, S, 3)
         layers: OrderedDict[str, nn.Module] = OrderedDict(first=nn.Flatten())
         in_features = spec.input_size * spec.input_size * 3
         for index, width in enumerate(spec.hidden_widths()):

@@ -257,16 +257,16 @@ def test_quick_study_end_to_end_and_resume(
     # A winner is named only where the paired test can tell it from the runner-up.
     assert " wins with test accuracy " in report or " has the highest test accuracy " in report
     assert (study / "figures" / "mlp" / "learning_curves.png").is_file()
-    # Interrupted in its last step: --resume redoes that step only.
+    # Interrupted in a middle step: --resume redoes that step only, and keeps the steps before and after it.
     state = json.loads((study / "study.json").read_text())
-    state["steps"]["bovw_sift"] = "running"
+    state["steps"]["feature_svm"] = "running"
     (study / "study.json").write_text(json.dumps(state))
-    shutil.rmtree(study / "bovw_sift")
-    before = {step: sorted((study / step).glob("experiment_state-*.json")) for step in ("mlp", "patch_mlp")}
+    shutil.rmtree(study / "feature_svm")
+    kept = ("mlp", "patch_mlp", "bovw_learnt", "bovw_sift", "cnn")
+    before = {step: sorted((study / step).glob("experiment_state-*.json")) for step in kept}
     assert main(["study", "--storage", str(tmp_path), "--name", "quick", "--resume"]) == 0
-    assert "== study step bovw_sift" in capsys.readouterr().out
-    assert (study / "bovw_sift" / "scenetune.json").is_file()
-    assert before == {
-        step: sorted((study / step).glob("experiment_state-*.json")) for step in ("mlp", "patch_mlp")
-    }
-    assert json.loads((study / "study.json").read_text())["steps"]["bovw_sift"] == "done"
+    resumed = capsys.readouterr().out
+    assert "== study step feature_svm" in resumed and "== study step bovw_sift" not in resumed
+    assert (study / "feature_svm" / "scenetune.json").is_file()
+    assert before == {step: sorted((study / step).glob("experiment_state-*.json")) for step in kept}
+    assert json.loads((study / "study.json").read_text())["steps"]["feature_svm"] == "done"

@@ -18,44 +18,6 @@ TINY = ["--set", "image_size=8", "--set", "width=32"]
 REFIT_KEYS = {"seed", "epochs", "refit", "refit_train_on", "max_trial_seconds"}
 
 
-def test_refit_trains_the_best_configuration_with_new_seeds(tmp_path: Path, ray_session, capsys) -> None:
-    arguments = [
-        "sweep",
-        "mlp",
-        "--samples",
-        "2",
-        "--epochs",
-        "2",
-        "--refit",
-        "2",
-        *TINY,
-        "--storage",
-        str(tmp_path),
-    ]
-    assert main([*arguments, "--name", "carved"]) == 0
-    assert "refit: 2 seeds, " in capsys.readouterr().out
-    best = best_trial(tmp_path / "carved")
-    refits = load_trials(tmp_path / "carved" / REFIT_DIR)
-    assert len(refits) == 2 and len({t.config["seed"] for t in refits}) == 2
-    for refit in refits:
-        assert {k: v for k, v in refit.config.items() if k not in REFIT_KEYS} == {
-            k: v for k, v in best.config.items() if k not in REFIT_KEYS
-        }
-        assert (
-            refit.config["epochs"] == best.best_report()["epoch"]
-            and refit.config["refit_train_on"] == "train+val"
-        )
-        assert [r["epoch"] for r in refit.history] == list(range(1, refit.config["epochs"] + 1))
-        assert correct_on_test(refit.checkpoints()[-1]).mean() == pytest.approx(
-            refit.last["test_acc"]
-        )  # final weights
-    summary = refit_summary(tmp_path / "carved")
-    assert summary.mean == pytest.approx(sum(t.last["test_acc"] for t in refits) / 2)
-    assert summary.low <= summary.mean <= summary.high and len(summary.correct) == 450
-    # With the test folder as validation (the study's protocol), the refit must not train on it.
-    assert {c["refit_train_on"] for c in refit_configs(best, 2, 0, on_validation=False)} == {"train"}
-
-
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -70,7 +32,9 @@ def test_bad_refit_requests(arguments: list[str], message: str, tmp_path: Path, 
 
 
 @pytest.mark.integration
-def test_an_interrupted_refit_resumes_and_keeps_what_it_trained(tmp_path: Path) -> None:
+def test_an_interrupted_refit_resumes_keeps_what_it_trained_and_trains_the_best_config_with_new_seeds(
+    tmp_path: Path,
+) -> None:
     command = [
         sys.executable,
         "-m",
@@ -126,3 +90,23 @@ def test_an_interrupted_refit_resumes_and_keeps_what_it_trained(tmp_path: Path) 
     for trial in refits:  # what was trained before the kill was kept, not trained again
         if trial.trial_id in finished:
             assert trial.history == finished[trial.trial_id]
+    # Each refit is the best configuration with its own seed, for the best epoch count, on train + val.
+    best = best_trial(tmp_path / "r")
+    assert len({t.config["seed"] for t in refits}) == 3
+    for refit in refits:
+        assert {k: v for k, v in refit.config.items() if k not in REFIT_KEYS} == {
+            k: v for k, v in best.config.items() if k not in REFIT_KEYS
+        }
+        assert (
+            refit.config["epochs"] == best.best_report()["epoch"]
+            and refit.config["refit_train_on"] == "train+val"
+        )
+        assert [r["epoch"] for r in refit.history] == list(range(1, refit.config["epochs"] + 1))
+        assert correct_on_test(refit.checkpoints()[-1]).mean() == pytest.approx(
+            refit.last["test_acc"]
+        )  # final weights
+    summary = refit_summary(tmp_path / "r")
+    assert summary.mean == pytest.approx(sum(t.last["test_acc"] for t in refits) / 3)
+    assert summary.low <= summary.mean <= summary.high and len(summary.correct) == 450
+    # With the test folder as validation (the study's protocol), the refit must not train on it.
+    assert {c["refit_train_on"] for c in refit_configs(best, 2, 0, on_validation=False)} == {"train"}
