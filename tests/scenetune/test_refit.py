@@ -31,6 +31,18 @@ def test_bad_refit_requests(arguments: list[str], message: str, tmp_path: Path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_refit_of_a_search_without_a_finished_trial_says_so_and_keeps_the_search(
+    tmp_path: Path, ray_session, capsys
+) -> None:
+    # A layer of 10^12 units cannot be allocated: the only trial errors, as an out-of-memory trial does.
+    impossible = ["--set", "image_size=8", "--set", "width=1000000000000", "--max-failures", "0"]
+    arguments = ["sweep", "mlp", "--samples", "1", "--epochs", "1", *impossible, "--refit", "2"]
+    assert main([*arguments, "--storage", str(tmp_path), "--name", "failed"]) == 2
+    assert "has no finished trial with a checkpoint" in capsys.readouterr().err
+    assert len(load_trials(tmp_path / "failed")) == 1  # the search that ran is kept
+    assert not (tmp_path / "failed" / REFIT_DIR).exists()
+
+
 @pytest.mark.integration
 def test_an_interrupted_refit_resumes_keeps_what_it_trained_and_trains_the_best_config_with_new_seeds(
     tmp_path: Path,
