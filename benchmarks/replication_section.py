@@ -39,10 +39,10 @@ def section(run: Path, wall: str) -> str:
     agreed = sum(c["mark"] == "agrees" for c in replication["conclusions"])
     measured = sum(c["mark"] != "not measured" for c in replication["conclusions"])
     lines = [
-        f"## Reproducing the study (`{command}`)",
+        "## Reproducing the study",
         "",
-        f"On 2 CPU cores, Python {platform.python_version()}, no GPU: **{wall}** of wall clock for the"
-        f" eleven steps. Validation is the test folder, as in the study (`--protocol study`); each value is"
+        f"`{command}` on 2 CPU cores, Python {platform.python_version()}, no GPU: **{wall}** of wall clock."
+        " Validation is the test folder, as in the study (`--protocol study`); each value is"
         " the trial's best validation epoch. The study trained on 256x256 originals; this is the 64x64 copy,"
         " so the 128x128 input point is upsampled and the patch grid is coarser (8x8 patches are 64 per image"
         " instead of 1024; 64x64 patches are the whole image). Published values are the study's"
