@@ -489,30 +489,31 @@ def make_sampler(kind: str, seed: int):
 def build_tuner(plan: SweepPlan):
     """The Tuner for a plan: OptunaSearch + ASHA for the optuna space, the preset grid otherwise."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     from scenetune.progress import ProgressLine
+    from scenetune.scheduler import PriorAwareASHA
 
     request = plan.request
     space = plan.task.space
     trainable = _trainable(plan)
     max_concurrent = request.max_concurrent or _default_concurrency(request)
     if request.space == OPTUNA_SPACE:
+        priors = [] if request.no_prior else prior_points(space, request.pinned, plan.context)
         searcher = OptunaSearch(
             space=space.define_by_run(request.pinned, plan.constants, plan.context),
             # What the study already knows is tried first, and TPE learns from it.
-            points_to_evaluate=None
-            if request.no_prior
-            else prior_points(space, request.pinned, plan.context) or None,
+            points_to_evaluate=priors or None,
             metric=METRIC,
             mode=MODE,
             sampler=make_sampler(request.sampler, request.seed),
         )
         search_alg = ConcurrencyLimiter(_cost_aware(searcher, plan), max_concurrent=max_concurrent)
         scheduler = (
-            ASHAScheduler(
+            PriorAwareASHA(
+                priors=priors,
                 time_attr="epoch",
                 metric=METRIC,
                 mode=MODE,
