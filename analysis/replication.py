@@ -16,12 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from analysis.uncertainty import Comparison, correct_on_test, paired_comparison
 from scenetune.experiment import TrialRecord, is_experiment_dir, is_present, load_trials
 from scenetune.replication_steps import QUICK_EPOCHS, STATE_FILE, STEPS
 
 PUBLISHED = Path(__file__).parent / "published" / "study.csv"
+Correctness = dict[tuple[str, str], np.ndarray]  # (table, row) -> right or wrong on each test image
 REPORT_COLUMNS = ["table", "row", "step", "metric", "measured", "test_acc", "published", "difference"]
 
 
@@ -44,18 +47,35 @@ def _trial_for(trials: list[TrialRecord], match: dict[str, Any]) -> TrialRecord 
     return next((t for t in trials if t.history and _matches(t.config, match)), None)
 
 
+def _published_trials(directory: Path, published: pd.DataFrame) -> list[tuple[Any, TrialRecord | None]]:
+    """Each published row with the replication's trial that measures it (None: not run)."""
+    trials = {
+        step.name: load_trials(directory / step.name) if is_experiment_dir(directory / step.name) else []
+        for step in STEPS
+    }
+    return [(entry, _trial_for(trials.get(entry.step, []), entry.match)) for entry in published.itertuples()]
+
+
+def measured_correctness(directory: Path, published: pd.DataFrame | None = None) -> Correctness:
+    """Per (table, row), whether its trial's best-epoch model got each test image right (the images the
+    study validated on), for the paired tests behind the conclusions; rows without predictions are left out."""
+    published = published_table() if published is None else published
+    correct: Correctness = {}
+    for entry, trial in _published_trials(directory, published):
+        checkpoints = trial.checkpoints() if trial is not None else []
+        right = correct_on_test(checkpoints[-1]) if checkpoints else None
+        if right is not None:
+            correct[(entry.table, entry.row)] = right
+    return correct
+
+
 def measured_table(directory: Path, protocol: str, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every published row with what this replication measured for it: the metric at the trial's best
     validation epoch. The study validated on the test folder, so under `--protocol honest` (validation
     carved from train) validation accuracy is compared through the test accuracy instead."""
     published = published_table() if published is None else published
-    trials = {
-        step.name: load_trials(directory / step.name) if is_experiment_dir(directory / step.name) else []
-        for step in STEPS
-    }
     rows = []
-    for entry in published.itertuples():
-        trial = _trial_for(trials.get(entry.step, []), entry.match)
+    for entry, trial in _published_trials(directory, published):
         report = trial.best_report() if trial is not None else {}
         metric = "test_acc" if protocol == "honest" and entry.metric == "val_acc" else entry.metric
         measured = report.get(metric)
@@ -80,10 +100,20 @@ def measured_table(directory: Path, protocol: str, published: pd.DataFrame | Non
 
 
 class Values:
-    """Lookups into a measured (or published) table: value(table, row, metric)."""
+    """Lookups into a measured (or published) table: value(table, row, metric); with the rows' per-image
+    correctness, the paired comparison of two rows."""
 
-    def __init__(self, table: pd.DataFrame, column: str = "measured") -> None:
-        self.table, self.column = table, column
+    def __init__(
+        self, table: pd.DataFrame, column: str = "measured", correct: Correctness | None = None
+    ) -> None:
+        self.table, self.column, self.correct = table, column, correct or {}
+
+    def compare(self, a: tuple[str, str], b: tuple[str, str]) -> Comparison | None:
+        """Row a minus row b over the same images, or None where either has no predictions."""
+        right_a, right_b = self.correct.get(a), self.correct.get(b)
+        if right_a is None or right_b is None or right_a.shape != right_b.shape:
+            return None
+        return paired_comparison(right_a, right_b)
 
     def value(self, table: str, row: str, metric: str = "val_acc") -> float | None:
         found = self.table[
@@ -112,19 +142,46 @@ class Verdict:
     claim: str
     agrees: bool | None  # None: this replication did not measure what the claim needs
     evidence: str
+    told: bool = True  # False: the rows the claim ranks differ by less than the test images can tell
 
     @property
     def mark(self) -> str:
+        if self.agrees is not None and not self.told:
+            return "cannot tell"
         return {True: "agrees", False: "disagrees", None: "not measured"}[self.agrees]
+
+
+def _paired(comparison: Comparison | None, a: str, b: str) -> str:
+    """The evidence of a paired test, or nothing without one."""
+    if comparison is None:
+        return ""
+    return (
+        f"; {a} - {b} {comparison.difference * 100:+.1f} points, 95% CI "
+        f"[{comparison.low * 100:+.1f}, {comparison.high * 100:+.1f}], {comparison.test} p = {comparison.p_value:.2g}"
+    )
+
+
+def _ranked_verdict(
+    claim: str, agrees: bool, evidence: str, comparison: Comparison | None, names: tuple[str, str]
+) -> Verdict:
+    """A claim that one row ranks above another: cannot tell when their paired difference covers 0."""
+    told = comparison is None or comparison.distinguishable
+    return Verdict(claim, agrees, evidence + _paired(comparison, *names), told)
 
 
 def _argmax_claim(claim: str, table: str, expected: str) -> Callable[[Values], Verdict]:
     def check(values: Values) -> Verdict:
-        best = values.best(table)
-        if best is None:
+        ranked = sorted(values.of(table).items(), key=lambda item: -item[1])
+        if not ranked:
             return Verdict(claim, None, f"no {table} results")
         shown = ", ".join(f"{row} {value:.3f}" for row, value in values.of(table).items())
-        return Verdict(claim, best == expected, f"best: {best} ({shown})")
+        best = ranked[0][0]
+        # Best as claimed: is it told from the runner-up? Not: is the best told from the claimed row?
+        other = (ranked[1][0] if len(ranked) > 1 else None) if best == expected else expected
+        comparison = values.compare((table, best), (table, other)) if other is not None else None
+        return _ranked_verdict(
+            claim, best == expected, f"best: {best} ({shown})", comparison, (best, str(other))
+        )
 
     return check
 
@@ -132,10 +189,16 @@ def _argmax_claim(claim: str, table: str, expected: str) -> Callable[[Values], V
 def _input_size_enough(values: Values) -> Verdict:
     claim = "32x32 input is enough: larger images do not gain validation accuracy"
     base = values.value("image_size", "32x32 (default)")
-    larger = [v for v in (values.value("image_size", "64x64"), values.value("image_size", "128x128")) if v]
+    larger = [row for row in ("64x64", "128x128") if values.value("image_size", row) is not None]
     if base is None or not larger:
         return Verdict(claim, None, "no image size results")
-    return Verdict(claim, base >= max(larger), f"32x32 {base:.3f}, best larger {max(larger):.3f}")
+    best_larger = max(larger, key=lambda row: values.value("image_size", row) or 0.0)
+    comparison = values.compare(("image_size", best_larger), ("image_size", "32x32 (default)"))
+    # "No gain" is what the data say unless a larger input is better by a difference they can tell.
+    gain = values.value("image_size", best_larger) - base
+    agrees = gain <= 0 or (comparison is not None and not comparison.distinguishable)
+    evidence = f"32x32 {base:.3f}, best larger {values.value('image_size', best_larger):.3f}"
+    return Verdict(claim, agrees, evidence + _paired(comparison, best_larger, "32x32"))
 
 
 def _batch_16_appropriate(values: Values) -> Verdict:
@@ -176,8 +239,12 @@ def _svm_no_better(values: Values) -> Verdict:
     svm, network = values.of("svm_layer"), values.value("width", "model 2 (4096 first)")
     if not svm or network is None:
         return Verdict(claim, None, "no SVM or model 2 results")
-    best = max(svm.values())
-    return Verdict(claim, best <= network, f"best layer {best:.3f}, model 2 {network:.3f}")
+    layer = max(svm, key=svm.get)
+    comparison = values.compare(("svm_layer", layer), ("width", "model 2 (4096 first)"))
+    # "Does not improve" holds unless the SVM is better by a difference the data can tell.
+    agrees = svm[layer] <= network or (comparison is not None and not comparison.distinguishable)
+    evidence = f"best layer {svm[layer]:.3f}, model 2 {network:.3f}"
+    return Verdict(claim, agrees, evidence + _paired(comparison, f"SVM on {layer}", "model 2"))
 
 
 def _mean_aggregation(values: Values) -> Verdict:
@@ -188,17 +255,24 @@ def _mean_aggregation(values: Values) -> Verdict:
     )
     if mean is None or None in others:
         return Verdict(claim, None, "no aggregation results")
-    return Verdict(claim, mean > max(others), f"mean {mean:.3f}, max {others[0]:.3f}, min {others[1]:.3f}")
+    rival = "max" if others[0] >= others[1] else "min"
+    comparison = values.compare(("aggregation", "mean"), ("aggregation", rival))
+    evidence = f"mean {mean:.3f}, max {others[0]:.3f}, min {others[1]:.3f}"
+    return _ranked_verdict(claim, mean > max(others), evidence, comparison, ("mean", rival))
 
 
 def _patch_beats_bovw(values: Values) -> Verdict:
     claim = "The end-to-end patch MLP beats BoVW on its learnt descriptors"
-    patch = list(values.of("patch_size").values()) + list(values.of("aggregation").values())
-    bovw = list(values.of("codebook").values())
+    patch = {("patch_size", row): v for row, v in values.of("patch_size").items()}
+    patch |= {("aggregation", row): v for row, v in values.of("aggregation").items()}
+    bovw = {("codebook", row): v for row, v in values.of("codebook").items()}
     if not patch or not bovw:
         return Verdict(claim, None, "no patch or BoVW results")
-    return Verdict(
-        claim, max(patch) > max(bovw), f"best patch MLP {max(patch):.3f}, best BoVW {max(bovw):.3f}"
+    best_patch, best_bovw = max(patch, key=patch.get), max(bovw, key=bovw.get)
+    evidence = f"best patch MLP {patch[best_patch]:.3f}, best BoVW {bovw[best_bovw]:.3f}"
+    comparison = values.compare(best_patch, best_bovw)
+    return _ranked_verdict(
+        claim, patch[best_patch] > bovw[best_bovw], evidence, comparison, ("patch MLP", "BoVW")
     )
 
 
@@ -218,8 +292,12 @@ CONCLUSIONS: tuple[Callable[[Values], Verdict], ...] = (
 )
 
 
-def conclusions(table: pd.DataFrame, column: str = "measured") -> list[Verdict]:
-    values = Values(table, column)
+def conclusions(
+    table: pd.DataFrame, column: str = "measured", correct: Correctness | None = None
+) -> list[Verdict]:
+    """The study's claims judged on a table; with per-image correctness, a claim that ranks rows the
+    test images cannot tell apart is marked "cannot tell" instead of agrees or disagrees."""
+    values = Values(table, column, correct)
     return [check(values) for check in CONCLUSIONS]
 
 
@@ -233,7 +311,8 @@ def replication_payload(directory: Path) -> dict[str, Any]:
         "request": state["request"],
         "steps": [{"name": step.name, "status": state["steps"].get(step.name, "not run")} for step in STEPS],
         "conclusions": [
-            {"claim": v.claim, "mark": v.mark, "evidence": v.evidence} for v in conclusions(table)
+            {"claim": v.claim, "mark": v.mark, "evidence": v.evidence}
+            for v in conclusions(table, correct=measured_correctness(directory))
         ],
         "tables": {
             name: json.loads(rows.drop(columns=["table", "step"]).to_json(orient="records"))
@@ -266,7 +345,7 @@ def write_replication(directory: Path, state: dict[str, Any]) -> str:
 
     request = state["request"]
     table = measured_table(directory, request["protocol"])
-    verdicts = conclusions(table)
+    verdicts = conclusions(table, correct=measured_correctness(directory))
     table.to_csv(directory / "replication.csv", index=False)
     figures: dict[str, list[str]] = {}
     for step in STEPS:

@@ -36,8 +36,8 @@ def section(run: Path, wall: str) -> str:
         f"scenetune replicate --data {request['data']} --epochs {request['epochs'] or 'default'}"
         f" --protocol {request['protocol']} --carry {request['carry']} --seed {request['seed']}"
     )
-    agreed = sum(c["mark"] == "agrees" for c in replication["conclusions"])
-    measured = sum(c["mark"] != "not measured" for c in replication["conclusions"])
+    marks = [c["mark"] for c in replication["conclusions"]]
+    measured = sum(mark != "not measured" for mark in marks)
     lines = [
         "## Reproducing the study",
         "",
@@ -48,7 +48,10 @@ def section(run: Path, wall: str) -> str:
         " instead of 1024; 64x64 patches are the whole image). Published values are the study's"
         " (`analysis/published/study.csv`).",
         "",
-        f"The study's written conclusions, computed from this run: **{agreed} of {measured}** agree.",
+        f"The study's written conclusions, computed from this run: **{marks.count('agrees')} of {measured}** agree, "
+        f"{marks.count('disagrees')} disagree, and for {marks.count('cannot tell')} the test images cannot tell "
+        "the rows the claim ranks apart (`cannot tell`: McNemar's exact test on the two trials' per-image "
+        "predictions, p >= 0.05 or a 95% paired-bootstrap interval of the difference that covers 0).",
         "",
         *[f"- **{c['mark']}**: {c['claim']} ({c['evidence']})." for c in replication["conclusions"]],
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,3 +61,49 @@ def test_a_figure_only_table_is_judged_on_measured_values(best: str, agrees: boo
     verdict = conclusions(_as_measured(measured))[0]
     assert verdict.claim == "The default learning rate 1e-3 is best" and verdict.agrees is agrees
     assert all(v.agrees is None for v in conclusions(_as_measured(measured))[1:])
+
+
+IMAGES = 807
+
+
+def _right_on(*ranges: tuple[int, int]) -> np.ndarray:
+    right = np.zeros(IMAGES, dtype=bool)
+    for start, stop in ranges:
+        right[start:stop] = True
+    return right
+
+
+def _lr_table(correct: dict[str, np.ndarray]) -> pd.DataFrame:
+    table = published_table()
+    measured = pd.Series([None] * len(table), dtype=float)
+    for row, right in correct.items():
+        measured[table.index[(table["table"] == "lr") & (table["row"] == row)]] = right.mean()
+    return _as_measured(measured)
+
+
+@pytest.mark.parametrize(
+    ("lr_1e4", "mark"),
+    [
+        # 66 images only lr 1e-4 gets right, 50 only the default does: 2 points, McNemar p = 0.16
+        (_right_on((0, 354), (404, 470)), "cannot tell"),
+        # 120 images only lr 1e-4 gets right, none only the default does
+        (_right_on((0, 524)), "disagrees"),
+    ],
+    ids=["close", "apart"],
+)
+def test_a_winner_the_test_images_cannot_tell_from_the_claimed_row_is_marked_cannot_tell(
+    lr_1e4: np.ndarray, mark: str
+) -> None:
+    correct = {"lr 1e-3 (default)": _right_on((0, 404)), "lr 1e-4": lr_1e4}
+    verdict = conclusions(_lr_table(correct), correct={("lr", row): r for row, r in correct.items()})[0]
+    assert verdict.mark == mark and verdict.agrees is False
+    assert "lr 1e-4 - lr 1e-3 (default)" in verdict.evidence and "McNemar p = " in verdict.evidence
+    # Without predictions the ranking alone decides, as for the study's own numbers.
+    assert conclusions(_lr_table(correct))[0].mark == "disagrees"
+
+
+def test_the_claimed_best_is_only_confirmed_when_told_from_the_runner_up() -> None:
+    correct = {"lr 1e-3 (default)": _right_on((0, 420)), "lr 1e-4": _right_on((0, 354), (420, 470))}
+    verdict = conclusions(_lr_table(correct), correct={("lr", row): r for row, r in correct.items()})[0]
+    assert verdict.agrees is True and verdict.mark == "cannot tell"
+    assert "lr 1e-3 (default) - lr 1e-4" in verdict.evidence

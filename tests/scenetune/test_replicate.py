@@ -80,7 +80,9 @@ def test_the_chain_runs_every_step_resumes_after_a_kill_and_reports_every_table(
     assert (numbers["difference"] - (numbers["measured"] - numbers["published"])).abs().max() < 1e-9
     saved = json.loads((directory / "replication.json").read_text())
     assert len(saved["conclusions"]) == 12
-    assert {c["mark"] for c in saved["conclusions"]} <= {"agrees", "disagrees", "not measured"}
+    assert {c["mark"] for c in saved["conclusions"]} <= {"agrees", "disagrees", "cannot tell", "not measured"}
+    # The rankings are tested on the trials' per-image predictions over the same test images.
+    assert sum("McNemar p = " in c["evidence"] for c in saved["conclusions"]) >= 5
     markdown = (directory / "replication.md").read_text()
     assert "## The study's conclusions" in markdown and "## Table: codebook" in markdown
     assert (directory / "figures" / "depth" / "learning_curves.png").is_file()
