@@ -15,7 +15,11 @@ features + SVM, the defaults patch MLP for learnt BoVW), so that the four method
 see the same features.
 
     .venv/bin/python benchmarks/search_quality.py [--data DIR] [--budget 60] [--epochs 5] [--refit 3]
-        [--seeds 0 1 2] [--storage DIR] [--out BENCHMARKS.md]
+        [--seeds 0 1 2] [--approaches mlp ...] [--storage DIR] [--out BENCHMARKS.md]
+
+With --approaches, only those approaches run; the rows of the others are carried from the earlier
+run in benchmarks/search_quality.json (when made with the same budget, epochs and refits), and the
+section says which run each approach's rows come from.
 
 Each finished run is kept in --storage and not run again, so an interrupted benchmark continues
 where it stopped. The figures go to benchmarks/search_quality.json and into BENCHMARKS.md between
@@ -142,7 +146,33 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
         "best_config": describe_config(best.config, defaults),
         "trials": len(load_trials(experiment)),
         "wall_seconds": seconds,
+        "measured": f"{time.strftime('%Y-%m-%d')}, commit {current_commit()}",
     }
+
+
+def current_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The rows of approaches this run leaves out, from the earlier run in --json when it was made
+    with the same budget, epochs and refits (so that one table holds comparable rows)."""
+    if not args.json.is_file():
+        return []
+    earlier = json.loads(args.json.read_text())
+    settings = {"budget": args.budget, "epochs": args.epochs, "refit": args.refit}
+    if any(earlier.get(key, value) != value for key, value in settings.items()):
+        return []
+    return [row for row in earlier["results"] if row["approach"] not in args.approaches]
+
+
+def when_measured(results: list[dict[str, Any]]) -> str:
+    """Which run each approach's rows come from."""
+    dates: dict[str, str] = {}
+    for row in results:
+        dates.setdefault(APPROACHES[row["approach"]].label, row.get("measured", "an earlier run"))
+    return "; ".join(f"{label}: {date}" for label, date in dates.items())
 
 
 def cell(row: dict[str, Any]) -> str:
@@ -207,7 +237,8 @@ def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, A
             f"refit with {args.refit} seeds (train + validation, the best epoch count). Cells: refit test accuracy, "
             "mean ± std over the refit seeds, on the test folder. Differences are paired over the test images "
             "(bootstrap interval and sign test on the share of refit models right on each image); ~ marks a "
-            "difference the data cannot tell from zero. The baselines (a) and (b) were measured in the same run.",
+            "difference the data cannot tell from zero. The baselines (a) and (b) of an approach were measured "
+            f"in the same run as its (c) and (d). Measured: {when_measured(results)}.",
             "",
             text,
             "",
@@ -249,7 +280,8 @@ def main() -> int:
         parser.error(f"--data {args.data} is not a folder")
     args.storage = args.storage.resolve()
     args.storage.mkdir(parents=True, exist_ok=True)
-    results = []
+    carried = carried_rows(args)
+    results: list[dict[str, Any]] = []
     # Approach by approach, every seed, so that an interrupted run has whole approaches to show.
     for approach_key in args.approaches:
         for seed in args.seeds:
@@ -260,9 +292,10 @@ def main() -> int:
                 row = measure(args, approach_key, method, seed)
                 results.append(row)
                 print(json.dumps(row), flush=True)
-                args.json.write_text(json.dumps({"budget": args.budget, "results": results}, indent=1))
-    write_section(args.out, args, results)
-    print(table(results, args.seeds)[0])
+                kept = {"budget": args.budget, "epochs": args.epochs, "refit": args.refit}
+                args.json.write_text(json.dumps({**kept, "results": carried + results}, indent=1))
+    write_section(args.out, args, carried + results)
+    print(table(carried + results, args.seeds)[0])
     return 0
 
 
