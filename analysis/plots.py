@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -280,3 +282,36 @@ FIGURES = (learning_curves, accuracy_vs_factor, optuna_figures, asha_stops, conf
 def plot_experiment(experiment: Experiment, out_dir: Path) -> list[Path]:
     """Every figure that applies to this experiment; returns the files written."""
     return [path for figure in FIGURES for path in figure(experiment, out_dir)]
+
+
+DRAWN_FILE = (
+    "drawn.json"  # in a figure folder: which figures it holds, drawn from which state of the experiment
+)
+
+
+def _experiment_state(experiment_dir: Path) -> dict[str, Any]:
+    """What changes whenever a sweep, a resume or a refit writes anything into the experiment."""
+    files = [path.stat() for path in experiment_dir.rglob("*") if path.is_file()]
+    return {
+        "files": len(files),
+        "bytes": sum(f.st_size for f in files),
+        "newest_ns": max((f.st_mtime_ns for f in files), default=0),
+        "drawn_by": [figure.__name__ for figure in FIGURES],
+    }
+
+
+def plot_experiment_once(experiment: Experiment, out_dir: Path) -> list[Path]:
+    """plot_experiment, unless `out_dir` holds every figure drawn from the experiment as it is now: a
+    resumed study redraws only the steps that changed (a figure set takes seconds per step)."""
+    state = _experiment_state(experiment.path)
+    record = out_dir / DRAWN_FILE
+    if record.is_file():
+        drawn = json.loads(record.read_text())
+        paths = [out_dir / name for name in drawn["figures"]]
+        if drawn["experiment"] == state and all(path.is_file() for path in paths):
+            return paths
+    record.unlink(missing_ok=True)  # drawing again: an interrupted drawing must not count as done
+    written = plot_experiment(experiment, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"experiment": state, "figures": [path.name for path in written]}))
+    return written

@@ -442,6 +442,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    started_here = not _ray_running()
     try:
         return COMMANDS[args.command](args)
     except UserError as error:
@@ -454,7 +455,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     finally:
-        _stop_ray()
+        if started_here:  # a Ray instance the caller started (a notebook, a test session) stays up
+            _stop_ray()
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def _stop_ray() -> None:
@@ -462,6 +469,5 @@ def _stop_ray() -> None:
 
     An explicit shutdown takes about a second here; leaving it to Ray's exit hook took four.
     """
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    if _ray_running():
+        sys.modules["ray"].shutdown()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import study as comparison
-from analysis.plots import approach_accuracies, plot_experiment
+from analysis.plots import approach_accuracies, plot_experiment_once
 from analysis.results import load_experiment
 from analysis.tables import render, summary_table
 from analysis.uncertainty import refit_summary
@@ -144,7 +144,7 @@ def write_report(directory: Path, request: StudyRequest) -> str:
             correctness[step.approach] = correct
         if step.task == "mlp":
             mlp_trials = experiment.trials
-        figures = plot_experiment(experiment, directory / "figures" / step.name)
+        figures = plot_experiment_once(experiment, directory / "figures" / step.name)
         table = render(summary_table(experiment, TABLE_ROWS_PER_TASK))
         links = " ".join(f"[{p.stem}]({p.relative_to(directory)})" for p in figures if p.suffix == ".png")
         sections.append(

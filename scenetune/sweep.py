@@ -392,26 +392,28 @@ def _write_record(plan: SweepPlan) -> None:
     )
 
 
-def _start_ray(request: SweepRequest) -> None:
+def start_ray(address: str | None = None, verbose: bool = False) -> None:
+    """Start a local Ray instance (or join the cluster at `address`) as every sweep runs it; a no-op
+    when Ray is already running in this process."""
     import optuna
     import ray
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
-    if not request.verbose:
+    if not verbose:
         # The legacy console output honours verbose=0 completely; the new one still prints a banner.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         logging.getLogger("ray").setLevel(logging.ERROR)
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures are summarised by scenetune
-    local = request.address is None and not ray.is_initialized()
+    local = address is None and not ray.is_initialized()
     before = children() if local else set()
-    with _loopback_only(request.address is None):
+    with _loopback_only(address is None):
         ray.init(
-            address=request.address,
+            address=address,
             include_dashboard=False,
-            log_to_driver=request.verbose,
-            logging_level=logging.INFO if request.verbose else logging.ERROR,
+            log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.ERROR,
             ignore_reinit_error=True,
         )
     if local:  # a driver killed with -9 cannot shut Ray down: the watchdog does it instead
@@ -616,7 +618,7 @@ def run(plan: SweepPlan) -> SweepOutcome:
     """Start (or join) Ray, run the sweep to its end, and summarise the result grid."""
     from ray import tune
 
-    _start_ray(plan.request)
+    start_ray(plan.request.address, plan.request.verbose)
     _check_resources(plan.request)
     location = os.path.join(plan.storage_path, plan.name)
     if plan.restoring and tune.Tuner.can_restore(location):

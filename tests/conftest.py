@@ -69,9 +69,13 @@ def mit_split() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray instance for the in-process sweeps of the whole session."""
+    """One local Ray instance, started as a sweep starts it, for every in-process command of the session:
+    a command leaves a Ray instance it did not start running, so each saves starting and stopping its own."""
     import ray
 
+    from scenetune.sweep import start_ray
+
+    start_ray()
     yield
     ray.shutdown()
 

@@ -264,7 +264,15 @@ def test_quick_study_end_to_end_and_resume(
     shutil.rmtree(study / "feature_svm")
     kept = ("mlp", "patch_mlp", "bovw_learnt", "bovw_sift", "cnn")
     before = {step: sorted((study / step).glob("experiment_state-*.json")) for step in kept}
+    steps = ("feature_svm", *kept)
+    drawn = {step: (study / "figures" / step / "confusion_matrix.png").stat().st_mtime_ns for step in steps}
     assert main(["study", "--storage", str(tmp_path), "--name", "quick", "--resume"]) == 0
+    # The report is written again; only the redone step's figures are drawn again.
+    redrawn = {
+        step: (study / "figures" / step / "confusion_matrix.png").stat().st_mtime_ns != drawn[step]
+        for step in steps
+    }
+    assert redrawn == {step: step == "feature_svm" for step in steps}
     resumed = capsys.readouterr().out
     assert "== study step feature_svm" in resumed and "== study step bovw_sift" not in resumed
     assert (study / "feature_svm" / "scenetune.json").is_file()

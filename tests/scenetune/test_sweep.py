@@ -55,6 +55,9 @@ def _first_configs(experiment: Path, count: int) -> list[dict]:
 
 
 def test_optuna_sweep_writes_an_experiment_with_the_core_metrics(optuna_experiment: Path) -> None:
+    import ray
+
+    assert ray.is_initialized()  # the command left running the Ray instance it did not start
     record = read_experiment_record(optuna_experiment)
     assert record["task"] == "mlp" and record["space"] == "optuna" and record["seed"] == 7
     assert record["data"]["source"] == "digits" and len(record["data"]["classes"]) == 10
