@@ -49,7 +49,7 @@ def section(run: Path, wall: str) -> str:
         " (`analysis/published/study.csv`).",
         "",
         f"The study's written conclusions, computed from this run: **{marks.count('agrees')} of {measured}** agree, "
-        f"{marks.count('disagrees')} disagree, and for {marks.count('cannot tell')} the test images cannot tell "
+        f"{marks.count('disagrees')} disagree{'s' if marks.count('disagrees') == 1 else ''}, and for {marks.count('cannot tell')} the test images cannot tell "
         "the rows the claim ranks apart (`cannot tell`: McNemar's exact test on the two trials' per-image "
         "predictions, p >= 0.05 or a 95% paired-bootstrap interval of the difference that covers 0).",
         "",
