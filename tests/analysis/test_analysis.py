@@ -24,7 +24,8 @@ def experiments(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
     """An optuna sweep, a preset sweep, a diverged trial and an errored trial, all real."""
     storage = tmp_path_factory.mktemp("analysis")
     runs = {
-        "search": ["--samples", "6", "--epochs", "3", "--max-concurrent", "1", *TINY],
+        # Cold (no priors, which ASHA does not judge), so that every trial after the first 3 faces a cut-off.
+        "search": ["--samples", "6", "--epochs", "3", "--max-concurrent", "1", "--no-prior", *TINY],
         "preset": ["--space", "lr", "--set", "epochs=2", *TINY],
         "diverged": ["--samples", "1", "--epochs", "3", "--set", "lr=1e12", "--set", "optimizer=sgd", *TINY],
         # A layer of 10^12 units cannot be allocated: the trial raises, as an out-of-memory trial does.
