@@ -69,9 +69,10 @@ def test_optuna_sweep_writes_an_experiment_with_the_core_metrics(optuna_experime
         assert [r["epoch"] for r in trial.history] == list(range(1, len(trial.history) + 1))
         assert len(trial.history) <= 3 and trial.config["image_size"] == 8 and trial.config["width"] == 64
         assert len(trial.checkpoints()) == 1  # only the best epoch's weights are kept
-    # ASHA stopped the trials below the top third of a rung after their first or second epoch.
-    stopped = [t for t in trials if len(t.history) < 3]
-    assert stopped and all(not t.last["diverged"] for t in stopped)
+    # The priors (the first two trials, the defaults and model 1.4) run to the end: ASHA does not judge
+    # them. (That ASHA stops weak trials is checked on a cold search in test_analysis.)
+    priors = sorted(trials, key=lambda t: t.directory.name)[:2]
+    assert [len(t.history) for t in priors] == [3, 3]
     assert max(t.best_score() for t in trials) > 0.5
 
 
