@@ -47,53 +47,53 @@ def _trial_for(trials: list[TrialRecord], match: dict[str, Any]) -> TrialRecord 
     return next((t for t in trials if t.history and _matches(t.config, match)), None)
 
 
-def _published_trials(directory: Path, published: pd.DataFrame) -> list[tuple[Any, TrialRecord | None]]:
-    """Each published row with the replication's trial that measures it (None: not run)."""
+def _correct_on_test(trial: TrialRecord) -> np.ndarray | None:
+    """Whether the trial's best-epoch model got each test image right (the images the study validated on)."""
+    checkpoints = trial.checkpoints()
+    return correct_on_test(checkpoints[-1]) if checkpoints else None
+
+
+def measured(
+    directory: Path, protocol: str, published: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, Correctness]:
+    """Every published row with what this replication measured for it: the metric at the trial's best
+    validation epoch. The study validated on the test folder, so under `--protocol honest` (validation
+    carved from train) validation accuracy is compared through the test accuracy instead. With it, per
+    (table, row), the trial's per-image correctness for the paired tests behind the conclusions (rows
+    without predictions are left out)."""
+    published = published_table() if published is None else published
     trials = {
         step.name: load_trials(directory / step.name) if is_experiment_dir(directory / step.name) else []
         for step in STEPS
     }
-    return [(entry, _trial_for(trials.get(entry.step, []), entry.match)) for entry in published.itertuples()]
-
-
-def measured_correctness(directory: Path, published: pd.DataFrame | None = None) -> Correctness:
-    """Per (table, row), whether its trial's best-epoch model got each test image right (the images the
-    study validated on), for the paired tests behind the conclusions; rows without predictions are left out."""
-    published = published_table() if published is None else published
-    correct: Correctness = {}
-    for entry, trial in _published_trials(directory, published):
-        checkpoints = trial.checkpoints() if trial is not None else []
-        right = correct_on_test(checkpoints[-1]) if checkpoints else None
-        if right is not None:
-            correct[(entry.table, entry.row)] = right
-    return correct
-
-
-def measured_table(directory: Path, protocol: str, published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every published row with what this replication measured for it: the metric at the trial's best
-    validation epoch. The study validated on the test folder, so under `--protocol honest` (validation
-    carved from train) validation accuracy is compared through the test accuracy instead."""
-    published = published_table() if published is None else published
-    rows = []
-    for entry, trial in _published_trials(directory, published):
+    rows, correct, by_trial = [], {}, {}
+    for entry in published.itertuples():
+        trial = _trial_for(trials.get(entry.step, []), entry.match)
         report = trial.best_report() if trial is not None else {}
         metric = "test_acc" if protocol == "honest" and entry.metric == "val_acc" else entry.metric
-        measured = report.get(metric)
-        measured = float(measured) if is_present(measured) else None
-        value = float(entry.published) if is_present(entry.published) else None
+        value = report.get(metric)
+        value = float(value) if is_present(value) else None
+        published_value = float(entry.published) if is_present(entry.published) else None
         rows.append(
             {
                 "table": entry.table,
                 "row": entry.row,
                 "step": entry.step,
                 "metric": entry.metric,
-                "measured": measured,
+                "measured": value,
                 "test_acc": float(report["test_acc"]) if is_present(report.get("test_acc")) else None,
-                "published": value,
-                "difference": measured - value if measured is not None and value is not None else None,
+                "published": published_value,
+                "difference": value - published_value
+                if value is not None and published_value is not None
+                else None,
             }
         )
-    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+        if trial is not None:  # a trial measures several rows (its train and validation metrics)
+            if trial.directory not in by_trial:
+                by_trial[trial.directory] = _correct_on_test(trial)
+            if by_trial[trial.directory] is not None:
+                correct[(entry.table, entry.row)] = by_trial[trial.directory]
+    return pd.DataFrame(rows, columns=REPORT_COLUMNS), correct
 
 
 # ---------- the study's conclusions, computed from a measured table ----------
@@ -189,15 +189,15 @@ def _argmax_claim(claim: str, table: str, expected: str) -> Callable[[Values], V
 def _input_size_enough(values: Values) -> Verdict:
     claim = "32x32 input is enough: larger images do not gain validation accuracy"
     base = values.value("image_size", "32x32 (default)")
-    larger = [row for row in ("64x64", "128x128") if values.value("image_size", row) is not None]
+    larger = {row: values.value("image_size", row) for row in ("64x64", "128x128")}
+    larger = {row: value for row, value in larger.items() if value is not None}
     if base is None or not larger:
         return Verdict(claim, None, "no image size results")
-    best_larger = max(larger, key=lambda row: values.value("image_size", row) or 0.0)
+    best_larger = max(larger, key=larger.get)
     comparison = values.compare(("image_size", best_larger), ("image_size", "32x32 (default)"))
     # "No gain" is what the data say unless a larger input is better by a difference they can tell.
-    gain = values.value("image_size", best_larger) - base
-    agrees = gain <= 0 or (comparison is not None and not comparison.distinguishable)
-    evidence = f"32x32 {base:.3f}, best larger {values.value('image_size', best_larger):.3f}"
+    agrees = larger[best_larger] <= base or (comparison is not None and not comparison.distinguishable)
+    evidence = f"32x32 {base:.3f}, best larger {larger[best_larger]:.3f}"
     return Verdict(claim, agrees, evidence + _paired(comparison, best_larger, "32x32"))
 
 
@@ -305,14 +305,14 @@ def replication_payload(directory: Path) -> dict[str, Any]:
     """What the dashboard and the report show of a replication, computed from its trials as they are
     (so a running replication shows its tables filling in)."""
     state = json.loads((directory / STATE_FILE).read_text())
-    table = measured_table(directory, state["request"]["protocol"])
+    table, correct = measured(directory, state["request"]["protocol"])
     return {
         "name": directory.name,
         "request": state["request"],
         "steps": [{"name": step.name, "status": state["steps"].get(step.name, "not run")} for step in STEPS],
         "conclusions": [
             {"claim": v.claim, "mark": v.mark, "evidence": v.evidence}
-            for v in conclusions(table, correct=measured_correctness(directory))
+            for v in conclusions(table, correct=correct)
         ],
         "tables": {
             name: json.loads(rows.drop(columns=["table", "step"]).to_json(orient="records"))
@@ -344,8 +344,8 @@ def write_replication(directory: Path, state: dict[str, Any]) -> str:
     from analysis.results import load_experiment
 
     request = state["request"]
-    table = measured_table(directory, request["protocol"])
-    verdicts = conclusions(table, correct=measured_correctness(directory))
+    table, correct = measured(directory, request["protocol"])
+    verdicts = conclusions(table, correct=correct)
     table.to_csv(directory / "replication.csv", index=False)
     figures: dict[str, list[str]] = {}
     for step in STEPS:
