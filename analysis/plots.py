@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.results import CONFIG_PREFIX, LOG_SCALE_RATIO, Experiment, loss_ceiling
 from analysis.tables import OPTUNA_SPACE, swept_factors
+from scenetune.atomic import write_text
 from scenetune.experiment import short_value
 
 MAX_LEGEND_ENTRIES = 12
@@ -284,9 +285,8 @@ def plot_experiment(experiment: Experiment, out_dir: Path) -> list[Path]:
     return [path for figure in FIGURES for path in figure(experiment, out_dir)]
 
 
-DRAWN_FILE = (
-    "drawn.json"  # in a figure folder: which figures it holds, drawn from which state of the experiment
-)
+# In a figure folder: which figures it holds, drawn from which state of the experiment.
+DRAWN_FILE = "drawn.json"
 
 
 def _experiment_state(experiment_dir: Path) -> dict[str, Any]:
@@ -313,5 +313,6 @@ def plot_experiment_once(experiment: Experiment, out_dir: Path) -> list[Path]:
     record.unlink(missing_ok=True)  # drawing again: an interrupted drawing must not count as done
     written = plot_experiment(experiment, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"experiment": state, "figures": [path.name for path in written]}))
+    # Whole or absent, never half written: it is what says the drawing finished.
+    write_text(record, json.dumps({"experiment": state, "figures": [path.name for path in written]}))
     return written
