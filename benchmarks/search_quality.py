@@ -155,14 +155,18 @@ def current_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What makes two runs' rows comparable; kept in --json beside the rows."""
+    return {"budget": args.budget, "epochs": args.epochs, "refit": args.refit}
+
+
 def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The rows of approaches this run leaves out, from the earlier run in --json when it was made
     with the same budget, epochs and refits (so that one table holds comparable rows)."""
     if not args.json.is_file():
         return []
     earlier = json.loads(args.json.read_text())
-    settings = {"budget": args.budget, "epochs": args.epochs, "refit": args.refit}
-    if any(earlier.get(key, value) != value for key, value in settings.items()):
+    if any(earlier.get(key, value) != value for key, value in run_settings(args).items()):
         return []
     return [row for row in earlier["results"] if row["approach"] not in args.approaches]
 
@@ -292,8 +296,9 @@ def main() -> int:
                 row = measure(args, approach_key, method, seed)
                 results.append(row)
                 print(json.dumps(row), flush=True)
-                kept = {"budget": args.budget, "epochs": args.epochs, "refit": args.refit}
-                args.json.write_text(json.dumps({**kept, "results": carried + results}, indent=1))
+                args.json.write_text(
+                    json.dumps({**run_settings(args), "results": carried + results}, indent=1)
+                )
     write_section(args.out, args, carried + results)
     print(table(carried + results, args.seeds)[0])
     return 0
