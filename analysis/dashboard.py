@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,12 @@ from starlette.routing import Route
 
 from analysis.payloads import (
     REPLICATION_STATE_FILE,
+    PayloadCache,
     discover,
     experiment_payload,
     home_payload,
-    json_safe,
     relative_id,
-    replication_summary,
+    replication_entry,
 )
 from analysis.results import STATUSES
 from scenetune.experiment import is_experiment_dir
@@ -164,6 +165,7 @@ def create_app(root: Path, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -
     """The dashboard over root; requests whose Host is not in allowed_hosts ("*": any) get 400."""
     root = Path(root).resolve()
     cache = ImportanceCache()
+    payloads = PayloadCache()
     static = {
         "dashboard.js": ("text/javascript", lambda: _asset("dashboard.js")),
         "dashboard.css": ("text/css", lambda: _asset("dashboard.css")),
@@ -183,10 +185,10 @@ def create_app(root: Path, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -
 
     async def api_replication(request: Request) -> Response:
         path = resolve_replication(root, request.path_params["replication"])
-        return JSONResponse(json_safe(replication_summary(root, path)))
+        return JSONResponse(payloads.get("replication", path, partial(replication_entry, root, path)))
 
     async def api_home(request: Request) -> Response:
-        return JSONResponse(home_payload(root))
+        return JSONResponse(home_payload(root, payloads))
 
     async def api_experiment(request: Request) -> Response:
         return JSONResponse(cache.payload(root, resolve_experiment(root, request.path_params["experiment"])))

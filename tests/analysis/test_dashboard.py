@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
+from analysis.payloads import PayloadCache, home_payload
 from scenetune.cli import main
 from scenetune.replication_steps import STATE_FILE
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, make_image_folder, needs_chromium
@@ -204,6 +206,42 @@ def test_new_results_appear_live_without_reload(server: str, page, results: Path
     assert page.evaluate("() => window.notReloaded") is True
     assert page.is_checked(f"[data-role=trials] input[data-trial='{trial_id}']")
     assert page.console_errors == []
+
+
+def test_a_folder_payload_is_computed_again_only_when_a_file_under_it_changes(tmp_path: Path) -> None:
+    result = tmp_path / "experiment" / "trial_1" / "result.json"
+    result.parent.mkdir(parents=True)
+    result.write_text('{"epoch": 1}\n')
+    cache, computed = PayloadCache(), []
+
+    def compute() -> int:
+        computed.append(True)
+        return len(computed)
+
+    assert cache.get("experiment", tmp_path / "experiment", compute) == 1
+    assert cache.get("experiment", tmp_path / "experiment", compute) == 1  # nothing written since
+    result.write_text('{"epoch": 1}\n{"epoch": 2}\n')  # a trial reports an epoch
+    assert cache.get("experiment", tmp_path / "experiment", compute) == 2
+    (tmp_path / "experiment" / "trial_2").mkdir()
+    (tmp_path / "experiment" / "trial_2" / "params.json").write_text("{}")  # a trial starts
+    assert cache.get("experiment", tmp_path / "experiment", compute) == 3
+    assert cache.get("replication", tmp_path / "experiment", compute) == 4  # each kind has its own entry
+
+
+def test_the_cached_home_answer_follows_a_new_result(results: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(results / "search", root / "search")
+    cache = PayloadCache()
+    assert home_payload(root, cache) == home_payload(root)
+    result = next((root / "search").glob("*/result.json"))
+    last = json.loads(result.read_text().splitlines()[-1])
+    with result.open("a") as handle:
+        handle.write(
+            json.dumps({**last, "epoch": last["epoch"] + 1, "val_acc": 1.0, "best_val_acc": 1.0}) + "\n"
+        )
+    shown = home_payload(root, cache)
+    assert shown == home_payload(root)
+    assert shown["experiments"][0]["best_val_acc"] == 1.0
 
 
 @pytest.mark.parametrize(
