@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -14,6 +19,7 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -27,13 +33,15 @@ from analysis.payloads import (
     discover,
     experiment_payload,
     home_payload,
+    importance_payload,
     relative_id,
     replication_entry,
 )
-from analysis.results import STATUSES
+from analysis.results import STATUSES, load_experiment
 from scenetune.experiment import is_experiment_dir
 
 IMPORTANCE_CACHE_SIZE = 64
+IMPORTANCE_REFRESH_S = 30.0
 
 TEMPLATES = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
 
@@ -119,22 +127,83 @@ def _resolve(root: Path, folder_id: str, is_kind: Callable[[Path], bool]) -> Pat
     return candidate
 
 
+def importance_signature(payload: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What importance depends on: each trial and its score."""
+    return tuple((trial["trial_id"], trial["val_acc"]) for trial in payload["trials"])
+
+
+@dataclass(frozen=True)
+class _Importance:
+    signature: tuple[tuple[str, Any], ...]
+    value: dict[str, Any] | None
+    trials: int
+    finished_at: float
+
+
 class ImportanceCache:
-    """Importance is costly (fANOVA fits forests): recompute only when the scored trials change."""
+    """Importance is costly (fANOVA fits forests: tens of seconds over a few hundred trials on 2 cores).
+    It is computed in one background thread, again only when the scored trials changed and at most once
+    per IMPORTANCE_REFRESH_S per experiment; polls meanwhile show the last one computed, with the number
+    of trials it is from. So a poll never waits for it after the first, and an open page during a
+    sweep takes a small share of one core from the trials instead of recomputing on every poll."""
 
     def __init__(self) -> None:
-        self.entries: dict[tuple[str, Any], Any] = {}
+        self.shown: dict[str, _Importance] = {}
+        self.computing: dict[str, Future[_Importance]] = {}
+        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue[tuple[Future[_Importance], Path, tuple]] = queue.SimpleQueue()
+        # A daemon thread: stopping the dashboard does not wait for a computation nobody will see.
+        threading.Thread(target=self._work, name="scenetune-importance", daemon=True).start()
 
     def payload(self, root: Path, path: Path) -> dict[str, Any]:
         payload = experiment_payload(root, path, with_importance=False)
-        signature = tuple((t["trial_id"], t["val_acc"]) for t in payload["trials"])
-        key = (str(path), signature)
-        if key not in self.entries:
-            if len(self.entries) >= IMPORTANCE_CACHE_SIZE:
-                self.entries.clear()
-            self.entries[key] = experiment_payload(root, path)["importance"]
-        payload["importance"] = self.entries[key]
+        computing = self.refresh(path, importance_signature(payload))
+        shown = self.shown.get(str(path))
+        if shown is None and computing is not None:  # nothing to show yet: the first poll waits for it
+            shown = computing.result()
+        payload["importance"] = shown.value if shown else None
+        payload["importance_trials"] = shown.trials if shown else None
         return payload
+
+    def refresh(self, path: Path, signature: tuple) -> Future[_Importance] | None:
+        """The computation under way for path, started here when the shown one is stale and due; None
+        when none runs."""
+        key = str(path)
+        with self.lock:
+            shown, running = self.shown.get(key), self.computing.get(key)
+            if running is not None:
+                return running
+            stale = shown is None or shown.signature != signature
+            due = shown is None or time.monotonic() - shown.finished_at >= IMPORTANCE_REFRESH_S
+            if not (stale and due):
+                return None
+            if len(self.shown) >= IMPORTANCE_CACHE_SIZE:
+                self.shown.clear()
+            future: Future[_Importance] = Future()
+            self.computing[key] = future
+            self.jobs.put((future, path, signature))
+            return future
+
+    def _work(self) -> None:
+        while True:
+            future, path, signature = self.jobs.get()
+            try:
+                future.set_result(self._compute(path, signature))
+            except Exception as error:  # handed to the poll that waits for it, if any
+                future.set_exception(error)
+
+    def _compute(self, path: Path, signature: tuple) -> _Importance:
+        try:
+            experiment = load_experiment(path)
+            computed = _Importance(
+                signature, importance_payload(experiment), len(experiment.scored_trials()), time.monotonic()
+            )
+            with self.lock:
+                self.shown[str(path)] = computed
+            return computed
+        finally:  # also when it failed (a folder removed meanwhile): the next poll may start another
+            with self.lock:
+                self.computing.pop(str(path), None)
 
 
 def render_home(root: Path) -> str:
@@ -191,7 +260,8 @@ def create_app(root: Path, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -
         return JSONResponse(home_payload(root, payloads))
 
     async def api_experiment(request: Request) -> Response:
-        return JSONResponse(cache.payload(root, resolve_experiment(root, request.path_params["experiment"])))
+        path = resolve_experiment(root, request.path_params["experiment"])
+        return JSONResponse(await run_in_threadpool(cache.payload, root, path))
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
@@ -243,9 +313,9 @@ def build_report(paths: list[Path]) -> str:
     home = {"experiments": [], "studies": [], "replications": []}
     for path in paths:
         if not is_experiment_dir(path):
-            partial = home_payload(path)
-            home["studies"] += partial["studies"]
-            home["replications"] += partial["replications"]
+            found = home_payload(path, with_experiments=False)
+            home["studies"] += found["studies"]
+            home["replications"] += found["replications"]
     payloads = {}
     for path in experiments:
         payload = experiment_payload(root, path)

@@ -164,13 +164,17 @@ def _uncached(kind: str, folder: Path, compute: Callable[[], T]) -> T:
     return compute()
 
 
-def home_payload(root: Path, cache: PayloadCache | None = None) -> dict[str, Any]:
-    """Every experiment, study and replication under root; with a cache, only the changed ones are read."""
+def home_payload(
+    root: Path, cache: PayloadCache | None = None, with_experiments: bool = True
+) -> dict[str, Any]:
+    """Every experiment, study and replication under root; with a cache, only the changed ones are read.
+    Without experiments, their list is left empty (the report builds each experiment's page anyway)."""
     cached = cache.get if cache is not None else _uncached
     experiments, studies, replications = discover(root)
     return {
         "experiments": [
-            cached("experiment", path, partial(_experiment_entry, root, path)) for path in experiments
+            cached("experiment", path, partial(_experiment_entry, root, path))
+            for path in (experiments if with_experiments else [])
         ],
         "studies": [json_safe(study_summary(root, path)) for path in studies],
         "replications": [
@@ -183,7 +187,7 @@ def _config_of(row: pd.Series) -> dict[str, Any]:
     return {key: _json_value(value) for key, value in Experiment.config_of(row).items()}
 
 
-def _importance(experiment: Experiment) -> dict[str, Any] | None:
+def importance_payload(experiment: Experiment) -> dict[str, Any] | None:
     from analysis.importance import importance_table
 
     try:
@@ -247,6 +251,7 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
             if len(experiment.history)
             else None,
             "log_scale_ratio": LOG_SCALE_RATIO,
-            "importance": _importance(experiment) if with_importance else None,
+            "importance": importance_payload(experiment) if with_importance else None,
+            "importance_trials": len(experiment.scored_trials()) if with_importance else None,
         }
     )

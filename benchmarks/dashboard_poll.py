@@ -1,5 +1,8 @@
-"""What one poll of the dashboard's home page costs: the answer computed from the files every time
-(the baseline) against the dashboard's PayloadCache, when nothing changed and when one trial reported.
+"""What one poll of the dashboard costs. Home page: the answer computed from the files every time (the
+baseline) against the dashboard's PayloadCache, when nothing changed and when one trial reported.
+Experiment page (the experiment with the most scored trials): the answer with hyperparameter importance
+computed afresh, as every poll did once a trial had reported (the baseline), against ImportanceCache,
+which shows the last importance and recomputes it in the background at most every 30 s.
 
     .venv/bin/python benchmarks/dashboard_poll.py --root RESULTS [--polls 10]
 
@@ -21,7 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.payloads import PayloadCache, discover, home_payload  # noqa: E402
+from analysis.dashboard import ImportanceCache  # noqa: E402
+from analysis.payloads import PayloadCache, discover, experiment_payload, home_payload  # noqa: E402
+from analysis.results import load_experiment  # noqa: E402
 
 
 def seconds_per_poll(poll, polls: int) -> float:
@@ -58,6 +63,11 @@ def main() -> int:
         one_changed = seconds_per_poll(lambda: (touch(result), home_payload(root, cache)), args.polls)
     finally:
         os.utime(result, ns=(before.st_atime_ns, before.st_mtime_ns))
+    largest = max(experiments, key=lambda path: len(load_experiment(path).scored_trials()))
+    with_importance = seconds_per_poll(lambda: experiment_payload(root, largest), args.polls)
+    importance = ImportanceCache()
+    importance.payload(root, largest)
+    page_poll = seconds_per_poll(lambda: importance.payload(root, largest), args.polls)
     print(
         json.dumps(
             {
@@ -72,6 +82,13 @@ def main() -> int:
                 },
                 "speedup_nothing_changed": round(uncached / unchanged, 1),
                 "speedup_one_trial_reported": round(uncached / one_changed, 1),
+                "experiment_page": {
+                    "experiment": str(largest.relative_to(root)),
+                    "scored_trials": len(load_experiment(largest).scored_trials()),
+                    "seconds_per_poll_importance_afresh": round(with_importance, 4),
+                    "seconds_per_poll_importance_cache": round(page_poll, 4),
+                    "speedup": round(with_importance / page_poll, 1),
+                },
             },
             indent=1,
         )

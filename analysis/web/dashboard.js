@@ -223,7 +223,7 @@ function renderCharts(root, payload) {
   if (payload.importance) {
     const evaluators = Object.keys(payload.importance).filter((k) => k !== "params");
     draw(part(root, "chart-importance"), evaluators.map((name) => ({ type: "bar", orientation: "h", name, y: payload.importance.params, x: payload.importance[name] })),
-      layout("hyperparameter importance for val_acc", "importance", ""));
+      layout(`hyperparameter importance for val_acc (from ${payload.importance_trials} scored trials)`, "importance", ""));
   }
 }
 

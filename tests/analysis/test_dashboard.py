@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analysis.payloads import PayloadCache, home_payload
+from analysis import dashboard
+from analysis.dashboard import ImportanceCache, importance_signature
+from analysis.payloads import PayloadCache, experiment_payload, home_payload
 from scenetune.cli import main
 from scenetune.replication_steps import STATE_FILE
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, make_image_folder, needs_chromium
@@ -242,6 +244,32 @@ def test_the_cached_home_answer_follows_a_new_result(results: Path, tmp_path: Pa
     shown = home_payload(root, cache)
     assert shown == home_payload(root)
     assert shown["experiments"][0]["best_val_acc"] == 1.0
+
+
+def test_importance_is_computed_again_in_the_background_at_most_once_per_interval(
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    experiment = shutil.copytree(results / "search", root / "search")
+    cache = ImportanceCache()
+    first = cache.payload(root, experiment)  # the first poll waits for it
+    assert first["importance"] is not None and first["importance_trials"] == 4
+    result = next(experiment.glob("*/result.json"))
+    last = json.loads(result.read_text().splitlines()[-1])
+    with result.open("a") as handle:  # a trial reports a better epoch
+        handle.write(
+            json.dumps({**last, "epoch": last["epoch"] + 1, "val_acc": 1.0, "best_val_acc": 1.0}) + "\n"
+        )
+    second = cache.payload(root, experiment)
+    assert max(trial["val_acc"] for trial in second["trials"]) == 1.0  # the trials are read afresh
+    assert second["importance"] == first["importance"]  # importance is not, within its interval
+    signature = importance_signature(experiment_payload(root, experiment, with_importance=False))
+    assert cache.refresh(experiment, signature) is None
+    monkeypatch.setattr(dashboard, "IMPORTANCE_REFRESH_S", 0.0)  # the interval has passed
+    computed = cache.refresh(experiment, signature).result()
+    assert computed.signature == signature and computed.trials == 4
+    third = cache.payload(root, experiment)
+    assert third["importance"] == computed.value and cache.refresh(experiment, signature) is None
 
 
 @pytest.mark.parametrize(
