@@ -144,8 +144,8 @@ class ImportanceCache:
     """Importance is costly (fANOVA fits forests: tens of seconds over a few hundred trials on 2 cores).
     It is computed in one background thread, again only when the scored trials changed and at most once
     per IMPORTANCE_REFRESH_S per experiment; polls meanwhile show the last one computed, with the number
-    of trials it is from. So a poll never waits for it after the first, and an open page during a
-    sweep takes a small share of one core from the trials instead of recomputing on every poll."""
+    of trials it is from. So no poll waits for it (the first polls answer without it), and an open page
+    during a sweep takes a small share of one core from the trials instead of recomputing on every poll."""
 
     def __init__(self) -> None:
         self.shown: dict[str, _Importance] = {}
@@ -157,10 +157,8 @@ class ImportanceCache:
 
     def payload(self, root: Path, path: Path) -> dict[str, Any]:
         payload = experiment_payload(root, path, with_importance=False)
-        computing = self.refresh(path, importance_signature(payload))
-        shown = self.shown.get(str(path))
-        if shown is None and computing is not None:  # nothing to show yet: the first poll waits for it
-            shown = computing.result()
+        self.refresh(path, importance_signature(payload))
+        shown = self.shown.get(str(path))  # none yet on the first polls: the chart appears when it is done
         payload["importance"] = shown.value if shown else None
         payload["importance_trials"] = shown.trials if shown else None
         return payload

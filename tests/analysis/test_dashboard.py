@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import httpx
@@ -252,7 +253,13 @@ def test_importance_is_computed_again_in_the_background_at_most_once_per_interva
     root = tmp_path / "root"
     experiment = shutil.copytree(results / "search", root / "search")
     cache = ImportanceCache()
-    first = cache.payload(root, experiment)  # the first poll waits for it
+    signature = importance_signature(experiment_payload(root, experiment, with_importance=False))
+    computing, compute = threading.Event(), dashboard.importance_payload
+    monkeypatch.setattr(dashboard, "importance_payload", lambda e: (computing.wait(), compute(e))[1])
+    assert cache.payload(root, experiment)["importance"] is None  # no poll waits for it: it is computed aside
+    computing.set()
+    cache.refresh(experiment, signature).result()
+    first = cache.payload(root, experiment)
     assert first["importance"] is not None and first["importance_trials"] == 4
     result = next(experiment.glob("*/result.json"))
     last = json.loads(result.read_text().splitlines()[-1])
