@@ -4,10 +4,12 @@ Three strategies on one dataset, each given the compute (trial-epochs) that the 
 presets spend when run one after another:
 
 - presets: every preset of `scenetune presets mlp` whose factor is not pinned, each to --epochs;
-- optuna + ASHA: `scenetune sweep mlp` (TPE, ASHA stopping weak trials after 1 and 3 epochs);
+- optuna + ASHA: `scenetune sweep mlp` (TPE, or the sampler --sampler names; ASHA stopping weak
+  trials after 1 and 3 epochs);
 - random: the same space sampled at random, every trial run to --epochs (`--sampler random --early-stopping none`).
 
     .venv/bin/python benchmarks/search_efficiency.py [--data DIR] [--epochs 5] [--set KEY=VALUE ...]
+        [--sampler tpe|gp] [--seeds 0 1 2] [--storage DIR] [--out PATH]
 
 It writes benchmarks/search_efficiency.json and benchmarks/search_efficiency.png (best-so-far
 validation and test accuracy against trial-epochs); run_benchmarks.py puts them into BENCHMARKS.md.
@@ -161,8 +163,11 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
     budget = len(preset_rows)
     seconds = {"presets": None if None in preset_seconds else sum(preset_seconds)}
     optuna_samples = math.ceil(budget / ASHA_EPOCHS_PER_TRIAL_LOW)
+    optuna_name = "optuna-asha" if args.sampler == "tpe" else f"optuna-{args.sampler}-asha"
     seconds["optuna_asha"] = run_sweep(
-        storage, "optuna-asha", [*common, "--samples", str(optuna_samples), "--epochs", str(args.epochs)]
+        storage,
+        optuna_name,
+        [*common, "--samples", str(optuna_samples), "--epochs", str(args.epochs), "--sampler", args.sampler],
     )
     random_samples = math.ceil(budget / args.epochs)
     seconds["random"] = run_sweep(
@@ -182,7 +187,7 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
     )
     rows = {
         "presets": preset_rows,
-        "optuna_asha": epoch_results(storage / "optuna-asha"),
+        "optuna_asha": epoch_results(storage / optuna_name),
         "random": epoch_results(storage / "random"),
     }
     curves = {strategy: best_so_far(r)[:budget] for strategy, r in rows.items()}
@@ -221,6 +226,9 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="pins shared by all three searches",
     )
+    parser.add_argument(
+        "--sampler", choices=["tpe", "gp"], default="tpe", help="the Optuna search's sampler (`--sampler`)"
+    )
     parser.add_argument("--no-default-pins", action="store_true", help=f"do not add {' '.join(DEFAULT_PINS)}")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1], help="one replicate of all three searches per seed"
@@ -245,6 +253,7 @@ def main() -> int:
         "data": args.data,
         "epochs": args.epochs,
         "pins": pins,
+        "sampler": args.sampler,
         "seeds": args.seeds,
         "optuna_fraction_of_presets_compute": fractions,
         "random_reached_presets_best": [r["reach_presets_best"]["random"] is not None for r in replicates],

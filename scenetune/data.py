@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
-from scenetune.atomic import replaced_when_written
+from scenetune.atomic import replaced_when_written, write_text
 from scenetune.errors import UserError
 
 BUILTIN_DIGITS = "digits"
@@ -67,6 +67,11 @@ class Dataset:
     train: dict[int, Split]
     test: dict[int, Split]
     skipped_images: list[str] = field(default_factory=list)
+    # What earlier versions recorded for the same files: a resume accepts these too.
+    earlier_fingerprints: tuple[str, ...] = ()
+
+    def matches(self, recorded: str) -> bool:
+        return recorded == self.fingerprint or recorded in self.earlier_fingerprints
 
 
 @dataclass
@@ -139,8 +144,23 @@ def list_image_folder(root: Path) -> FolderListing:
     return FolderListing(root, classes, files["train"], files["test"])
 
 
-def folder_fingerprint(listing: FolderListing) -> str:
-    """Changes when any image is added, removed, renamed or modified (size or modification time)."""
+def folder_fingerprint(listing: FolderListing, cache_dir: Path | None = None) -> str:
+    """Changes when any image is added, removed, renamed or its bytes change. A copy of the folder
+    (another place, new modification times) keeps it, so its caches and experiments carry over."""
+    digest = hashlib.sha256(f"folder-content-v{DECODER_VERSION}\n".encode())
+    for split, images in (("train", listing.train), ("test", listing.test)):
+        contents = file_digests(
+            [image.path for image in images], _digest_memo(cache_dir, listing.root, split)
+        )
+        for image, content in zip(images, contents, strict=True):
+            relative = image.path.relative_to(listing.root).as_posix()
+            digest.update(f"{split}\t{relative}\t{content}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def stat_fingerprint(listing: FolderListing) -> str:
+    """The fingerprint of earlier versions (sizes and modification times): experiments that recorded
+    it can still be resumed on the same, untouched folder."""
     digest = hashlib.sha256(f"folder-v{DECODER_VERSION}\n".encode())
     for split, images in (("train", listing.train), ("test", listing.test)):
         for image in images:
@@ -148,6 +168,35 @@ def folder_fingerprint(listing: FolderListing) -> str:
             relative = image.path.relative_to(listing.root).as_posix()
             digest.update(f"{split}\t{relative}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
+
+
+def _digest_memo(cache_dir: Path | None, root: Path, split: str) -> Path | None:
+    if cache_dir is None:
+        return None
+    return cache_dir / f"digests-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}-{split}.json"
+
+
+def file_digests(paths: list[Path], memo: Path | None = None) -> list[str]:
+    """Each file's SHA-256. A file whose size and modification time match the memo's is not read
+    again, so only the first sweep on a folder, or on a copy of it, reads every image."""
+    known: dict[str, list] = {}
+    if memo is not None:
+        try:
+            known = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            known = {}  # missing or damaged: every file is read
+    current: dict[str, list] = {}
+    for path in paths:
+        stat = path.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        entry = known.get(str(path))
+        if entry is None or entry[:2] != stamp:
+            entry = [*stamp, hashlib.sha256(path.read_bytes()).hexdigest()[:32]]
+        current[str(path)] = entry
+    if memo is not None and current != known:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        write_text(memo, json.dumps(current))
+    return [current[str(path)][2] for path in paths]
 
 
 def _to_8bit_gray(image: Image.Image) -> Image.Image:
@@ -262,7 +311,7 @@ def _write_cache(path: Path, train: Split, test: Split, skipped: list[str]) -> N
 
 def _load_folder(root: Path, sizes: list[int], cache_dir: Path, skip_bad_images: bool) -> Dataset:
     listing = list_image_folder(root)
-    fingerprint = folder_fingerprint(listing)
+    fingerprint = folder_fingerprint(listing, cache_dir)
     train: dict[int, Split] = {}
     test: dict[int, Split] = {}
     skipped: list[str] = []
@@ -288,7 +337,9 @@ def _load_folder(root: Path, sizes: list[int], cache_dir: Path, skip_bad_images:
             f"scenetune: warning: skipped {len(skipped)} unreadable image(s): {_format_paths(skipped)}",
             file=sys.stderr,
         )
-    return Dataset(str(root), fingerprint, listing.classes, train, test, skipped)
+    return Dataset(
+        str(root), fingerprint, listing.classes, train, test, skipped, (stat_fingerprint(listing),)
+    )
 
 
 def _load_digits(sizes: list[int]) -> Dataset:

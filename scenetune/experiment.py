@@ -30,6 +30,9 @@ RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_PREFIX = "checkpoint_"
+# In a checkpoint: the optimizer and sampling state a resumed trial continues from. Two thirds of an
+# Adam-trained checkpoint; removed once the trial has ended, when nothing can continue it.
+TRAINING_STATE_FILE = "training_state.pt"
 REFIT_DIR = "refit"  # inside an experiment: the refit trials of its best configuration (--refit)
 TRAIN_AND_VAL = "train+val"  # a refit's `refit_train_on` when validation was carved from train
 # In a checkpoint: the class each test image was given and its true class, for intervals and paired tests.

@@ -80,7 +80,7 @@ class SweepRequest:
     )
     sampler: str = option(
         "--sampler",
-        "optuna space: `tpe` (Optuna's TPE, the default) or `random`",
+        "optuna space: `tpe` (Optuna's TPE, the default), `gp` (Gaussian-process Bayesian optimisation, for searches of a few dozen trials) or `random`",
         recorded=True,
         default="tpe",
     )

@@ -38,7 +38,7 @@ TRIAL_SHARE_OF_BUDGET = 0.25
 EXPERIMENT_STATE_PERIOD_S = "5"
 
 
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "gp", "random")
 EARLY_STOPPING = ("asha", "none")
 
 
@@ -288,7 +288,7 @@ def _load_trial_data(
     """The dataset decoded at every size the trials need, split; its fingerprint and a key for caches."""
     cache_dir = Path(request.cache_dir) if request.cache_dir else None
     dataset = load_dataset(request.data, image_sizes, cache_dir, request.skip_bad_images)
-    if location.recorded is not None and location.recorded["data"]["fingerprint"] != dataset.fingerprint:
+    if location.recorded is not None and not dataset.matches(location.recorded["data"]["fingerprint"]):
         raise UserError(
             f"the dataset {request.data} changed since experiment {location.experiment_dir} started; "
             "resume would mix results, so start a new experiment"
@@ -472,17 +472,31 @@ def _default_concurrency(request: SweepRequest) -> int:
     return max(1, int(cpus // request.cpus_per_trial))
 
 
-def make_sampler(kind: str, seed: int):
+# Optuna's model-based samplers draw their first 10 trials at random. A search that starts from the
+# priors already holds the study's good points, so the GP sampler models the space after a few random
+# trials beside them. (TPE keeps its 10: with a handful of results its Parzen estimates are barely
+# narrower than the uniform prior, and its choices no better than random ones.)
+COLD_START_RANDOM_TRIALS = 10
+RANDOM_TRIALS_AFTER_PRIORS = 4
+
+
+def make_sampler(kind: str, seed: int, priors: int = 0):
     """Optuna's sampler for `--sampler`. TPE models the parameters jointly, grouped by which of them a
     trial has (dropout's rate exists only with dropout on), and counts trials still running as bad
-    results, so that parallel trials are not handed the same region of the space."""
+    results, so that parallel trials are not handed the same region of the space. The GP sampler
+    (Gaussian-process Bayesian optimisation, for small trial budgets) models the parameters every
+    trial has and draws the conditional ones at random. `priors`: how many known configurations the
+    search evaluates first."""
     import warnings
 
     from optuna.exceptions import ExperimentalWarning
-    from optuna.samplers import RandomSampler, TPESampler
+    from optuna.samplers import GPSampler, RandomSampler, TPESampler
 
     if kind == "random":
         return RandomSampler(seed=seed)
+    if kind == "gp":
+        startup = priors + RANDOM_TRIALS_AFTER_PRIORS if priors else COLD_START_RANDOM_TRIALS
+        return GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         return TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
@@ -510,7 +524,7 @@ def build_tuner(plan: SweepPlan):
             points_to_evaluate=priors or None,
             metric=METRIC,
             mode=MODE,
-            sampler=make_sampler(request.sampler, request.seed),
+            sampler=make_sampler(request.sampler, request.seed, len(priors)),
         )
         search_alg = ConcurrencyLimiter(_cost_aware(searcher, plan), max_concurrent=max_concurrent)
         scheduler = (
@@ -571,15 +585,18 @@ def _cost_aware(searcher, plan: SweepPlan):
 
 def run_config(request: SweepRequest, name: str, storage_path: str, progress):
     """How every Tuner of a sweep (its search, its refits) stores and reports its trials: result.json
-    and progress.csv per trial (the tables read them), the best checkpoint only, retries on failure."""
+    and progress.csv per trial (the tables read them), the best checkpoint only (without its optimizer
+    state once the trial has ended), retries on failure."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from scenetune.trial_storage import DropEndedTrainingState
 
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,
         verbose=2 if request.verbose else 0,
-        callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
+        callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback(), DropEndedTrainingState()],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=request.max_failures),
     )

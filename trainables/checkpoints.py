@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from scenetune.experiment import TRAINING_STATE_FILE
+
 WEIGHTS_FILE = "model.pt"
 MODEL_FILE = "model.json"
-TRAINING_STATE_FILE = "training_state.pt"
 
 
 def save_checkpoint(
@@ -22,10 +25,38 @@ def save_checkpoint(
 ) -> None:
     """Write weights (model.pt), what rebuilds the model (model.json) and optionally optimizer state."""
     directory.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    write_torch_file(model.state_dict(), directory / WEIGHTS_FILE)
     (directory / MODEL_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
     if training_state is not None:
-        torch.save(training_state, directory / TRAINING_STATE_FILE)
+        write_torch_file(training_state, directory / TRAINING_STATE_FILE)
+
+
+def write_torch_file(content: Any, path: Path) -> None:
+    """torch.save through an open file, so that a full disk fails as one (given a path, torch reports
+    it as "[enforce fail at inline_container.cc] unexpected pos"), and says which disk and how much."""
+    try:
+        with open(path, "wb") as file:
+            torch.save(content, file)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        free_mib = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on the disk of {path.parent} to write {path.name} "
+            f"({tensor_bytes(content) / 2**20:.0f} MiB of tensors, {free_mib:.0f} MiB free)",
+        ) from error
+
+
+def tensor_bytes(content: Any) -> int:
+    """The bytes of the tensors in a (nested) state dict."""
+    if isinstance(content, torch.Tensor):
+        return content.numel() * content.element_size()
+    if isinstance(content, dict):
+        return sum(tensor_bytes(value) for value in content.values())
+    if isinstance(content, (list, tuple)):
+        return sum(tensor_bytes(value) for value in content)
+    return 0
 
 
 def is_checkpoint_dir(directory: Path) -> bool:

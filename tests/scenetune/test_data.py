@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,27 @@ def test_cache_is_reused_and_rebuilt_when_a_file_changes(
         255.0,
         0.0,
     ]
+
+
+def test_a_copy_of_the_folder_keeps_its_fingerprint_and_cache(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = load_dataset(str(image_folder), [8])
+    decoded: list[Path] = []
+    real_decode = data.decode_image
+    monkeypatch.setattr(data, "decode_image", lambda path: decoded.append(path) or real_decode(path))
+    # Copied without its times (as an archive or another disk gives it back): every file is newer.
+    copy = shutil.copytree(image_folder, tmp_path / "copied", copy_function=shutil.copy)
+    copied = load_dataset(str(copy), [8])
+    assert copied.fingerprint == original.fingerprint and decoded == []
+    assert np.array_equal(copied.train[8].x, original.train[8].x)
+    # An experiment recorded by an earlier version (sizes and times) still matches the untouched folder.
+    listing = data.list_image_folder(image_folder)
+    assert original.matches(data.stat_fingerprint(listing)) and not copied.matches(
+        data.stat_fingerprint(listing)
+    )
+    write_image(copy / "test" / "forest" / "0.png", (20, 140, 31))  # its colour one value apart
+    assert load_dataset(str(copy), [8]).fingerprint != original.fingerprint
 
 
 def test_digits_are_rgb_upscaled_with_a_fixed_split() -> None:

@@ -16,9 +16,9 @@ import pytest
 
 from analysis.results import load_experiment
 from scenetune.cli import main
-from scenetune.experiment import load_trials, ray_trial_states, read_experiment_record
+from scenetune.experiment import TRAINING_STATE_FILE, load_trials, ray_trial_states, read_experiment_record
 from tests.conftest import wait_until_workers_exit
-from trainables.checkpoints import load_model
+from trainables.checkpoints import WEIGHTS_FILE, load_model
 
 pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
 
@@ -68,7 +68,9 @@ def test_optuna_sweep_writes_an_experiment_with_the_core_metrics(optuna_experime
         assert CORE_METRICS <= set(trial.last)
         assert [r["epoch"] for r in trial.history] == list(range(1, len(trial.history) + 1))
         assert len(trial.history) <= 3 and trial.config["image_size"] == 8 and trial.config["width"] == 64
-        assert len(trial.checkpoints()) == 1  # only the best epoch's weights are kept
+        (checkpoint,) = trial.checkpoints()  # only the best epoch's weights are kept
+        # ... without the optimizer state once the trial has ended: nothing continues it
+        assert (checkpoint / WEIGHTS_FILE).is_file() and not (checkpoint / TRAINING_STATE_FILE).exists()
     # The priors (the first two trials, the defaults and model 1.4) run to the end: ASHA does not judge
     # them. (That ASHA stops weak trials is checked on a cold search in test_analysis.)
     priors = sorted(trials, key=lambda t: t.directory.name)[:2]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.checkpoints import load_model, save_checkpoint
+from trainables.checkpoints import load_model, save_checkpoint, write_torch_file
 from trainables.models import INITIALIZERS, MLP, MLPSpec, count_parameters, layer_output
 
 
@@ -82,6 +82,14 @@ def test_checkpoint_round_trip_reproduces_outputs(tmp_path: Path) -> None:
     images = np.random.default_rng(1).integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8)
     assert loaded_description == description
     assert torch.equal(layer_output(model, images, "third"), layer_output(loaded, images, "third"))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device that is always full")
+def test_a_full_disk_is_named_as_such_with_the_space_needed() -> None:
+    # Given a path, torch.save reports a full disk as "[enforce fail at inline_container.cc] unexpected pos".
+    weights = {"layer.weight": torch.zeros(2**20), "layer.bias": torch.zeros(2**18)}
+    with pytest.raises(OSError, match=r"no space left on the disk of /dev to write full \(5 MiB of tensors"):
+        write_torch_file(weights, Path("/dev/full"))
 
 
 def test_invalid_specs_are_rejected() -> None:
