@@ -155,8 +155,9 @@ class ImportanceCache:
         # A daemon thread: stopping the dashboard does not wait for a computation nobody will see.
         threading.Thread(target=self._work, name="scenetune-importance", daemon=True).start()
 
-    def payload(self, root: Path, path: Path) -> dict[str, Any]:
-        payload = experiment_payload(root, path, with_importance=False)
+    def payload(self, root: Path, path: Path, payloads: PayloadCache | None = None) -> dict[str, Any]:
+        compute = partial(experiment_payload, root, path, with_importance=False)
+        payload = dict(payloads.get("experiment", path, compute) if payloads is not None else compute())
         self.refresh(path, importance_signature(payload))
         shown = self.shown.get(str(path))  # none yet on the first polls: the chart appears when it is done
         payload["importance"] = shown.value if shown else None
@@ -259,7 +260,7 @@ def create_app(root: Path, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -
 
     async def api_experiment(request: Request) -> Response:
         path = resolve_experiment(root, request.path_params["experiment"])
-        return JSONResponse(await run_in_threadpool(cache.payload, root, path))
+        return JSONResponse(await run_in_threadpool(cache.payload, root, path, payloads))
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]

@@ -13,7 +13,13 @@ import pandas as pd
 
 from analysis.results import LOG_SCALE_RATIO, STATUSES, Experiment, load_experiment, loss_ceiling
 from analysis.uncertainty import checkpoint_interval
-from scenetune.experiment import is_experiment_dir, pruned_configs, rerun_command
+from scenetune.experiment import (
+    DRIVER_FILE,
+    driver_is_alive,
+    is_experiment_dir,
+    pruned_configs,
+    rerun_command,
+)
 from scenetune.replication_steps import STATE_FILE as REPLICATION_STATE_FILE
 
 STUDY_FILE = "study.json"
@@ -22,7 +28,7 @@ HIDDEN_PARAMS = frozenset({"seed"})
 PAYLOAD_CACHE_SIZE = 256
 
 T = TypeVar("T")
-Signature = tuple[tuple[str, int, int], ...]
+Signature = tuple[tuple[tuple[str, int, int], ...], tuple[bool, ...]]
 
 
 def _json_value(value: Any) -> Any:
@@ -116,9 +122,11 @@ def replication_summary(root: Path, replication: Path) -> dict[str, Any]:
 
 
 def folder_signature(folder: Path) -> Signature:
-    """Every file under folder with its modification time and size: it changes whenever anything there
-    is written, and costs a directory walk (milliseconds) instead of reading the files."""
-    entries = []
+    """Every file under folder with its modification time and size, and whether each sweep driver there
+    is alive: it changes whenever anything there is written, or a driver dies (a killed driver writes
+    nothing, but its running trials then read `interrupted`). Costs a directory walk (milliseconds)
+    instead of reading the files."""
+    entries, drivers = [], []
     for directory, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(directory, name)
@@ -127,7 +135,9 @@ def folder_signature(folder: Path) -> Signature:
             except FileNotFoundError:  # replaced or removed while we walk: the next poll sees it
                 continue
             entries.append((path, status.st_mtime_ns, status.st_size))
-    return tuple(sorted(entries))
+            if name == DRIVER_FILE:
+                drivers.append(directory)
+    return tuple(sorted(entries)), tuple(driver_is_alive(Path(directory)) for directory in sorted(drivers))
 
 
 class PayloadCache:

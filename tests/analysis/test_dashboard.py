@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +18,7 @@ from analysis import dashboard
 from analysis.dashboard import ImportanceCache, importance_signature
 from analysis.payloads import PayloadCache, experiment_payload, home_payload
 from scenetune.cli import main
+from scenetune.experiment import DRIVER_FILE
 from scenetune.replication_steps import STATE_FILE
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, make_image_folder, needs_chromium
 
@@ -229,6 +234,26 @@ def test_a_folder_payload_is_computed_again_only_when_a_file_under_it_changes(tm
     (tmp_path / "experiment" / "trial_2" / "params.json").write_text("{}")  # a trial starts
     assert cache.get("experiment", tmp_path / "experiment", compute) == 3
     assert cache.get("replication", tmp_path / "experiment", compute) == 4  # each kind has its own entry
+
+
+def test_a_folder_payload_is_computed_again_when_its_sweep_driver_dies(tmp_path: Path) -> None:
+    # A driver killed with -9 writes nothing more, but its running trials now read `interrupted`.
+    experiment = tmp_path / "experiment"
+    experiment.mkdir()
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    (experiment / DRIVER_FILE).write_text(
+        json.dumps({"pid": driver.pid, "host": socket.gethostname(), "updated": time.time()})
+    )
+    cache, computed = PayloadCache(), []
+
+    def compute() -> int:
+        computed.append(True)
+        return len(computed)
+
+    assert cache.get("experiment", experiment, compute) == cache.get("experiment", experiment, compute) == 1
+    driver.kill()
+    driver.wait()
+    assert cache.get("experiment", experiment, compute) == 2
 
 
 def test_the_cached_home_answer_follows_a_new_result(results: Path, tmp_path: Path) -> None:
