@@ -7,7 +7,8 @@ as mean ± std over them):
 - (a) defaults:   the task's defaults, trained the same way (`--samples 1`: the first prior point);
 - (b) random:     random search, no priors, every trial to its end (`--sampler random --no-prior
                   --early-stopping none`), on the budget;
-- (c) scenetune:  `scenetune sweep` as it comes: priors first, then TPE, with ASHA, on the budget;
+- (c) scenetune:  `scenetune sweep` as it comes: priors first, then TPE (`--sampler gp`: the GP
+                  sampler), with ASHA, on the budget;
 - (d) no prior:   (c) without the priors (`--no-prior`), on the budget.
 
 The feature approaches take their features from the seed's (a) network (the defaults MLP for deep
@@ -15,7 +16,7 @@ features + SVM, the defaults patch MLP for learnt BoVW), so that the four method
 see the same features.
 
     .venv/bin/python benchmarks/search_quality.py [--data DIR] [--budget 60] [--epochs 5] [--refit 3]
-        [--seeds 0 1 2] [--approaches mlp ...] [--storage DIR] [--out BENCHMARKS.md]
+        [--seeds 0 1 2] [--approaches mlp ...] [--sampler tpe|gp] [--storage DIR] [--out BENCHMARKS.md]
 
 With --approaches, only those approaches run; the rows of the others are carried from the earlier
 run in benchmarks/search_quality.json (when made with the same budget, epochs and refits), and the
@@ -74,6 +75,7 @@ APPROACHES = {
 @dataclass
 class Methods:
     budget: float
+    sampler: str = "tpe"  # the sampler of (c) and (d)
     arguments: dict[str, list[str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,13 +83,17 @@ class Methods:
         self.arguments = {
             "defaults": ["--samples", "1"],
             "random": [*budget, "--sampler", "random", "--no-prior", "--early-stopping", "none"],
-            "scenetune": budget,
-            "no_prior": [*budget, "--no-prior"],
+            "scenetune": [*budget, "--sampler", self.sampler],
+            "no_prior": [*budget, "--sampler", self.sampler, "--no-prior"],
         }
 
 
-def run_name(approach: str, method: str, seed: int) -> str:
-    return f"s{seed}-{approach}-{method}"
+SEARCHED = ("scenetune", "no_prior")  # the methods --sampler applies to
+
+
+def run_name(approach: str, method: str, seed: int, sampler: str = "tpe") -> str:
+    suffix = f"-{sampler}" if method in SEARCHED and sampler != "tpe" else ""
+    return f"s{seed}-{approach}-{method}{suffix}"
 
 
 def sweep_arguments(args: argparse.Namespace, approach: Approach, seed: int) -> list[str]:
@@ -108,7 +114,7 @@ def sweep_arguments(args: argparse.Namespace, approach: Approach, seed: int) -> 
 def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int) -> dict[str, Any]:
     """Run one (approach, method, seed) unless it already finished; return its figures."""
     approach = APPROACHES[approach_key]
-    name = run_name(approach_key, method, seed)
+    name = run_name(approach_key, method, seed, args.sampler)
     experiment = args.storage / name
     summary = refit_summary(experiment) if experiment.is_dir() else None
     seconds = None
@@ -120,7 +126,7 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
             "scenetune",
             "sweep",
             *sweep_arguments(args, approach, seed),
-            *Methods(args.budget).arguments[method],
+            *Methods(args.budget, args.sampler).arguments[method],
             "--storage",
             str(args.storage),
             "--name",
@@ -157,7 +163,7 @@ def current_commit() -> str:
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What makes two runs' rows comparable; kept in --json beside the rows."""
-    return {"budget": args.budget, "epochs": args.epochs, "refit": args.refit}
+    return {"budget": args.budget, "epochs": args.epochs, "refit": args.refit, "sampler": args.sampler}
 
 
 def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -229,6 +235,7 @@ def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, A
     command = (
         f"python benchmarks/search_quality.py --budget {args.budget:g} --epochs {args.epochs} "
         f"--refit {args.refit} --seeds {' '.join(map(str, args.seeds))}"
+        + (f" --sampler {args.sampler}" if args.sampler != "tpe" else "")
     )
     section = "\n".join(
         [
@@ -267,6 +274,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5, help="epochs per network trial")
     parser.add_argument("--refit", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sampler", choices=["tpe", "gp"], default="tpe", help="the sampler of (c) and (d)")
     parser.add_argument("--approaches", nargs="+", default=list(APPROACHES), choices=list(APPROACHES))
     parser.add_argument("--storage", type=Path, default=Path("/tmp/scenetune-search-quality"))
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "search_quality.json")
