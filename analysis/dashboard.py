@@ -157,7 +157,7 @@ class ImportanceCache:
 
     def payload(self, root: Path, path: Path, payloads: PayloadCache | None = None) -> dict[str, Any]:
         compute = partial(experiment_payload, root, path, with_importance=False)
-        payload = dict(payloads.get("experiment", path, compute) if payloads is not None else compute())
+        payload = dict(payloads.get("experiment_page", path, compute) if payloads is not None else compute())
         self.refresh(path, importance_signature(payload))
         shown = self.shown.get(str(path))  # none yet on the first polls: the chart appears when it is done
         payload["importance"] = shown.value if shown else None

@@ -271,6 +271,14 @@ def test_the_cached_home_answer_follows_a_new_result(results: Path, tmp_path: Pa
     assert shown == home_payload(root)
     assert shown["experiments"][0]["best_val_acc"] == 1.0
 
+    # The experiment page shares the cache with the home page, under an entry of its own.
+    def without_importance(payload: dict) -> dict:
+        return {key: value for key, value in payload.items() if not key.startswith("importance")}
+
+    page = ImportanceCache().payload(root, root / "search", cache)
+    assert without_importance(page) == without_importance(experiment_payload(root, root / "search"))
+    assert home_payload(root, cache) == shown
+
 
 def test_importance_is_computed_again_in_the_background_at_most_once_per_interval(
     results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
