@@ -247,7 +247,7 @@ def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, A
             f"{args.budget / 2:g} s; networks {args.epochs} epochs per trial), then its chosen configuration was "
             f"refit with {args.refit} seeds (train + validation, the best epoch count). Cells: refit test accuracy, "
             "mean ± std over the refit seeds, on the test folder. Differences are paired over the test images "
-            "(bootstrap interval and sign test on the share of refit models right on each image); ~ marks a "
+            "(bootstrap interval and paired permutation test on the share of refit models right on each image); ~ marks a "
             "difference the data cannot tell from zero. The baselines (a) and (b) of an approach were measured "
             f"in the same run as its (c) and (d). Measured: {when_measured(results)}.",
             "",

@@ -166,8 +166,8 @@ def write_report(directory: Path, request: StudyRequest) -> str:
             "trained again with new seeds (on train + validation where validation came from train); the "
             "conclusions quote the mean over those refits (`refit_test_acc` ± `refit_std`, interval "
             "`refit_low`-`refit_high`). Two approaches are compared on the same test images with a paired "
-            "bootstrap of the difference and McNemar's exact test (a sign test on the share of refit models "
-            "right on each image where there are refits); where the interval of the difference includes 0 or "
+            "bootstrap of the difference and McNemar's exact test (a paired permutation test on the share of "
+            "refit models right on each image where there are refits); where the interval of the difference includes 0 or "
             "p >= 0.05, the conclusions say the data cannot tell them apart.",
             "",
             "## Comparison",

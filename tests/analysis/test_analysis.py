@@ -228,8 +228,8 @@ def test_quick_study_end_to_end_and_resume(
         (approaches["test_acc_low"] <= approaches["test_acc"])
         & (approaches["test_acc"] <= approaches["test_acc_high"])
     ).all()
-    # Comparisons are paired over the refit models' per-image shares: a sign test (McNemar's form for shares).
-    assert "sign test p = " in report and "over 450 test images" in report
+    # Comparisons are paired over the refit models' per-image shares: a paired permutation test.
+    assert "permutation test p = " in report and "over 450 test images" in report
     assert "mean of 2 refits" in report
     assert (
         study / "figures" / "test_accuracy_per_approach.png"

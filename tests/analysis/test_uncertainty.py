@@ -66,16 +66,22 @@ def test_conclusions_say_when_the_data_cannot_tell() -> None:
     )
 
 
-def test_refit_shares_are_compared_with_a_sign_test_on_the_images_where_they_differ() -> None:
-    # Per image, the share of three refit models right on it.
-    a = np.array([1.0] * 40 + [2 / 3] * 30 + [1 / 3] * 20 + [0.0] * 10)
-    b = np.array([1.0] * 40 + [1 / 3] * 30 + [2 / 3] * 5 + [1 / 3] * 15 + [0.0] * 10)
+def test_refit_shares_are_compared_with_a_paired_permutation_test_that_weighs_how_far_apart() -> None:
+    # Per image, the share of three refit models right on it (a) against one model (b). a is ahead by a
+    # whole model on 150 images and behind by a third of one on 170: a sign test (150 vs 170) sees
+    # nothing, yet a's accuracy is 11 points higher.
+    a = np.array([1.0] * 150 + [2 / 3] * 170 + [1.0] * 300 + [0.0] * 180)
+    b = np.array([0.0] * 150 + [1.0] * 170 + [1.0] * 300 + [0.0] * 180)
+    assert stats.binomtest(150, 320, 0.5).pvalue > 0.2
     result = paired_comparison(a, b)
-    assert result.test == "sign test"
-    assert result.difference == pytest.approx(a.mean() - b.mean())
-    assert result.p_value == pytest.approx(stats.binomtest(30, 35, 0.5).pvalue)  # a ahead on 30, b on 5
-    assert result.distinguishable
+    assert result.test == "permutation test"
+    assert result.difference == pytest.approx(a.mean() - b.mean()) == pytest.approx((150 - 170 / 3) / 800)
+    assert result.p_value < 0.001 and result.distinguishable
     assert paired_comparison(a > 0.5, b > 0.5).test == "McNemar"
+    # Each image's two values handed to the sides at random: no side is better.
+    swap = np.random.default_rng(3).random(a.size) < 0.5
+    assert paired_comparison(np.where(swap, a, b), np.where(swap, b, a)).p_value > 0.05
+    assert paired_comparison(a, a).p_value == 1.0
 
 
 def test_the_headline_is_the_refit_mean_where_there_are_refits() -> None:
