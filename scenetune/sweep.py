@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -518,6 +519,11 @@ def build_tuner(plan: SweepPlan):
     max_concurrent = request.max_concurrent or _default_concurrency(request)
     if request.space == OPTUNA_SPACE:
         priors = [] if request.no_prior else prior_points(space, request.pinned, plan.context)
+        # The GP sampler fits its model while the space is defined (~1 s a suggestion); Ray would warn
+        # on every trial that the space does "actual computation".
+        warnings.filterwarnings(
+            "ignore", message="Define-by-run function passed in the `space` argument took"
+        )
         searcher = OptunaSearch(
             space=space.define_by_run(request.pinned, plan.constants, plan.context),
             # What the study already knows is tried first, and TPE learns from it.
