@@ -9,7 +9,7 @@ presets spend when run one after another:
 - random: the same space sampled at random, every trial run to --epochs (`--sampler random --early-stopping none`).
 
     .venv/bin/python benchmarks/search_efficiency.py [--data DIR] [--epochs 5] [--set KEY=VALUE ...]
-        [--sampler tpe|gp] [--seeds 0 1 2] [--storage DIR] [--out PATH]
+        [--sampler tpe|gp] [--no-prior] [--seeds 0 1 2] [--storage DIR] [--out PATH]
 
 It writes benchmarks/search_efficiency.json and benchmarks/search_efficiency.png (best-so-far
 validation and test accuracy against trial-epochs); run_benchmarks.py puts them into BENCHMARKS.md.
@@ -163,11 +163,18 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
     budget = len(preset_rows)
     seconds = {"presets": None if None in preset_seconds else sum(preset_seconds)}
     optuna_samples = math.ceil(budget / ASHA_EPOCHS_PER_TRIAL_LOW)
-    optuna_name = "optuna-asha" if args.sampler == "tpe" else f"optuna-{args.sampler}-asha"
+    optuna_name = "optuna" + ("" if args.sampler == "tpe" else f"-{args.sampler}")
+    optuna_name += "-noprior-asha" if args.no_prior else "-asha"
+    optuna_arguments = [
+        "--samples",
+        str(optuna_samples),
+        "--epochs",
+        str(args.epochs),
+        "--sampler",
+        args.sampler,
+    ]
     seconds["optuna_asha"] = run_sweep(
-        storage,
-        optuna_name,
-        [*common, "--samples", str(optuna_samples), "--epochs", str(args.epochs), "--sampler", args.sampler],
+        storage, optuna_name, [*common, *optuna_arguments, *(["--no-prior"] if args.no_prior else [])]
     )
     random_samples = math.ceil(budget / args.epochs)
     seconds["random"] = run_sweep(
@@ -229,6 +236,9 @@ def main() -> int:
     parser.add_argument(
         "--sampler", choices=["tpe", "gp"], default="tpe", help="the Optuna search's sampler (`--sampler`)"
     )
+    parser.add_argument(
+        "--no-prior", action="store_true", help="the Optuna search starts cold (`--no-prior`)"
+    )
     parser.add_argument("--no-default-pins", action="store_true", help=f"do not add {' '.join(DEFAULT_PINS)}")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1], help="one replicate of all three searches per seed"
@@ -254,6 +264,7 @@ def main() -> int:
         "epochs": args.epochs,
         "pins": pins,
         "sampler": args.sampler,
+        "no_prior": args.no_prior,
         "seeds": args.seeds,
         "optuna_fraction_of_presets_compute": fractions,
         "random_reached_presets_best": [r["reach_presets_best"]["random"] is not None for r in replicates],
