@@ -1,0 +1,36 @@
+"""Ended trials lose their optimizer state only once Ray's saved experiment state says they ended."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scenetune.experiment import TRAINING_STATE_FILE
+from scenetune.trial_storage import DropEndedTrainingState
+
+TRIAL_ID = "abc_00001"
+
+
+def save_ray_state(experiment: Path, status: str) -> None:
+    """Ray's experiment state as it writes it: one [trial state, run metadata] JSON pair per trial."""
+    entry = [json.dumps({"trial_id": TRIAL_ID, "status": status}), json.dumps({})]
+    (experiment / "experiment_state-2026-11-30_18-00-00.json").write_text(json.dumps({"trial_data": [entry]}))
+
+
+def test_the_optimizer_state_goes_only_once_the_saved_state_records_the_trial_as_ended(
+    tmp_path: Path,
+) -> None:
+    checkpoint = tmp_path / "sweep" / "train_mlp_00001_abc" / "checkpoint_000002"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.pt").write_bytes(b"weights")
+    (checkpoint / TRAINING_STATE_FILE).write_bytes(b"optimizer")
+    dropper = DropEndedTrainingState()
+    dropper.ended[TRIAL_ID] = checkpoint.parent  # what on_trial_complete notes for a local trial
+    # Killed now, Ray would resume the trial from its checkpoint: the optimizer state must stay.
+    save_ray_state(tmp_path / "sweep", "RUNNING")
+    dropper.on_experiment_end(trials=[])
+    assert (checkpoint / TRAINING_STATE_FILE).is_file()
+    save_ray_state(tmp_path / "sweep", "TERMINATED")
+    dropper.on_experiment_end(trials=[])
+    assert not (checkpoint / TRAINING_STATE_FILE).exists() and (checkpoint / "model.pt").is_file()
+    assert dropper.ended == {}
