@@ -60,9 +60,7 @@ class Comparison:
     difference: float
     low: float
     high: float
-    p_value: (
-        float  # McNemar's exact test, or a paired permutation test for refit shares; see paired_comparison
-    )
+    p_value: float  # McNemar's exact test, or a permutation test for refit shares (paired_comparison)
     images: int
     test: str = "McNemar"  # which test gave p_value
 

@@ -67,11 +67,14 @@ class Dataset:
     train: dict[int, Split]
     test: dict[int, Split]
     skipped_images: list[str] = field(default_factory=list)
-    # What earlier versions recorded for the same files: a resume accepts these too.
-    earlier_fingerprints: tuple[str, ...] = ()
+    listing: FolderListing | None = None  # an image folder's files; None for digits
 
     def matches(self, recorded: str) -> bool:
-        return recorded == self.fingerprint or recorded in self.earlier_fingerprints
+        """Whether a recorded fingerprint names these files; earlier versions recorded sizes and
+        modification times, which a resume on the untouched folder still accepts."""
+        if recorded == self.fingerprint:
+            return True
+        return self.listing is not None and recorded == stat_fingerprint(self.listing)
 
 
 @dataclass
@@ -337,9 +340,7 @@ def _load_folder(root: Path, sizes: list[int], cache_dir: Path, skip_bad_images:
             f"scenetune: warning: skipped {len(skipped)} unreadable image(s): {_format_paths(skipped)}",
             file=sys.stderr,
         )
-    return Dataset(
-        str(root), fingerprint, listing.classes, train, test, skipped, (stat_fingerprint(listing),)
-    )
+    return Dataset(str(root), fingerprint, listing.classes, train, test, skipped, listing)
 
 
 def _load_digits(sizes: list[int]) -> Dataset:

@@ -488,8 +488,6 @@ def make_sampler(kind: str, seed: int, priors: int = 0):
     (Gaussian-process Bayesian optimisation, for small trial budgets) models the parameters every
     trial has and draws the conditional ones at random. `priors`: how many known configurations the
     search evaluates first."""
-    import warnings
-
     from optuna.exceptions import ExperimentalWarning
     from optuna.samplers import GPSampler, RandomSampler, TPESampler
 

@@ -24,13 +24,10 @@ from scenetune.experiment import CHECKPOINT_PREFIX, TRAINING_STATE_FILE, ray_tri
 CHECK_EVERY_S = 10.0  # how often the saved experiment state is read while trials end
 
 
-def drop_training_state(trial_dir: Path) -> int:
-    """Remove the training state from every checkpoint of an ended trial; the bytes freed."""
-    freed = 0
+def drop_training_state(trial_dir: Path) -> None:
+    """Remove the training state from every checkpoint of an ended trial."""
     for state in trial_dir.glob(f"{CHECKPOINT_PREFIX}*/{TRAINING_STATE_FILE}"):
-        freed += state.stat().st_size
         state.unlink()
-    return freed
 
 
 class DropEndedTrainingState(tune.Callback):
