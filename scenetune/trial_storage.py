@@ -32,30 +32,36 @@ def drop_training_state(trial_dir: Path) -> None:
 
 class DropEndedTrainingState(tune.Callback):
     """Frees each ended trial's training state once Ray's saved state records it as terminated.
-    Failed trials keep theirs: Ray retries them from it."""
+    Failed trials keep theirs: Ray retries them from it. Trials that ended before a resume are
+    among the trials too, so a driver killed before freeing them frees them after it."""
 
     def __init__(self) -> None:
-        self.ended: dict[str, Path] = {}  # trial id -> trial folder, ended but not yet freed
+        self.freed: set[str] = set()  # trial ids whose training state is gone
         self.checked = 0.0
 
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        import pyarrow.fs
-
-        if isinstance(trial.storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
-            self.ended[trial.trial_id] = Path(trial.path)
-
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        if self.ended and time.monotonic() - self.checked >= CHECK_EVERY_S:
-            self._drop_recorded()
+        if time.monotonic() - self.checked >= CHECK_EVERY_S:
+            self._drop_recorded(trials)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        self._drop_recorded()  # Tune saves the final state before it ends the experiment
+        self._drop_recorded(trials)  # Tune saves the final state before it ends the experiment
 
-    def _drop_recorded(self) -> None:
+    def _drop_recorded(self, trials: list[Any]) -> None:
         self.checked = time.monotonic()
-        for experiment_dir in {path.parent for path in self.ended.values()}:
+        ended = {
+            trial.trial_id: Path(trial.path)
+            for trial in trials
+            if trial.status == "TERMINATED" and trial.trial_id not in self.freed and _on_local_disk(trial)
+        }
+        for experiment_dir in {path.parent for path in ended.values()}:
             recorded = ray_trial_states(experiment_dir)
-            for trial_id, path in list(self.ended.items()):
+            for trial_id, path in ended.items():
                 if path.parent == experiment_dir and recorded.get(trial_id) == "TERMINATED":
                     drop_training_state(path)
-                    del self.ended[trial_id]
+                    self.freed.add(trial_id)
+
+
+def _on_local_disk(trial: Any) -> bool:
+    import pyarrow.fs
+
+    return isinstance(trial.storage.storage_filesystem, pyarrow.fs.LocalFileSystem)

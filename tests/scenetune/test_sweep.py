@@ -263,6 +263,8 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     trials = load_trials(experiment)
     assert len(trials) == 6
     assert set(ray_trial_states(experiment).values()) == {"TERMINATED"}
+    # Every trial ended, those that ended before the kill too: none keeps its optimizer state.
+    assert not list(experiment.glob(f"*/checkpoint_*/{TRAINING_STATE_FILE}"))
     for trial in trials:
         if trial.trial_id in histories_before:
             assert trial.history == histories_before[trial.trial_id], f"{trial.trial_id} ran again"

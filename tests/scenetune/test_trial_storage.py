@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow.fs
 
 from scenetune.experiment import TRAINING_STATE_FILE
 from scenetune.trial_storage import DropEndedTrainingState
@@ -24,13 +27,19 @@ def test_the_optimizer_state_goes_only_once_the_saved_state_records_the_trial_as
     checkpoint.mkdir(parents=True)
     (checkpoint / "model.pt").write_bytes(b"weights")
     (checkpoint / TRAINING_STATE_FILE).write_bytes(b"optimizer")
+    # The fields of Ray's Trial the callback reads, for a trial the driver has seen end.
+    trial = SimpleNamespace(
+        trial_id=TRIAL_ID,
+        status="TERMINATED",
+        path=str(checkpoint.parent),
+        storage=SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem()),
+    )
     dropper = DropEndedTrainingState()
-    dropper.ended[TRIAL_ID] = checkpoint.parent  # what on_trial_complete notes for a local trial
     # Killed now, Ray would resume the trial from its checkpoint: the optimizer state must stay.
     save_ray_state(tmp_path / "sweep", "RUNNING")
-    dropper.on_experiment_end(trials=[])
+    dropper.on_experiment_end(trials=[trial])
     assert (checkpoint / TRAINING_STATE_FILE).is_file()
     save_ray_state(tmp_path / "sweep", "TERMINATED")
-    dropper.on_experiment_end(trials=[])
+    dropper.on_experiment_end(trials=[trial])
     assert not (checkpoint / TRAINING_STATE_FILE).exists() and (checkpoint / "model.pt").is_file()
-    assert dropper.ended == {}
+    assert dropper.freed == {TRIAL_ID}
