@@ -24,7 +24,9 @@ section says which run each approach's rows come from.
 
 Each finished run is kept in --storage and not run again, so an interrupted benchmark continues
 where it stopped. The figures go to benchmarks/search_quality.json and into BENCHMARKS.md between
-the measurement's markers.
+the measurement's markers. A run with another budget or sampler keeps its own runs, JSON and
+section (`--budget 240`: search_quality-240s.json, the section marked search_quality-240s), so it
+sits beside the 60 s one.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from scenetune.experiment import best_trial, describe_config, load_trials  # noq
 from scenetune.registry import get_task  # noqa: E402
 
 MIT_SPLIT = REPO.parent / "shared" / "datasets" / "MIT_split"
-START, END = "<!-- search_quality:start -->", "<!-- search_quality:end -->"
+DEFAULT_BUDGET = 60.0
 UNLIMITED_SAMPLES = "500"  # the budget, not this, ends each search
 
 
@@ -91,16 +93,20 @@ class Methods:
 SEARCHED = ("scenetune", "no_prior")  # the methods --sampler applies to
 
 
-def run_name(approach: str, method: str, seed: int, sampler: str = "tpe") -> str:
-    suffix = f"-{sampler}" if method in SEARCHED and sampler != "tpe" else ""
-    return f"s{seed}-{approach}-{method}{suffix}"
+def run_name(approach: str, method: str, seed: int, budget: float, sampler: str) -> str:
+    """The run's folder in --storage: every method depends on the budget (it sets the trial limit),
+    the searched ones on the sampler too."""
+    return f"s{seed}-{approach}-{method}" + run_tag(budget, sampler if method in SEARCHED else "tpe")
 
 
 def sweep_arguments(args: argparse.Namespace, approach: Approach, seed: int) -> list[str]:
     """What every method of an approach shares: data or source, pins, epochs, seed, refit, trial limit."""
     arguments = [approach.task, "--seed", str(seed), "--refit", str(args.refit)]
     if approach.source:
-        arguments += ["--from", str(args.storage / run_name(approach.source, "defaults", seed))]
+        arguments += [
+            "--from",
+            str(args.storage / run_name(approach.source, "defaults", seed, args.budget, args.sampler)),
+        ]
     else:
         arguments += ["--data", str(args.data)]
     if get_task(approach.task).model_kind is not None:
@@ -114,7 +120,7 @@ def sweep_arguments(args: argparse.Namespace, approach: Approach, seed: int) -> 
 def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int) -> dict[str, Any]:
     """Run one (approach, method, seed) unless it already finished; return its figures."""
     approach = APPROACHES[approach_key]
-    name = run_name(approach_key, method, seed, args.sampler)
+    name = run_name(approach_key, method, seed, args.budget, args.sampler)
     experiment = args.storage / name
     summary = refit_summary(experiment) if experiment.is_dir() else None
     seconds = None
@@ -154,6 +160,16 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
         "wall_seconds": seconds,
         "measured": f"{time.strftime('%Y-%m-%d')}, commit {current_commit()}",
     }
+
+
+def run_tag(budget: float, sampler: str) -> str:
+    """What tells runs of other budgets or samplers apart: each gets its own JSON and section."""
+    return (f"-{budget:g}s" if budget != DEFAULT_BUDGET else "") + (f"-{sampler}" if sampler != "tpe" else "")
+
+
+def section_markers(args: argparse.Namespace) -> tuple[str, str]:
+    name = "search_quality" + run_tag(args.budget, args.sampler)
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 def current_commit() -> str:
@@ -237,13 +253,14 @@ def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, A
         f"--refit {args.refit} --seeds {' '.join(map(str, args.seeds))}"
         + (f" --sampler {args.sampler}" if args.sampler != "tpe" else "")
     )
+    start, end = section_markers(args)
     section = "\n".join(
         [
-            START,
+            start,
             f"## Search quality against the defaults and random search (measurement 7, `{command}`)",
             "",
             f"On `{Path(args.data).name}`, {os.cpu_count()} CPU cores, {platform.python_version()}, {time.strftime('%Y-%m-%d')}: "
-            f"each search had a budget of {args.budget:g} s of wall clock on the 2 cores (one trial at most "
+            f"each search had a budget of {args.budget:g} s of wall clock on those cores (one trial at most "
             f"{args.budget / 2:g} s; networks {args.epochs} epochs per trial), then its chosen configuration was "
             f"refit with {args.refit} seeds (train + validation, the best epoch count). Cells: refit test accuracy, "
             "mean ± std over the refit seeds, on the test folder. Differences are paired over the test images "
@@ -255,13 +272,13 @@ def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, A
             "",
             f"Target (c) >= (a) and (c) >= (b) on the refit means: met for **{met} of {total}** (approach, seed) "
             f"pairs; (c) is below (a) or (b) by a difference the data can tell in {worse} of {total}.",
-            END,
+            end,
         ]
     )
     current = out.read_text() if out.is_file() else ""
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        current = before + section + rest.split(END, 1)[1]
+    if start in current and end in current:
+        before, rest = current.split(start, 1)
+        current = before + section + rest.split(end, 1)[1]
     else:
         current = current.rstrip("\n") + "\n\n" + section + "\n"
     out.write_text(current)
@@ -270,19 +287,27 @@ def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, A
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MIT_SPLIT), help="an image folder, or digits")
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds of wall clock per search")
+    parser.add_argument(
+        "--budget", type=float, default=DEFAULT_BUDGET, help="seconds of wall clock per search"
+    )
     parser.add_argument("--epochs", type=int, default=5, help="epochs per network trial")
     parser.add_argument("--refit", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sampler", choices=["tpe", "gp"], default="tpe", help="the sampler of (c) and (d)")
     parser.add_argument("--approaches", nargs="+", default=list(APPROACHES), choices=list(APPROACHES))
     parser.add_argument("--storage", type=Path, default=Path("/tmp/scenetune-search-quality"))
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "search_quality.json")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="default: benchmarks/search_quality.json, tagged with a budget other than 60 s",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument(
         "--report-only", action="store_true", help="write the section from --json as it is (a run cut short)"
     )
     args = parser.parse_args()
+    if args.json is None:
+        args.json = REPO / "benchmarks" / f"search_quality{run_tag(args.budget, args.sampler)}.json"
     if args.report_only:
         results = json.loads(args.json.read_text())["results"]
         write_section(args.out, args, results)
