@@ -9,6 +9,7 @@ from typing import Any
 
 from scenetune import atomic
 from scenetune.errors import UserError
+from scenetune.heartbeat import refuse_if_running
 
 
 def check_directory(directory: Path, resume: bool, name: str | None, state_file: str, what: str) -> None:
@@ -18,6 +19,7 @@ def check_directory(directory: Path, resume: bool, name: str | None, state_file:
             raise UserError(f"--resume needs --name, the name of the {what} to continue")
         if not (directory / state_file).is_file():
             raise UserError(f"cannot resume: {directory} is not a scenetune {what} (no {state_file})")
+        refuse_if_running(directory, what)
     elif directory.exists():
         raise UserError(
             f"{what} directory {directory} already exists; pass --resume to continue it or choose another --name"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shlex
 import socket
@@ -42,6 +41,7 @@ TEST_PREDICTIONS_FILE = "test_predictions.npz"
 DRIVER_FILE = ".scenetune-driver.json"
 DRIVER_HEARTBEAT_S = 5.0
 DRIVER_STALE_S = 60.0
+PROCESS_START_SLACK_S = 1.0  # create_time is rounded to clock ticks
 # Configurations a sweep pruned before they started (estimated first epoch past --max-trial-seconds).
 PRUNED_FILE = "pruned.jsonl"
 CONFIG_PREFIX = "config/"  # how tables name a trial's configuration columns
@@ -320,22 +320,30 @@ def unfinished_trials(experiment_dir: Path, samples: int) -> int:
     return max(samples - finished, 0)
 
 
-def driver_is_alive(experiment_dir: Path) -> bool:
-    """Whether a sweep's driver is running this experiment now: its process, when it runs on this host,
-    else a heartbeat newer than DRIVER_STALE_S."""
+def running_driver(experiment_dir: Path) -> dict[str, Any] | None:
+    """The heartbeat of the driver running this experiment now, or None: on this host its process must
+    still run and have started before its heartbeat (a pid reused after a kill or a reboot is another
+    process); on another host the heartbeat must be newer than DRIVER_STALE_S."""
+    import psutil
+
     try:
         driver = json.loads((Path(experiment_dir) / DRIVER_FILE).read_text())
     except (OSError, json.JSONDecodeError):
-        return False
+        return None
     if driver.get("host") == socket.gethostname() and isinstance(driver.get("pid"), int):
         try:
-            os.kill(driver["pid"], 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return time.time() - float(driver.get("updated", 0)) < DRIVER_STALE_S
+            started = psutil.Process(driver["pid"]).create_time()
+        except psutil.NoSuchProcess:
+            return None
+        except psutil.AccessDenied:
+            return driver
+        return driver if started <= float(driver.get("started", 0)) + PROCESS_START_SLACK_S else None
+    return driver if time.time() - float(driver.get("updated", 0)) < DRIVER_STALE_S else None
+
+
+def driver_is_alive(experiment_dir: Path) -> bool:
+    """Whether a sweep's driver is running this experiment now."""
+    return running_driver(experiment_dir) is not None
 
 
 def pruned_configs(experiment_dir: Path) -> list[dict[str, Any]]:

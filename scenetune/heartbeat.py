@@ -12,7 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from scenetune import atomic
-from scenetune.experiment import DRIVER_FILE, DRIVER_HEARTBEAT_S
+from scenetune.errors import UserError
+from scenetune.experiment import DRIVER_FILE, DRIVER_HEARTBEAT_S, running_driver
+
+# Where drivers beat under a folder being resumed: a sweep, its refit; a chain's steps, their refits.
+HEARTBEAT_PATTERNS = (DRIVER_FILE, f"*/{DRIVER_FILE}", f"*/*/{DRIVER_FILE}")
 
 
 def _write(path: Path, started: float) -> None:
@@ -44,3 +48,17 @@ def driver_heartbeat(experiment_dir: Path | None) -> Iterator[None]:
         stop.set()
         thread.join()
         path.unlink(missing_ok=True)
+
+
+def refuse_if_running(directory: Path, what: str) -> None:
+    """Resuming what a live driver still runs would put two drivers on one experiment: refuse, before
+    any work, naming the process to wait for."""
+    for pattern in HEARTBEAT_PATTERNS:
+        for heartbeat in sorted(directory.glob(pattern)):
+            driver = running_driver(heartbeat.parent)
+            if driver is not None:
+                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(driver.get("started", 0))))
+                raise UserError(
+                    f"cannot resume: {what} {directory} is being run now by process {driver.get('pid')} "
+                    f"on {driver.get('host')} (since {since}); wait for it to end or stop it first"
+                )

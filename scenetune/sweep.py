@@ -23,7 +23,7 @@ from scenetune.data import BUILTIN_DIGITS, TrialData, class_count, load_dataset,
 from scenetune.errors import UserError
 from scenetune.experiment import EXPERIMENT_FILE, PRUNED_FILE, Objective, pruned_configs, unfinished_trials
 from scenetune.experiment import trial_dirname as format_trial_dirname
-from scenetune.heartbeat import driver_heartbeat
+from scenetune.heartbeat import driver_heartbeat, refuse_if_running
 from scenetune.recovery import restore_superseded_checkpoints
 from scenetune.registry import Task, accepted_source_kinds, get_task
 from scenetune.request import RECORDED_FIELDS, SweepRequest
@@ -238,6 +238,7 @@ def _locate(request: SweepRequest) -> _Location:
         if request.resume:
             if not experiment_dir.is_dir():
                 raise UserError(f"cannot resume: experiment directory {experiment_dir} does not exist")
+            refuse_if_running(experiment_dir, "experiment")
             recorded = _recorded(experiment_dir)
             request = _apply_recorded(request, recorded)
         elif experiment_dir.exists():

@@ -242,7 +242,9 @@ def test_a_folder_payload_is_computed_again_when_its_sweep_driver_dies(tmp_path:
     experiment.mkdir()
     driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     (experiment / DRIVER_FILE).write_text(
-        json.dumps({"pid": driver.pid, "host": socket.gethostname(), "updated": time.time()})
+        json.dumps(
+            {"pid": driver.pid, "host": socket.gethostname(), "started": time.time(), "updated": time.time()}
+        )
     )
     cache, computed = PayloadCache(), []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -218,3 +219,32 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
     assert first_after_resume["epoch"] == continued_from + 1
     # A resume after the driver was killed is no retry: the trial's worker never failed.
     assert summary_table(load_experiment(experiment))["status"].iloc[0] == "completed"
+
+
+def test_a_resume_while_the_driver_still_runs_is_refused_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    # A second terminal's `--resume` would put two drivers on one experiment.
+    arguments = ["sweep", "mlp", "--samples", "100", "--epochs", "2", "--max-concurrent", "1", *TINY]
+    process = subprocess.Popen(
+        _scenetune(*arguments, "--storage", str(tmp_path), "--name", "live"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    experiment = tmp_path / "live"
+    _wait_for(lambda: experiment.is_dir() and any(t.history for t in load_trials(experiment)), process)
+    refused = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "live", "--resume"),
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    message = refused.stderr.strip().splitlines()
+    assert len(message) == 1, refused.stderr
+    assert message[0].startswith(
+        f"scenetune: error: cannot resume: experiment {experiment} is being run now by process "
+        f"{process.pid} on {socket.gethostname()} (since "
+    ) and message[0].endswith("); wait for it to end or stop it first")
+    assert process.poll() is None  # the running sweep was not disturbed
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 130, stdout + stderr
