@@ -55,6 +55,7 @@ from scenetune.registry import get_task  # noqa: E402
 MIT_SPLIT = REPO.parent / "shared" / "datasets" / "MIT_split"
 DEFAULT_BUDGET = 60.0
 UNLIMITED_SAMPLES = "500"  # the budget, not this, ends each search
+NO_RESULT_FILE = "search_quality-no-result.txt"  # in a run whose budget ended before any trial finished
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
     experiment = args.storage / name
     summary = refit_summary(experiment) if experiment.is_dir() else None
     seconds = None
-    if summary is None:
+    if summary is None and not (experiment / NO_RESULT_FILE).is_file():
         shutil.rmtree(experiment, ignore_errors=True)  # an unfinished run starts again
         command = [
             sys.executable,
@@ -139,15 +140,27 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
             name,
         ]
         started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - started
         summary = refit_summary(experiment)
-    best = best_trial(experiment)
-    defaults = get_task(approach.task).space.defaults
-    return {
+        failed = not experiment.is_dir() or not load_trials(experiment) or best_trial(experiment) is not None
+        if summary is None and failed:
+            raise SystemExit(f"search_quality: {name} failed (exit code {done.returncode}); see {experiment}")
+        if summary is None:  # the budget ended before any trial finished: nothing to refit
+            (experiment / NO_RESULT_FILE).write_text(f"no trial finished within {args.budget:g} s\n")
+    now = {"wall_seconds": seconds, "measured": f"{time.strftime('%Y-%m-%d')}, commit {current_commit()}"}
+    row = {
         "approach": approach_key,
         "method": method,
         "seed": seed,
+        "trials": len(load_trials(experiment)),
+        **(now if seconds is not None else when_run(args, approach_key, method, seed)),
+    }
+    if summary is None:
+        return {**row, "refit_mean": None, "best_config": None}
+    best = best_trial(experiment)
+    return {
+        **row,
         "refit_mean": summary.mean,
         "refit_std": summary.std,
         "refit_low": summary.low,
@@ -155,10 +168,7 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
         "refit_seeds": len(summary.test_accs),
         "refit_correct": [round(float(share), 4) for share in summary.correct],  # per test image
         "best_val_acc": float(best.best_report()["val_acc"]),
-        "best_config": describe_config(best.config, defaults),
-        "trials": len(load_trials(experiment)),
-        "wall_seconds": seconds,
-        "measured": f"{time.strftime('%Y-%m-%d')}, commit {current_commit()}",
+        "best_config": describe_config(best.config, get_task(approach.task).space.defaults),
     }
 
 
@@ -189,15 +199,32 @@ def write_json(path: Path, settings: dict[str, Any], results: list[dict[str, Any
     path.write_text(json.dumps(settings)[:-1] + ', "results": [\n' + rows + "\n]}\n")
 
 
-def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The rows of approaches this run leaves out, from the earlier run in --json when it was made
-    with the same budget, epochs and refits (so that one table holds comparable rows)."""
+def earlier_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The rows of the earlier run in --json when it was made with the same budget, epochs and refits
+    (so that one table holds comparable rows)."""
     if not args.json.is_file():
         return []
     earlier = json.loads(args.json.read_text())
     if any(earlier.get(key, value) != value for key, value in run_settings(args).items()):
         return []
-    return [row for row in earlier["results"] if row["approach"] not in args.approaches]
+    return earlier["results"]
+
+
+def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The rows of approaches this run leaves out, from the earlier run in --json."""
+    return [row for row in earlier_rows(args) if row["approach"] not in args.approaches]
+
+
+def when_run(args: argparse.Namespace, approach: str, method: str, seed: int) -> dict[str, Any]:
+    """When a run kept in --storage was made and how long it took, as the earlier --json recorded it
+    (a reused run is not measured again)."""
+    for row in earlier_rows(args):
+        if (row["approach"], row["method"], row["seed"]) == (approach, method, seed):
+            return {
+                "wall_seconds": row.get("wall_seconds"),
+                "measured": row.get("measured", "an earlier run"),
+            }
+    return {"wall_seconds": None, "measured": "an earlier run"}
 
 
 def when_measured(results: list[dict[str, Any]]) -> str:
@@ -209,11 +236,22 @@ def when_measured(results: list[dict[str, Any]]) -> str:
 
 
 def cell(row: dict[str, Any]) -> str:
+    if row["refit_mean"] is None:
+        return "no trial finished"
     return f"{row['refit_mean']:.3f} ± {row['refit_std']:.3f}"
+
+
+def at_least(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether ours ended at or above theirs; a search with no result is below any with one."""
+    if ours["refit_mean"] is None:
+        return theirs["refit_mean"] is None
+    return theirs["refit_mean"] is None or ours["refit_mean"] >= theirs["refit_mean"]
 
 
 def versus(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     """The difference in points, paired over the test images: marked ~ where the data cannot tell."""
+    if ours["refit_mean"] is None or theirs["refit_mean"] is None:
+        return "n/a"
     comparison = paired_comparison(np.array(ours["refit_correct"]), np.array(theirs["refit_correct"]))
     mark = "" if comparison.distinguishable else " ~"
     return f"{comparison.difference * 100:+.1f}{mark} (p={comparison.p_value:.2g})"
@@ -221,6 +259,8 @@ def versus(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
 
 def told_worse(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
     """Whether ours is below theirs by a difference the data can tell."""
+    if ours["refit_mean"] is None or theirs["refit_mean"] is None:
+        return theirs["refit_mean"] is not None  # no result is below any
     comparison = paired_comparison(np.array(ours["refit_correct"]), np.array(theirs["refit_correct"]))
     return comparison.distinguishable and comparison.difference < 0
 
@@ -242,7 +282,7 @@ def table(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, int, in
             if any(r is None for r in rows):
                 continue
             a, b, c, d = rows
-            ok = c["refit_mean"] >= a["refit_mean"] and c["refit_mean"] >= b["refit_mean"]
+            ok = at_least(c, a) and at_least(c, b)
             met, total = met + ok, total + 1
             worse += told_worse(c, a) or told_worse(c, b)
             lines.append(

@@ -16,6 +16,7 @@ from typing import Any
 from scenetune.chain import check_directory, claim_directory, read_state, write_state
 from scenetune.errors import UserError
 from scenetune.experiment import TrialRecord, best_trial, is_experiment_dir
+from scenetune.heartbeat import driver_heartbeat
 from scenetune.replication_steps import (
     CARRY_MODES,
     MLP_STEPS,
@@ -158,28 +159,31 @@ def run_replication(request: ReplicateRequest) -> Path:
 
     directory = check_request(request)
     request, state = _start(request, directory)
-    for step in STEPS:
-        if state["steps"].get(step.name) == "done":
-            continue  # a step that failed or was skipped is tried again when the chain is resumed
-        done = [name for name, value in state["steps"].items() if value == "done"]
-        resume = is_experiment_dir(directory / step.name)  # killed or failed in this step: continue it
-        try:
-            sweep = step_request(step, request, directory, chosen_so_far(directory, done), resume)
-        except KeyError as missing:
-            print(f"scenetune: skipping step {step.name}: {missing.args[0]} has no result")
-            state["steps"][step.name] = "skipped"
+    with driver_heartbeat(directory):  # a second --resume is refused while this one runs
+        for step in STEPS:
+            if state["steps"].get(step.name) == "done":
+                continue  # a step that failed or was skipped is tried again when the chain is resumed
+            done = [name for name, value in state["steps"].items() if value == "done"]
+            resume = is_experiment_dir(directory / step.name)  # killed or failed in this step: continue it
+            try:
+                sweep = step_request(step, request, directory, chosen_so_far(directory, done), resume)
+            except KeyError as missing:
+                print(f"scenetune: skipping step {step.name}: {missing.args[0]} has no result")
+                state["steps"][step.name] = "skipped"
+                write_state(directory / STATE_FILE, state)
+                continue
+            print(
+                f"\n== replication step {step.name}: {step.task} --space {step.preset}, pins {sweep.pinned} =="
+            )
+            state["steps"][step.name] = "running"
+            state["pins"][step.name] = sweep.pinned
             write_state(directory / STATE_FILE, state)
-            continue
-        print(f"\n== replication step {step.name}: {step.task} --space {step.preset}, pins {sweep.pinned} ==")
-        state["steps"][step.name] = "running"
-        state["pins"][step.name] = sweep.pinned
-        write_state(directory / STATE_FILE, state)
-        outcome = run(prepare(sweep))
-        state["steps"][step.name] = "done" if outcome.best_config is not None else "failed"
-        write_state(directory / STATE_FILE, state)
-    summary = write_replication(directory, state)
-    print(f"\n{summary}\n")
-    print(
-        f"replication report: {directory / 'replication.md'} (and .csv, .json); figures: {directory / 'figures'}"
-    )
+            outcome = run(prepare(sweep))
+            state["steps"][step.name] = "done" if outcome.best_config is not None else "failed"
+            write_state(directory / STATE_FILE, state)
+        summary = write_replication(directory, state)
+        print(f"\n{summary}\n")
+        print(
+            f"replication report: {directory / 'replication.md'} (and .csv, .json); figures: {directory / 'figures'}"
+        )
     return directory

@@ -20,6 +20,7 @@ from analysis.uncertainty import refit_summary
 from scenetune.chain import check_directory, claim_directory, read_state, write_state
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
+from scenetune.heartbeat import driver_heartbeat
 from scenetune.study_steps import STEPS, StudyStep
 from scenetune.sweep import SweepRequest, check_name, prepare, run
 
@@ -108,24 +109,25 @@ def run_study(request: StudyRequest) -> Path:
         }
         state["request"]["name"] = directory.name
         _write_state(directory, state)
-    for step in STEPS:
-        status = state["steps"].get(step.name)
-        if status in ("done", "skipped"):
-            continue
-        if step.source_step and state["steps"].get(step.source_step) != "done":
-            state["steps"][step.name] = "skipped"
+    with driver_heartbeat(directory):  # a second --resume is refused while this one runs
+        for step in STEPS:
+            status = state["steps"].get(step.name)
+            if status in ("done", "skipped"):
+                continue
+            if step.source_step and state["steps"].get(step.source_step) != "done":
+                state["steps"][step.name] = "skipped"
+                _write_state(directory, state)
+                continue
+            print(f"\n== study step {step.name}: {step.approach} ==")
+            resume = status == "running" and is_experiment_dir(directory / step.name)
+            state["steps"][step.name] = "running"
             _write_state(directory, state)
-            continue
-        print(f"\n== study step {step.name}: {step.approach} ==")
-        resume = status == "running" and is_experiment_dir(directory / step.name)
-        state["steps"][step.name] = "running"
-        _write_state(directory, state)
-        outcome = run(prepare(_step_request(step, request, directory, resume)))
-        state["steps"][step.name] = "done" if outcome.best_config is not None else "failed"
-        _write_state(directory, state)
-    table = write_report(directory, request)
-    print(f"\n{table}\n")
-    print(f"study report: {directory / 'study.md'} (and study.csv); figures: {directory / 'figures'}")
+            outcome = run(prepare(_step_request(step, request, directory, resume)))
+            state["steps"][step.name] = "done" if outcome.best_config is not None else "failed"
+            _write_state(directory, state)
+        table = write_report(directory, request)
+        print(f"\n{table}\n")
+        print(f"study report: {directory / 'study.md'} (and study.csv); figures: {directory / 'figures'}")
     return directory
 
 

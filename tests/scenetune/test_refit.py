@@ -43,6 +43,32 @@ def test_a_refit_of_a_search_without_a_finished_trial_says_so_and_keeps_the_sear
     assert not (tmp_path / "failed" / REFIT_DIR).exists()
 
 
+def test_a_refit_after_a_budget_that_ended_before_any_trial_finished_says_so(
+    tmp_path: Path, ray_session, capsys
+) -> None:
+    # A network of ~100M weights cannot finish an epoch in the 2 s budget (its worker alone starts slower).
+    slow = ["--set", "image_size=64", "--set", "width=8192", "--max-trial-seconds", "1000"]
+    arguments = [
+        "sweep",
+        "mlp",
+        "--samples",
+        "2",
+        "--epochs",
+        "1",
+        *slow,
+        "--time-budget",
+        "2",
+        "--refit",
+        "2",
+    ]
+    assert main([*arguments, "--storage", str(tmp_path), "--name", "short"]) == 2
+    assert (
+        "cannot refit: the time budget of 2 s ended the sweep before any trial finished; "
+        "give it a larger --time-budget" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "short" / REFIT_DIR).exists()
+
+
 @pytest.mark.integration
 def test_an_interrupted_refit_resumes_keeps_what_it_trained_and_trains_the_best_config_with_new_seeds(
     tmp_path: Path,
