@@ -217,8 +217,8 @@ def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def when_run(args: argparse.Namespace, approach: str, method: str, seed: int) -> dict[str, Any]:
     """When a run kept in --storage was made and how long it took, as the earlier --json recorded it
-    (a reused run is not measured again)."""
-    for row in earlier_rows(args):
+    (a reused run is not measured again): args.earlier, read before this run rewrites --json."""
+    for row in args.earlier:
         if (row["approach"], row["method"], row["seed"]) == (approach, method, seed):
             return {
                 "wall_seconds": row.get("wall_seconds"),
@@ -364,6 +364,7 @@ def main() -> int:
         parser.error(f"--data {args.data} is not a folder")
     args.storage = args.storage.resolve()
     args.storage.mkdir(parents=True, exist_ok=True)
+    args.earlier = earlier_rows(args)
     carried = carried_rows(args)
     results: list[dict[str, Any]] = []
     # Approach by approach, every seed, so that an interrupted run has whole approaches to show.
