@@ -11,7 +11,9 @@ as mean ± std over them):
                   sampler), with ASHA, on the budget;
 - (d) no prior:   (c) without the priors (`--no-prior`), on the budget.
 
-The feature approaches take their features from the seed's (a) network (the defaults MLP for deep
+Every run starts from an empty feature cache (its own --cache-dir, removed after it), as a user's
+first search does; with one shared cache, the features, descriptors and codebooks computed by one
+method's run sped up the methods run after it. The feature approaches take their features from the seed's (a) network (the defaults MLP for deep
 features + SVM, the defaults patch MLP for learnt BoVW), so that the four methods of one approach
 see the same features.
 
@@ -127,6 +129,8 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
     seconds = None
     if summary is None and not (experiment / NO_RESULT_FILE).is_file():
         shutil.rmtree(experiment, ignore_errors=True)  # an unfinished run starts again
+        cache = args.storage / f"{name}.cache"
+        shutil.rmtree(cache, ignore_errors=True)
         command = [
             sys.executable,
             "-m",
@@ -138,10 +142,15 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
             str(args.storage),
             "--name",
             name,
+            # Every run starts from an empty cache, as a user's first search does: features, descriptors
+            # and codebooks computed by one method's run would otherwise speed up the next method's.
+            "--cache-dir",
+            str(cache),
         ]
         started = time.perf_counter()
         done = subprocess.run(command, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - started
+        shutil.rmtree(cache, ignore_errors=True)
         summary = refit_summary(experiment)
         failed = not experiment.is_dir() or not load_trials(experiment) or best_trial(experiment) is not None
         if summary is None and failed:
