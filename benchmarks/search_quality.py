@@ -13,9 +13,9 @@ as mean ± std over them):
 
 Every run starts from an empty feature cache (its own --cache-dir, removed after it), as a user's
 first search does; with one shared cache, the features, descriptors and codebooks computed by one
-method's run sped up the methods run after it. The feature approaches take their features from the seed's (a) network (the defaults MLP for deep
-features + SVM, the defaults patch MLP for learnt BoVW), so that the four methods of one approach
-see the same features.
+method's run sped up the methods run after it. The feature approaches take their features from the
+seed's (a) network (the defaults MLP for deep features + SVM, the defaults patch MLP for learnt
+BoVW), so that the four methods of one approach see the same features.
 
     .venv/bin/python benchmarks/search_quality.py [--data DIR] [--budget 60] [--epochs 5] [--refit 3]
         [--seeds 0 1 2] [--approaches mlp ...] [--sampler tpe|gp] [--storage DIR] [--out BENCHMARKS.md]
@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from analysis.uncertainty import paired_comparison, refit_summary  # noqa: E402
+from analysis.uncertainty import RefitSummary, paired_comparison, refit_summary  # noqa: E402
 from scenetune.experiment import best_trial, describe_config, load_trials  # noqa: E402
 from scenetune.registry import get_task  # noqa: E402
 
@@ -128,35 +128,7 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
     summary = refit_summary(experiment) if experiment.is_dir() else None
     seconds = None
     if summary is None and not (experiment / NO_RESULT_FILE).is_file():
-        shutil.rmtree(experiment, ignore_errors=True)  # an unfinished run starts again
-        cache = args.storage / f"{name}.cache"
-        shutil.rmtree(cache, ignore_errors=True)
-        command = [
-            sys.executable,
-            "-m",
-            "scenetune",
-            "sweep",
-            *sweep_arguments(args, approach, seed),
-            *Methods(args.budget, args.sampler).arguments[method],
-            "--storage",
-            str(args.storage),
-            "--name",
-            name,
-            # Every run starts from an empty cache, as a user's first search does: features, descriptors
-            # and codebooks computed by one method's run would otherwise speed up the next method's.
-            "--cache-dir",
-            str(cache),
-        ]
-        started = time.perf_counter()
-        done = subprocess.run(command, stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-        shutil.rmtree(cache, ignore_errors=True)
-        summary = refit_summary(experiment)
-        failed = not experiment.is_dir() or not load_trials(experiment) or best_trial(experiment) is not None
-        if summary is None and failed:
-            raise SystemExit(f"search_quality: {name} failed (exit code {done.returncode}); see {experiment}")
-        if summary is None:  # the budget ended before any trial finished: nothing to refit
-            (experiment / NO_RESULT_FILE).write_text(f"no trial finished within {args.budget:g} s\n")
+        seconds, summary = run_search(args, approach, method, seed, name)
     now = {"wall_seconds": seconds, "measured": f"{time.strftime('%Y-%m-%d')}, commit {current_commit()}"}
     row = {
         "approach": approach_key,
@@ -179,6 +151,42 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
         "best_val_acc": float(best.best_report()["val_acc"]),
         "best_config": describe_config(best.config, get_task(approach.task).space.defaults),
     }
+
+
+def run_search(
+    args: argparse.Namespace, approach: Approach, method: str, seed: int, name: str
+) -> tuple[float, RefitSummary | None]:
+    """Run one search and its refits from scratch in --storage, with an empty cache of its own; the
+    seconds it took and its refits. A search whose budget ended before any trial finished is marked
+    as such."""
+    experiment, cache = args.storage / name, args.storage / f"{name}.cache"
+    shutil.rmtree(experiment, ignore_errors=True)  # an unfinished run starts again
+    shutil.rmtree(cache, ignore_errors=True)
+    command = [
+        sys.executable,
+        "-m",
+        "scenetune",
+        "sweep",
+        *sweep_arguments(args, approach, seed),
+        *Methods(args.budget, args.sampler).arguments[method],
+        "--storage",
+        str(args.storage),
+        "--name",
+        name,
+        "--cache-dir",
+        str(cache),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(cache, ignore_errors=True)
+    summary = refit_summary(experiment)
+    if summary is None:
+        failed = not experiment.is_dir() or not load_trials(experiment) or best_trial(experiment) is not None
+        if failed:
+            raise SystemExit(f"search_quality: {name} failed (exit code {done.returncode}); see {experiment}")
+        (experiment / NO_RESULT_FILE).write_text(f"no trial finished within {args.budget:g} s\n")
+    return seconds, summary
 
 
 def run_tag(budget: float, sampler: str) -> str:

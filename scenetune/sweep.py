@@ -638,31 +638,15 @@ class SweepOutcome:
 
 def run(plan: SweepPlan) -> SweepOutcome:
     """Start (or join) Ray, run the sweep and its refits to their end, and summarise the result grid."""
-    from ray import tune
-
     # The driver's heartbeat covers all of it, so that a second --resume is refused: a resumed
     # experiment's from Ray's start on, a new one's once its folder and record exist.
     with contextlib.ExitStack() as beating:
         if plan.restoring:
             beating.enter_context(driver_heartbeat(plan.experiment_dir))
-        start_ray(plan.request.address, plan.request.verbose)
-        _check_resources(plan.request)
-        location = os.path.join(plan.storage_path, plan.name)
-        if plan.restoring and tune.Tuner.can_restore(location):
-            if plan.experiment_dir is not None:  # remote storage is left to Ray
-                for line in restore_superseded_checkpoints(plan.experiment_dir):
-                    print(f"scenetune: {line}", file=sys.stderr)
-            tuner = tune.Tuner.restore(
-                location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True
-            )
-        else:
-            if not plan.restoring:  # a resumed experiment keeps its folder and record
-                _write_record(plan)
-                beating.enter_context(driver_heartbeat(plan.experiment_dir))
-            tuner = build_tuner(plan)
+        tuner = _start_tuner(plan, beating)
         started = time.monotonic()
         results = tuner.fit()
-        outcome = summarise(results, location)
+        outcome = summarise(results, os.path.join(plan.storage_path, plan.name))
         if plan.experiment_dir is not None:
             outcome.unfinished = unfinished_trials(plan.experiment_dir, plan.samples)
             outcome.pruned = pruned_configs(plan.experiment_dir)
@@ -670,16 +654,36 @@ def run(plan: SweepPlan) -> SweepOutcome:
         outcome.budget_reached = budget is not None and time.monotonic() - started >= budget
         searched = not outcome.unfinished or outcome.budget_reached  # ended, not interrupted
         if plan.request.refit and plan.experiment_dir is not None and searched:
-            from scenetune.refit import run_refit
-
             if outcome.best_config is None and outcome.budget_reached:
                 raise UserError(
                     f"cannot refit: the time budget of {budget:g} s ended the sweep before any trial "
                     "finished; give it a larger --time-budget"
                 )
+            from scenetune.refit import run_refit
 
             outcome.refits = run_refit(plan, _trainable(plan))
         return outcome
+
+
+def _start_tuner(plan: SweepPlan, beating: contextlib.ExitStack):
+    """Ray started, the Tuner restored or built; a new experiment's record written and its heartbeat
+    entered into `beating`."""
+    from ray import tune
+
+    start_ray(plan.request.address, plan.request.verbose)
+    _check_resources(plan.request)
+    location = os.path.join(plan.storage_path, plan.name)
+    if plan.restoring and tune.Tuner.can_restore(location):
+        if plan.experiment_dir is not None:  # remote storage is left to Ray
+            for line in restore_superseded_checkpoints(plan.experiment_dir):
+                print(f"scenetune: {line}", file=sys.stderr)
+        return tune.Tuner.restore(
+            location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True
+        )
+    if not plan.restoring:  # a resumed experiment keeps its folder and record
+        _write_record(plan)
+        beating.enter_context(driver_heartbeat(plan.experiment_dir))
+    return build_tuner(plan)
 
 
 def summarise(results, location: str) -> SweepOutcome:
