@@ -8,7 +8,9 @@ the optimizer state, two thirds of an Adam-trained checkpoint, is only disk: mea
 
 "Ended" must be what Ray's saved experiment state says, not only what the driver knows: a driver
 killed between a trial's end and the next save of that state resumes the trial from its checkpoint,
-and without its optimizer state it would train again from epoch 1.
+and without its optimizer state it would train again from epoch 1. A trial the driver started shortly
+before it was killed is not in that state at all; its orphaned worker can still save a checkpoint
+into a folder that no trial of the resumed sweep owns (the search suggests it again under a new id).
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ class DropEndedTrainingState(tune.Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._drop_recorded(trials)  # Tune saves the final state before it ends the experiment
+        self._drop_orphaned(trials)
+
+    def _drop_orphaned(self, trials: list[Any]) -> None:
+        """At the end every trial of the sweep is in `trials`: a trial folder none of them owns was
+        left by a killed driver's worker, and nothing will continue it."""
+        owned = {Path(trial.path) for trial in trials if _on_local_disk(trial)}
+        for experiment_dir in {path.parent for path in owned}:
+            for state in experiment_dir.glob(f"*/{CHECKPOINT_PREFIX}*/{TRAINING_STATE_FILE}"):
+                if state.parent.parent not in owned:
+                    state.unlink()
 
     def _drop_recorded(self, trials: list[Any]) -> None:
         self.checked = time.monotonic()

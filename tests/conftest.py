@@ -85,20 +85,6 @@ def copy_tree(source: Path, target: Path) -> Path:
     return target
 
 
-def wait_until_workers_exit(experiment: Path) -> None:
-    """After a sweep's driver is killed its trial workers live on for a few seconds (they are in their
-    own process groups) and can still write a checkpoint; a user resumes after they are gone."""
-    from scenetune.experiment import load_trials
-
-    for pid in {trial.last["pid"] for trial in load_trials(experiment) if trial.last and "pid" in trial.last}:
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--no-sandbox",

@@ -19,10 +19,20 @@ def kill_once(command: list[str], ready: Callable[[], bool], what: str) -> None:
         while not ready():
             assert process.poll() is None, f"the command ended before {what}"
             time.sleep(0.1)
-        started = descendants({process.pid})
     finally:
-        if process.poll() is None:
+        kill_and_wait_for_ray(process, group=False)
+
+
+def kill_and_wait_for_ray(process: subprocess.Popen, group: bool) -> None:
+    """SIGKILL a command (its whole process group if `group`) and wait until every process it had
+    started is gone: Ray's services and trial workers, those of a trial still in its first epoch too
+    (an orphaned worker can still save a checkpoint; a user resumes after they are gone)."""
+    started = descendants({process.pid})
+    if process.poll() is None:
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
             os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    process.communicate()
     while alive(started):
         time.sleep(0.1)

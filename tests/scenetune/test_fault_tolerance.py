@@ -18,7 +18,7 @@ from analysis.tables import summary_table
 from scenetune.cli import main
 from scenetune.experiment import load_trials, ray_trial_states
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
-from tests.conftest import wait_until_workers_exit
+from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import load_training_state
 
 pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
@@ -195,9 +195,7 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
     try:
         _wait_for(lambda: _running_trial_checkpoint(experiment) is not None, process)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-    wait_until_workers_exit(experiment)  # the orphaned worker could still save a checkpoint
+        kill_and_wait_for_ray(process, group=True)  # the orphaned worker could still save a checkpoint
     (recorded,) = recorded_checkpoints(experiment)
     # What Ray leaves when killed between two steps: a newer checkpoint on disk, the recorded one deleted.
     newer = recorded.path.with_name(f"checkpoint_{int(recorded.path.name.split('_')[1]) + 1:06d}")

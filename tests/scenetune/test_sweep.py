@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ import pytest
 from analysis.results import load_experiment
 from scenetune.cli import main
 from scenetune.experiment import TRAINING_STATE_FILE, load_trials, ray_trial_states, read_experiment_record
-from tests.conftest import wait_until_workers_exit
+from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import WEIGHTS_FILE, load_model
 
 pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
@@ -245,9 +243,7 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
             assert process.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.2)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    wait_until_workers_exit(experiment)
+        kill_and_wait_for_ray(process, group=True)
     finished_before = {tid for tid, status in ray_trial_states(experiment).items() if status == "TERMINATED"}
     histories_before = {
         t.trial_id: t.history for t in load_trials(experiment) if t.trial_id in finished_before

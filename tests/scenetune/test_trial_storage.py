@@ -20,20 +20,28 @@ def save_ray_state(experiment: Path, status: str) -> None:
     (experiment / "experiment_state-2026-11-30_18-00-00.json").write_text(json.dumps({"trial_data": [entry]}))
 
 
+def ended_trial(trial_dir: Path) -> SimpleNamespace:
+    """The fields of Ray's Trial the callback reads, for a trial the driver has seen end."""
+    return SimpleNamespace(
+        trial_id=TRIAL_ID,
+        status="TERMINATED",
+        path=str(trial_dir),
+        storage=SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem()),
+    )
+
+
+def save_checkpoint(checkpoint: Path) -> None:
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.pt").write_bytes(b"weights")
+    (checkpoint / TRAINING_STATE_FILE).write_bytes(b"optimizer")
+
+
 def test_the_optimizer_state_goes_only_once_the_saved_state_records_the_trial_as_ended(
     tmp_path: Path,
 ) -> None:
     checkpoint = tmp_path / "sweep" / "train_mlp_00001_abc" / "checkpoint_000002"
-    checkpoint.mkdir(parents=True)
-    (checkpoint / "model.pt").write_bytes(b"weights")
-    (checkpoint / TRAINING_STATE_FILE).write_bytes(b"optimizer")
-    # The fields of Ray's Trial the callback reads, for a trial the driver has seen end.
-    trial = SimpleNamespace(
-        trial_id=TRIAL_ID,
-        status="TERMINATED",
-        path=str(checkpoint.parent),
-        storage=SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem()),
-    )
+    save_checkpoint(checkpoint)
+    trial = ended_trial(checkpoint.parent)
     dropper = DropEndedTrainingState()
     # Killed now, Ray would resume the trial from its checkpoint: the optimizer state must stay.
     save_ray_state(tmp_path / "sweep", "RUNNING")
@@ -43,3 +51,20 @@ def test_the_optimizer_state_goes_only_once_the_saved_state_records_the_trial_as
     dropper.on_experiment_end(trials=[trial])
     assert not (checkpoint / TRAINING_STATE_FILE).exists() and (checkpoint / "model.pt").is_file()
     assert dropper.freed == {TRIAL_ID}
+
+
+def test_a_trial_folder_a_killed_driver_left_behind_loses_its_optimizer_state_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """A trial the killed driver had just started is in no saved state; its worker saved one epoch."""
+    experiment = tmp_path / "sweep"
+    save_checkpoint(experiment / "train_mlp_00001_abc" / "checkpoint_000001")
+    orphan = experiment / "train_mlp_00002_def" / "checkpoint_000000"
+    save_checkpoint(orphan)
+    save_ray_state(experiment, "TERMINATED")
+    dropper = DropEndedTrainingState()
+    dropper.on_step_end(iteration=1, trials=[ended_trial(experiment / "train_mlp_00001_abc")])
+    assert (orphan / TRAINING_STATE_FILE).is_file()  # during the sweep a folder may belong to a new trial
+    dropper.on_experiment_end(trials=[ended_trial(experiment / "train_mlp_00001_abc")])
+    assert not list(experiment.glob(f"*/*/{TRAINING_STATE_FILE}"))
+    assert (orphan / "model.pt").is_file()
