@@ -10,8 +10,16 @@ import pytest
 
 from analysis.uncertainty import correct_on_test, refit_summary
 from scenetune.cli import main
-from scenetune.experiment import REFIT_DIR, best_trial, load_trials
-from scenetune.refit import refit_configs
+from scenetune.experiment import (
+    DEFAULT_OBJECTIVE,
+    REFIT_DIR,
+    Objective,
+    TrialRecord,
+    best_trial,
+    load_trials,
+    read_experiment_record,
+)
+from scenetune.refit import refit_configs, refit_epochs
 from tests.processes import kill_once
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
@@ -130,13 +138,14 @@ def test_an_interrupted_refit_resumes_keeps_what_it_trained_and_trains_the_best_
             assert trial.history == finished[trial.trial_id]
     # Each refit is the best configuration with its own seed, for the best epoch count, on train + val.
     best = best_trial(tmp_path / "r")
+    validation_images = read_experiment_record(tmp_path / "r")["data"]["sizes"]["val"]
     assert len({t.config["seed"] for t in refits}) == 3
     for refit in refits:
         assert {k: v for k, v in refit.config.items() if k not in REFIT_KEYS} == {
             k: v for k, v in best.config.items() if k not in REFIT_KEYS
         }
         assert (
-            refit.config["epochs"] == best.best_report()["epoch"]
+            refit.config["epochs"] == refit_epochs(best, DEFAULT_OBJECTIVE, validation_images)
             and refit.config["refit_train_on"] == "train+val"
         )
         assert [r["epoch"] for r in refit.history] == list(range(1, refit.config["epochs"] + 1))
@@ -148,3 +157,28 @@ def test_an_interrupted_refit_resumes_keeps_what_it_trained_and_trains_the_best_
     assert summary.low <= summary.mean <= summary.high and len(summary.correct) == 450
     # With the test folder as validation (the study's protocol), the refit must not train on it.
     assert {c["refit_train_on"] for c in refit_configs(best, 2, 0, on_validation=False)} == {"train"}
+
+
+def trained(scores: list[float], metric: str = "val_acc") -> TrialRecord:
+    return TrialRecord(
+        Path("t"), {"epochs": len(scores)}, [{"epoch": e, metric: v} for e, v in enumerate(scores, 1)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("scores", "objective", "epochs"),
+    [
+        # MIT_split's defaults MLP, seed 0: epoch 4 beat epoch 5 by 4 of 282 images, well within the noise.
+        ([0.433, 0.461, 0.489, 0.521, 0.507], DEFAULT_OBJECTIVE, 5),
+        ([0.40, 0.62, 0.55, 0.50], DEFAULT_OBJECTIVE, 2),  # later epochs fell by more than the noise
+        ([0.40, 0.62, 0.61, 0.50], DEFAULT_OBJECTIVE, 3),
+        ([0.9, 0.5, 0.6, 0.8], Objective("val_loss", "min"), 2),  # no binomial noise for a loss: its best
+    ],
+)
+def test_the_refit_trains_for_the_most_epochs_within_the_validation_noise_of_the_best(
+    scores: list[float], objective: Objective, epochs: int
+) -> None:
+    assert refit_epochs(trained(scores, objective.metric), objective, 282) == epochs
+    assert refit_epochs(trained(scores, objective.metric), objective, None) == int(
+        trained(scores, objective.metric).best_report(objective)["epoch"]
+    )
