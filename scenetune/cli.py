@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scenetune.errors import UserError
+from scenetune.heartbeat import release_resume_locks
 
 EXIT_USER_ERROR = 2
 EXIT_TRIALS_FAILED = 1
@@ -455,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     finally:
+        release_resume_locks()
         if started_here:  # a Ray instance the caller started (a notebook, a test session) stays up
             _stop_ray()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -17,6 +18,9 @@ from scenetune.experiment import DRIVER_FILE, DRIVER_HEARTBEAT_S, running_driver
 
 # Where drivers beat under a folder being resumed: a sweep, its refit; a chain's steps, their refits.
 HEARTBEAT_PATTERNS = (DRIVER_FILE, f"*/{DRIVER_FILE}", f"*/*/{DRIVER_FILE}")
+RESUME_LOCK_FILE = ".resume.lock"  # held by the process resuming the folder, for as long as its command runs
+
+_held_resume_locks: dict[Path, int] = {}  # folder -> open descriptor of its lock, in this process
 
 
 def _write(path: Path, started: float) -> None:
@@ -62,3 +66,33 @@ def refuse_if_running(directory: Path, what: str) -> None:
                     f"cannot resume: {what} {directory} is being run now by process {driver.get('pid')} "
                     f"on {driver.get('host')} (since {since}); wait for it to end or stop it first"
                 )
+    _hold_resume_lock(directory, what)
+
+
+def _hold_resume_lock(directory: Path, what: str) -> None:
+    """A resume loads its data before it starts beating, so two resumes started within those seconds
+    would both pass the heartbeat check: the first holds an exclusive lock on the folder until its
+    command ends (the kernel drops it if the process dies), and the second is refused."""
+    folder = directory.resolve()
+    if folder in _held_resume_locks:  # this process resumes it already (a study's step, a test session)
+        return
+    descriptor = os.open(folder / RESUME_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(descriptor, 64).decode(errors="replace").strip() or "another process"
+        os.close(descriptor)
+        raise UserError(
+            f"cannot resume: {what} {directory} is being resumed now by process {holder}; "
+            "wait for it to end or stop it first"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()} on {socket.gethostname()}".encode())
+    _held_resume_locks[folder] = descriptor
+
+
+def release_resume_locks() -> None:
+    """Let other processes resume the folders this command resumed (called when a command ends)."""
+    for descriptor in _held_resume_locks.values():
+        os.close(descriptor)
+    _held_resume_locks.clear()

@@ -73,3 +73,38 @@ def test_resuming_a_study_whose_step_is_running_is_refused_before_any_work(
         f"scenetune: error: cannot resume: study {study} is being run now by process {live_process.pid}"
     )
     assert (study / STATE_FILE).read_text() == state  # nothing was touched
+
+
+def test_a_resume_started_while_another_resume_loads_its_data_is_refused(tmp_path: Path) -> None:
+    """Before its heartbeat beats, a resume holds the folder's lock from its check on (here a process
+    stopped right after that check, where a real resume loads its data)."""
+    experiment = tmp_path / "loading"
+    experiment.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from scenetune.heartbeat import refuse_if_running; "
+            "refuse_if_running(Path(sys.argv[1]), 'experiment'); print('checked', flush=True); time.sleep(600)",
+            str(experiment),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "checked"
+        command = [sys.executable, "-m", "scenetune", "sweep", "mlp", "--storage", str(tmp_path)]
+        second = subprocess.run([*command, "--name", "loading", "--resume"], capture_output=True, text=True)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"scenetune: error: cannot resume: experiment {experiment} is being resumed now by process "
+            f"{holder.pid} on {socket.gethostname()}; wait for it to end or stop it first"
+        ]
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel dropped the dead holder's lock: the resume gets past the check (to the missing record).
+    third = subprocess.run([*command, "--name", "loading", "--resume"], capture_output=True, text=True)
+    assert (
+        third.returncode == 2 and "being resumed now" not in third.stderr and str(experiment) in third.stderr
+    )
