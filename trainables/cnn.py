@@ -159,8 +159,9 @@ class CNNTask(Task):
         check_training_config(config)
 
     def train(self, config: dict[str, Any], data: TrialData) -> None:
-        from trainables.training import TrainingPlan, fit_and_report
+        from trainables.training import TrainingPlan, fit_and_report, seed_torch_for_trial
 
+        seed_torch_for_trial(config)
         model, description = build_cnn(config, data)
         fit_and_report(TrainingPlan(model, description), data.at_size(int(config["image_size"])), config)
 

@@ -48,8 +48,9 @@ class MLPTask(Task):
         check_mlp_config(config, n_classes, context)
 
     def train(self, config: dict[str, Any], data: TrialData) -> None:
-        from trainables.training import TrainingPlan, fit_and_report
+        from trainables.training import TrainingPlan, fit_and_report, seed_torch_for_trial
 
+        seed_torch_for_trial(config)
         model, description = build_mlp(config, data)
         fit_and_report(TrainingPlan(model, description), data.at_size(int(config["image_size"])), config)
 

@@ -39,8 +39,14 @@ class PatchMLPTask(Task):
 
     def train(self, config: dict[str, Any], data: TrialData) -> None:
         from trainables.models import patch_level_loss
-        from trainables.training import TrainingPlan, classification_loss, fit_and_report
+        from trainables.training import (
+            TrainingPlan,
+            classification_loss,
+            fit_and_report,
+            seed_torch_for_trial,
+        )
 
+        seed_torch_for_trial(config)
         model, description = build_patch_mlp(config, data)
         loss = patch_level_loss if config.get("train_on", "image") == "patch" else classification_loss
         fit_and_report(

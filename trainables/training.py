@@ -39,6 +39,12 @@ def trial_seed(config: dict[str, Any]) -> int:
     return (int(config.get("seed", 0)) * 1_000_003 + zlib.crc32(described.encode())) % (2**31)
 
 
+def seed_torch_for_trial(config: dict[str, Any]) -> None:
+    """Seed torch's generator before the trial builds its network: the initial weights are drawn from
+    it, and a worker Ray reuses for a later trial carries whatever state the earlier ones left."""
+    torch.manual_seed(trial_seed(config))
+
+
 def trial_device() -> torch.device:
     """The GPU Ray assigned to this trial, or the CPU."""
     if torch.cuda.is_available() and ray.get_gpu_ids():

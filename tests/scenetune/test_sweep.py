@@ -15,6 +15,7 @@ import pytest
 from analysis.results import load_experiment
 from scenetune.cli import main
 from scenetune.experiment import TRAINING_STATE_FILE, load_trials, ray_trial_states, read_experiment_record
+from scenetune.registry import get_task
 from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import WEIGHTS_FILE, load_model
 
@@ -151,6 +152,20 @@ def test_random_search_without_early_stopping_runs_every_trial_to_the_end(
     assert type(searcher["_ot_study"].sampler).__name__ == "RandomSampler"
     recorded = json.loads((experiment / "scenetune.json").read_text())["request"]
     assert (recorded["sampler"], recorded["early_stopping"]) == ("random", "none")
+
+
+def test_a_configuration_trains_the_same_in_a_worker_that_ran_another_trial_before(
+    tmp_path: Path, ray_session
+) -> None:
+    """The initial weights come from the trial's seed, not from what the reused worker drew before."""
+    pinned = {**get_task("mlp").space.defaults, "image_size": 8, "width": 32, "epochs": 2}
+    pins = [argument for key, value in pinned.items() for argument in ("--set", f"{key}={value}")]
+    arguments = ["--samples", "2", "--sampler", "random", "--early-stopping", "none", "--max-concurrent", "1"]
+    assert sweep(tmp_path, "twice", *arguments, *pins) == 0
+    first, second = sorted(load_trials(tmp_path / "twice"), key=lambda t: t.directory.name)
+    assert first.config == second.config and first.last["pid"] == second.last["pid"]  # one worker, reused
+    learnt = ("train_loss", "train_acc", "val_acc", "test_acc")
+    assert [[r[k] for k in learnt] for r in first.history] == [[r[k] for k in learnt] for r in second.history]
 
 
 def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(
