@@ -159,10 +159,9 @@ def test_an_interrupted_refit_resumes_keeps_what_it_trained_and_trains_the_best_
     assert {c["refit_train_on"] for c in refit_configs(best, 2, 0, on_validation=False)} == {"train"}
 
 
-def trained(scores: list[float], metric: str = "val_acc") -> TrialRecord:
-    return TrialRecord(
-        Path("t"), {"epochs": len(scores)}, [{"epoch": e, metric: v} for e, v in enumerate(scores, 1)]
-    )
+def trained(scores: list[float], metric: str = "val_acc", planned: int | None = None) -> TrialRecord:
+    history = [{"epoch": e, metric: v} for e, v in enumerate(scores, 1)]
+    return TrialRecord(Path("t"), {"epochs": planned or len(scores)}, history)
 
 
 @pytest.mark.parametrize(
@@ -182,3 +181,13 @@ def test_the_refit_trains_for_the_most_epochs_within_the_validation_noise_of_the
     assert refit_epochs(trained(scores, objective.metric), objective, None) == int(
         trained(scores, objective.metric).best_report(objective)["epoch"]
     )
+
+
+def test_a_best_trial_cut_short_while_at_its_best_is_refit_for_the_planned_epochs() -> None:
+    # Stopped at its time limit after 4 of 5 epochs, its last epoch 3 images below its best.
+    assert refit_epochs(trained([0.511, 0.543, 0.582, 0.571], planned=5), DEFAULT_OBJECTIVE, 282) == 5
+    # 9 images below (more than one standard error, 8.3 images at 0.58): the best epoch count stands.
+    assert refit_epochs(trained([0.511, 0.543, 0.582, 0.55], planned=5), DEFAULT_OBJECTIVE, 282) == 3
+    # Cut short after it had clearly fallen from its best: the best epoch count stands.
+    assert refit_epochs(trained([0.40, 0.62, 0.55], planned=5), DEFAULT_OBJECTIVE, 282) == 2
+    assert refit_epochs(trained([0.9, 0.5], "val_loss", planned=5), Objective("val_loss", "min"), 282) == 5
