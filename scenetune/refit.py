@@ -60,17 +60,22 @@ def refit_epochs(best: TrialRecord, objective: Objective, validation_images: int
                 if report.get("epoch") and report[objective.metric] >= best_score - tolerance
             ]
         )
-    last_trained = max(
-        (int(report.get("epoch") or 0) for report in best.scored_reports(objective)), default=0
-    )
-    return planned if epochs == last_trained < planned else epochs
+    return planned if epochs == last_scored_epoch(best, objective) < planned else epochs
+
+
+def last_scored_epoch(trial: TrialRecord, objective: Objective) -> int:
+    return max((int(report.get("epoch") or 0) for report in trial.scored_reports(objective)), default=0)
 
 
 def noisy_best_epoch_note(best: TrialRecord, epochs: int) -> str:
     """Why the refit trains longer than the best trial's best epoch, when it does."""
-    best_epoch = best.best_report(objective_of(read_experiment_record(best.directory.parent))).get("epoch")
+    objective = objective_of(read_experiment_record(best.directory.parent))
+    best_epoch = best.best_report(objective).get("epoch")
+    trained = last_scored_epoch(best, objective)
     if not best_epoch or int(best_epoch) == epochs:
         return ""
+    if epochs > trained:
+        return f" (the best trial was cut short after epoch {trained} while still at its best; {epochs} were planned)"
     return f" (its best epoch was {best_epoch}; epoch {epochs} scored within the validation split's noise)"
 
 

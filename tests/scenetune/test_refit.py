@@ -19,7 +19,7 @@ from scenetune.experiment import (
     load_trials,
     read_experiment_record,
 )
-from scenetune.refit import refit_configs, refit_epochs
+from scenetune.refit import noisy_best_epoch_note, refit_configs, refit_epochs
 from tests.processes import kill_once
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
@@ -191,3 +191,18 @@ def test_a_best_trial_cut_short_while_at_its_best_is_refit_for_the_planned_epoch
     # Cut short after it had clearly fallen from its best: the best epoch count stands.
     assert refit_epochs(trained([0.40, 0.62, 0.55], planned=5), DEFAULT_OBJECTIVE, 282) == 2
     assert refit_epochs(trained([0.9, 0.5], "val_loss", planned=5), Objective("val_loss", "min"), 282) == 5
+
+
+def test_the_refit_line_says_why_it_trains_past_the_best_epoch(tmp_path: Path) -> None:
+    (tmp_path / "scenetune.json").write_text('{"metric": "val_acc", "mode": "max"}')
+    noisy = TrialRecord(tmp_path / "t", {"epochs": 5}, trained([0.433, 0.461, 0.489, 0.521, 0.507]).history)
+    assert (
+        noisy_best_epoch_note(noisy, 5)
+        == " (its best epoch was 4; epoch 5 scored within the validation split's noise)"
+    )
+    cut = TrialRecord(tmp_path / "t", {"epochs": 5}, trained([0.457, 0.535]).history)
+    assert (
+        noisy_best_epoch_note(cut, 5)
+        == " (the best trial was cut short after epoch 2 while still at its best; 5 were planned)"
+    )
+    assert noisy_best_epoch_note(cut, 2) == ""
