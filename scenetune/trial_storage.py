@@ -54,9 +54,9 @@ class DropEndedTrainingState(tune.Callback):
         left by a killed driver's worker, and nothing will continue it."""
         owned = {Path(trial.path) for trial in trials if _on_local_disk(trial)}
         for experiment_dir in {path.parent for path in owned}:
-            for state in experiment_dir.glob(f"*/{CHECKPOINT_PREFIX}*/{TRAINING_STATE_FILE}"):
-                if state.parent.parent not in owned:
-                    state.unlink()
+            for trial_dir in experiment_dir.iterdir():
+                if trial_dir.is_dir() and trial_dir not in owned:
+                    drop_training_state(trial_dir)
 
     def _drop_recorded(self, trials: list[Any]) -> None:
         self.checked = time.monotonic()
