@@ -231,11 +231,17 @@ class PatchMLP(nn.Module):
         return torch.log(probabilities.clamp_min(SMALLEST_PROBABILITY))
 
 
-def patch_level_loss(
-    model: PatchMLP, images: torch.Tensor, labels: torch.Tensor
+def patches_as_samples(
+    images: torch.Tensor, labels: torch.Tensor, patch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every patch carries its image's label; accuracy is still counted per image."""
-    logits = model.patch_logits(images)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat_interleave(logits.shape[1]))
-    image_scores = aggregate_patch_scores(logits.detach(), model.spec.aggregation)
-    return loss, image_scores.argmax(dim=1)
+    """Every patch of every image as a sample of its own, carrying its image's label."""
+    patches = split_into_patches(images, patch_size)
+    return patches.reshape(-1, *patches.shape[2:]), labels.repeat_interleave(patches.shape[1])
+
+
+def patch_sample_loss(
+    model: PatchMLP, patches: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training on patches: the shared MLP scores each patch against its image's label."""
+    logits = model.mlp(patches)
+    return F.cross_entropy(logits, labels), logits.argmax(dim=1)

@@ -173,6 +173,9 @@ class TrainingPlan:
     description: dict[str, Any]  # what rebuilds the model from its checkpoint
     loss_fn: Callable = classification_loss
     predict_log_proba: Callable | None = None
+    # Where the model trains on parts of the images (a patch MLP on its patches): the training split
+    # as those samples. Batches draw them across all images, batch_size images' worth at a time.
+    training_samples: Callable[[DeviceSplit], DeviceSplit] | None = None
 
 
 @dataclass
@@ -283,6 +286,8 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
             ),
         }
     data = {name: DeviceSplit.from_split(split, device) for name, split in splits.items()}
+    train_samples = plan.training_samples(data["train"]) if plan.training_samples else data["train"]
+    samples_per_image = len(train_samples.y) // len(data["train"].y)
     progress = _restore(model, optimizer, generator, device)
     context = {
         "n_params": count_parameters(model),
@@ -299,9 +304,9 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         epoch_started = time.perf_counter()
         trained = train_one_epoch(
             model,
-            data["train"],
+            train_samples,
             optimizer,
-            int(config.get("batch_size", 16)),
+            int(config.get("batch_size", 16)) * samples_per_image,
             generator,
             plan.loss_fn,
             deadline,

@@ -11,9 +11,12 @@ from trainables.models import (
     PatchSpec,
     aggregate_patch_scores,
     layer_output,
-    patch_level_loss,
+    patch_sample_loss,
+    patches_as_samples,
     split_into_patches,
 )
+from trainables.patch_mlp import patch_training_plan
+from trainables.training import DeviceSplit
 
 
 def _spec(image_size: int = 16, patch_size: int = 8, aggregation: str = "mean") -> PatchSpec:
@@ -57,23 +60,28 @@ def test_identical_patches_give_the_same_result_for_mean_max_min() -> None:
     assert torch.allclose(results[0], results[1]) and torch.allclose(results[0], results[2])
 
 
-def test_layer_output_is_per_patch_and_patch_loss_repeats_labels() -> None:
+def test_layer_output_is_per_patch() -> None:
     model = PatchMLP(_spec(image_size=32, patch_size=8))
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     assert tuple(layer_output(model, images, "third").shape) == (5, 16, 16)
     assert tuple(layer_output(model, images, "first").shape) == (5, 16, 8 * 8 * 3)
+
+
+def test_training_on_patches_makes_every_patch_a_sample_with_its_images_label() -> None:
+    model = PatchMLP(_spec(image_size=32, patch_size=8))
+    plan = patch_training_plan(model, {})
+    images = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8))
     labels = torch.tensor([0, 1, 2, 0, 1])
-    loss, predictions = patch_level_loss(model, torch.as_tensor(images), labels)
-    # Every one of an image's 16 patches is scored against that image's label.
-    logits = model.patch_logits(torch.as_tensor(images))
-    per_patch = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.repeat_interleave(16), reduction="none"
-    )
-    assert torch.allclose(loss, per_patch.mean())
-    assert not torch.allclose(
-        loss, torch.nn.functional.cross_entropy(logits[:, 0], labels)
-    )  # not one patch per image
-    assert torch.equal(predictions, aggregate_patch_scores(logits, "mean").argmax(dim=1))
+    samples = plan.training_samples(DeviceSplit(images, labels))
+    # 16 patches per image, in the image's order, each labelled with its image's class: the loop then
+    # shuffles them across images like any other samples.
+    assert samples.x.shape == (5 * 16, 8, 8, 3) and torch.equal(samples.y, labels.repeat_interleave(16))
+    assert torch.equal(samples.x[3 * 16 + 5], split_into_patches(images, 8)[3, 5])
+    assert torch.equal(patches_as_samples(images, labels, 8)[0], samples.x)
+    loss, predictions = plan.loss_fn(model, samples.x[:7], samples.y[:7])
+    logits = model.mlp(samples.x[:7])
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits, samples.y[:7]))
+    assert torch.equal(predictions, logits.argmax(dim=1)) and plan.loss_fn is patch_sample_loss
 
 
 def test_patch_size_must_divide_the_image() -> None:
