@@ -27,6 +27,8 @@ from typing import Any
 EXPERIMENT_FILE = "scenetune.json"
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
+# Marks a trial folder that a killed driver's worker wrote and no trial of the resumed sweep owns.
+ORPHANED_FILE = "orphaned.txt"
 ERROR_FILE = "error.txt"
 CHECKPOINT_PREFIX = "checkpoint_"
 # In a checkpoint: the optimizer and sampling state a resumed trial continues from. Two thirds of an
@@ -188,11 +190,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def load_trials(experiment_dir: Path) -> list[TrialRecord]:
-    """Every trial folder of the experiment, in creation order; links leading outside it are skipped."""
+    """Every trial folder of the experiment, in creation order; links leading outside it and folders
+    marked as orphaned (the search ran their configuration again under another trial) are skipped."""
     trials = []
     for params in sorted(Path(experiment_dir).glob(f"*/{PARAMS_FILE}")):
         directory = params.parent
         if not (_inside(params, experiment_dir) and _inside(directory / RESULT_FILE, experiment_dir)):
+            continue
+        if (directory / ORPHANED_FILE).exists():
             continue
         try:
             config = json.loads(params.read_text())

@@ -21,9 +21,19 @@ from typing import Any
 
 from ray import tune
 
-from scenetune.experiment import CHECKPOINT_PREFIX, TRAINING_STATE_FILE, ray_trial_states
+from scenetune.experiment import (
+    CHECKPOINT_PREFIX,
+    ORPHANED_FILE,
+    PARAMS_FILE,
+    TRAINING_STATE_FILE,
+    ray_trial_states,
+)
 
 CHECK_EVERY_S = 10.0  # how often the saved experiment state is read while trials end
+ORPHANED_NOTE = (
+    "A worker of a killed sweep wrote this folder for a trial that the sweep's saved state never held; "
+    "the resumed sweep ran the configuration under another trial, so tables leave this folder out.\n"
+)
 
 
 def drop_training_state(trial_dir: Path) -> None:
@@ -51,12 +61,15 @@ class DropEndedTrainingState(tune.Callback):
 
     def _drop_orphaned(self, trials: list[Any]) -> None:
         """At the end every trial of the sweep is in `trials`: a trial folder none of them owns was
-        left by a killed driver's worker, and nothing will continue it."""
+        left by a killed driver's worker, and nothing will continue it. Its weights stay, marked so that
+        tables and the choice of the best trial do not count its configuration twice."""
         owned = {Path(trial.path) for trial in trials if _on_local_disk(trial)}
         for experiment_dir in {path.parent for path in owned}:
             for trial_dir in experiment_dir.iterdir():
                 if trial_dir.is_dir() and trial_dir not in owned:
                     drop_training_state(trial_dir)
+                    if (trial_dir / PARAMS_FILE).is_file():
+                        (trial_dir / ORPHANED_FILE).write_text(ORPHANED_NOTE)
 
     def _drop_recorded(self, trials: list[Any]) -> None:
         self.checked = time.monotonic()

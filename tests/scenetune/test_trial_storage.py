@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pyarrow.fs
 
-from scenetune.experiment import TRAINING_STATE_FILE
+from scenetune.experiment import ORPHANED_FILE, PARAMS_FILE, RESULT_FILE, TRAINING_STATE_FILE, load_trials
 from scenetune.trial_storage import DropEndedTrainingState
 
 TRIAL_ID = "abc_00001"
@@ -61,6 +61,9 @@ def test_a_trial_folder_a_killed_driver_left_behind_loses_its_optimizer_state_at
     save_checkpoint(experiment / "train_mlp_00001_abc" / "checkpoint_000001")
     orphan = experiment / "train_mlp_00002_def" / "checkpoint_000000"
     save_checkpoint(orphan)
+    for trial_dir in (experiment / "train_mlp_00001_abc", orphan.parent):
+        (trial_dir / PARAMS_FILE).write_text(json.dumps({"lr": 0.001}))
+        (trial_dir / RESULT_FILE).write_text(json.dumps({"epoch": 1, "val_acc": 0.5}) + "\n")
     save_ray_state(experiment, "TERMINATED")
     dropper = DropEndedTrainingState()
     dropper.on_step_end(iteration=1, trials=[ended_trial(experiment / "train_mlp_00001_abc")])
@@ -68,3 +71,6 @@ def test_a_trial_folder_a_killed_driver_left_behind_loses_its_optimizer_state_at
     dropper.on_experiment_end(trials=[ended_trial(experiment / "train_mlp_00001_abc")])
     assert not list(experiment.glob(f"*/*/{TRAINING_STATE_FILE}"))
     assert (orphan / "model.pt").is_file()
+    # Its weights stay on disk, but tables and the best trial see the configuration once.
+    assert [trial.directory.name for trial in load_trials(experiment)] == ["train_mlp_00001_abc"]
+    assert "killed sweep" in (orphan.parent / ORPHANED_FILE).read_text()
