@@ -22,11 +22,21 @@ class ProgressLine(tune.Callback):
     """Trials finished / running / stopped early / failed, and the best val_acc so far with its config.
 
     On a terminal the line is rewritten in place; in a log it is printed when a trial ends.
-    Holds no stream (the callback is saved with the experiment and must pickle).
+    Holds no stream (the callback is saved with the experiment and must pickle). For refits (`refit`)
+    it shows each finished refit's test_acc instead: a refit trained on train + validation scores its
+    own training images there, so its val_acc (1.0 for most networks) says nothing.
     """
 
-    def __init__(self, total: int, epochs: int, defaults: dict[str, Any], budget_s: float | None = None):
+    def __init__(
+        self,
+        total: int,
+        epochs: int,
+        defaults: dict[str, Any],
+        budget_s: float | None = None,
+        refit: bool = False,
+    ):
         self.total = total
+        self.refit = refit
         self.budget_s = budget_s
         self.epochs = epochs
         self.defaults = defaults
@@ -40,6 +50,7 @@ class ProgressLine(tune.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("budget_s", None)  # saved by an older scenetune
+        self.__dict__.setdefault("refit", False)
         self.started = time.monotonic()  # a resumed sweep counts its own time
         self._last_shown = self.started
 
@@ -102,7 +113,12 @@ class ProgressLine(tune.Callback):
             parts.append(f"{diverged} diverged")
         if errors:
             parts.append(f"{errors} failed")
-        if self.best_val_acc > -math.inf:
+        if self.refit:
+            scores = [t.last_result.get("test_acc") for t in finished if t.last_result]
+            shown = [f"{score:.4f}" for score in scores if isinstance(score, (int, float))]
+            if shown:
+                parts.append(f"test_acc {', '.join(shown)}")
+        elif self.best_val_acc > -math.inf:
             config = describe_config(self.best_config, self.defaults, SHOWN_PARAMS)
             parts.append(f"best val_acc {self.best_val_acc:.4f} ({config})")
         return " | ".join(parts)

@@ -144,7 +144,7 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
                 request,
                 REFIT_DIR,
                 os.fspath(plan.experiment_dir),
-                ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults),
+                ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults, refit=True),
             ),
         )
     with driver_heartbeat(directory):

@@ -36,3 +36,14 @@ def test_a_long_epoch_still_redraws_the_line(capsys: pytest.CaptureFixture) -> N
     line._last_shown = time.monotonic() - max(REFRESH_S.values())  # as if the refresh period had passed
     line.on_step_end(2, trials)
     assert "1 running (slow epoch 1/5)" in capsys.readouterr().out
+
+
+def test_a_refit_shows_each_finished_refits_test_accuracy_not_its_validation_score() -> None:
+    line = ProgressLine(total=3, epochs=18, defaults={}, refit=True)
+    done = _trial("r0", "TERMINATED", 18)
+    done.last_result.update(val_acc=1.0, best_val_acc=1.0, test_acc=0.7125)
+    running = _trial("r1", "RUNNING", 4)
+    line.on_trial_result(1, [done, running], done, done.last_result)
+    text = line.render([done, running, _trial("r2", "PENDING", None)])
+    assert "test_acc 0.7125" in text and "val_acc" not in text
+    assert "trials 1/3 done" in text and "1 running (r1 epoch 5/18)" in text
