@@ -84,6 +84,6 @@ SPACE = TaskSpace(
     optuna_choices={"image_size": IMAGE_SIZES},
     # The study's best (model 1.4 on 32x32 patches, mean aggregation), and the study's protocol of
     # training on patches, with 16x16 patches and lr 1e-4: on MIT_split's 64x64 images, 20 epochs,
-    # val 0.730 / test 0.720 against the defaults' 0.539 / 0.537 (BENCHMARKS.md, the one-hour study).
+    # val 0.730 / test 0.720 against the defaults' 0.539 / 0.537 (BENCHMARKS.md, the levers table).
     priors=({}, PATCH_TRAINING),
 )
