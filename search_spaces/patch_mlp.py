@@ -82,8 +82,8 @@ SPACE = TaskSpace(
     presets=PRESETS,
     optuna_description="patch size, aggregation, train on image or patch, lr, batch size, depth, width, batch norm, optimizer",
     optuna_choices={"image_size": IMAGE_SIZES},
-    # The study's best (model 1.4 on 32x32 patches, mean aggregation), and the study's protocol of
-    # training on patches, with 16x16 patches and lr 1e-4: on MIT_split's 64x64 images, 20 epochs,
+    # The study's best (model 1.4 on 32x32 patches, mean aggregation), and model 1.4 trained on its
+    # patches (each a sample), with 16x16 patches and lr 1e-4: on MIT_split's 64x64 images, 20 epochs,
     # val 0.730 / test 0.720 against the defaults' 0.539 / 0.537 (BENCHMARKS.md, the levers table).
     priors=({}, PATCH_TRAINING),
 )
