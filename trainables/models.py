@@ -195,6 +195,12 @@ def split_into_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     return grid.permute(0, 1, 3, 2, 4, 5).reshape(n, per_side * per_side, patch_size, patch_size, channels)
 
 
+def flat_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(N, S, S, 3) -> (N * P, p, p, 3): each image's patches in row-major order, image after image."""
+    patches = split_into_patches(images, patch_size)
+    return patches.reshape(-1, *patches.shape[2:])
+
+
 class PatchMLP(nn.Module):
     """Image -> patches -> one MLP shared by every patch -> per-patch class scores -> aggregation.
 
@@ -214,8 +220,7 @@ class PatchMLP(nn.Module):
         return self.mlp.layer_names
 
     def _flat_patches(self, images: torch.Tensor) -> torch.Tensor:
-        patches = split_into_patches(images, self.spec.patch_size)
-        return patches.reshape(-1, *patches.shape[2:])
+        return flat_patches(images, self.spec.patch_size)
 
     def patch_logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.mlp(self._flat_patches(images)).view(len(images), self.spec.patches_per_image, -1)
@@ -235,8 +240,8 @@ def patches_as_samples(
     images: torch.Tensor, labels: torch.Tensor, patch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every patch of every image as a sample of its own, carrying its image's label."""
-    patches = split_into_patches(images, patch_size)
-    return patches.reshape(-1, *patches.shape[2:]), labels.repeat_interleave(patches.shape[1])
+    patches = flat_patches(images, patch_size)
+    return patches, labels.repeat_interleave(len(patches) // len(images))
 
 
 def patch_sample_loss(

@@ -56,9 +56,10 @@ class PatchMLPTask(Task):
 
         seed_torch_for_trial(config)
         model, description = build_patch_mlp(config, data)
-        plan = TrainingPlan(model, description)
         if config.get("train_on", "image") == "patch":
             plan = patch_training_plan(model, description)
+        else:
+            plan = TrainingPlan(model, description)
         fit_and_report(plan, data.at_size(int(config["image_size"])), config)
 
     def build_model(self, description: dict[str, Any]) -> nn.Module:
