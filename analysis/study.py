@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -11,10 +10,12 @@ import pandas as pd
 from analysis.results import CONFIG_PREFIX, Experiment
 from analysis.uncertainty import (
     Comparison,
+    RankCorrelation,
     RefitSummary,
     checkpoint_interval,
     correct_on_test,
     paired_comparison,
+    rank_correlation,
 )
 from scenetune.experiment import describe_config, is_present
 from scenetune.study_steps import BOVW_LEARNT, BOVW_SIFT, CNN_REFERENCE, FEATURE_SVM, MLP, PATCH_MLP
@@ -38,7 +39,6 @@ APPROACH_COLUMNS = [
     "compute_seconds",
 ]
 TIE_POINTS = 0.5  # differences below half a point are reported as a tie
-WEAK_CORRELATION = 0.1
 
 
 def approach_row(approach: str, experiment: Experiment, refits: RefitSummary | None) -> dict[str, Any]:
@@ -160,7 +160,8 @@ def _paired(correctness: dict[str, np.ndarray] | None, first: str, second: str) 
 
 
 def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
-    """Whether validation accuracy followed depth or width more closely among the MLP trials."""
+    """Whether validation accuracy followed depth or width among the MLP trials, claimed only where a
+    permutation test can tell the rank correlation from none."""
     if mlp_trials is None or len(mlp_trials) < 4:
         return None
     columns = {"depth": CONFIG_PREFIX + "depth", "width": CONFIG_PREFIX + "width"}
@@ -169,24 +170,30 @@ def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
     scored = mlp_trials[mlp_trials["val_acc"].notna()]
     if len(scored) < 4:
         return None
-    correlation = {}
-    for name, column in columns.items():
-        values = pd.to_numeric(scored[column], errors="coerce")
-        correlation[name] = (
-            values.corr(scored["val_acc"].astype(float), method="spearman")
-            if values.nunique() > 1
-            else float("nan")
-        )
-    depth, width = correlation["depth"], correlation["width"]
-    if math.isnan(depth) or math.isnan(width):
+    values = {name: pd.to_numeric(scored[column], errors="coerce") for name, column in columns.items()}
+    if any(v.isna().any() or v.nunique() < 2 for v in values.values()):
         return None
-    summary = f"Among {len(scored)} MLP trials, Spearman correlation of validation accuracy with depth is {depth:+.2f} and with width {width:+.2f}"
-    if max(depth, width) >= WEAK_CORRELATION:
-        return summary + (": deeper beat wider." if depth > width else ": wider beat deeper.")
-    if min(depth, width) <= -WEAK_CORRELATION:
-        hurt = "depth" if depth < width else "width"
-        return summary + f": more {hurt} hurt, and neither helped."
-    return summary + ": neither depth nor width made a clear difference."
+    accuracy = scored["val_acc"].astype(float).to_numpy()
+    depth, width = (rank_correlation(values[name].to_numpy(), accuracy) for name in columns)
+    summary = (
+        f"Among {len(scored)} MLP trials, Spearman correlation of validation accuracy with depth is "
+        f"{depth.rho:+.2f} (p = {depth.p_value:.2g}) and with width {width.rho:+.2f} (p = {width.p_value:.2g})"
+    )
+    return summary + _depth_width_verdict(depth, width)
+
+
+def _depth_width_verdict(depth: RankCorrelation, width: RankCorrelation) -> str:
+    helped = {n: c.rho for n, c in (("depth", depth), ("width", width)) if c.distinguishable and c.rho > 0}
+    hurt = [n for n, c in (("depth", depth), ("width", width)) if c.distinguishable and c.rho < 0]
+    if helped:
+        return (
+            ": deeper beat wider."
+            if max(helped, key=helped.__getitem__) == "depth"
+            else ": wider beat deeper."
+        )
+    if hurt:
+        return f": more {' and more '.join(hurt)} hurt, and neither helped."
+    return ": the data cannot tell either from no effect."
 
 
 def conclusions(

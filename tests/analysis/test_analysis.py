@@ -176,11 +176,11 @@ def _mlp_trials(depths: list[int], widths: list[int], accuracy: list[float]) -> 
 def test_conclusions_follow_the_numbers() -> None:
     learnt_wins = comparison.conclusions(
         _approaches(0.60, 0.55, 0.77, 0.73, 0.50),
-        _mlp_trials([1, 2, 4, 8], [512, 256, 1024, 2048], [0.5, 0.6, 0.7, 0.8]),
+        _mlp_trials([1, 2, 3, 4, 5, 6, 7, 8], [512, 256, 1024, 2048] * 2, EIGHT_ACCURACIES),
     )
     sift_wins = comparison.conclusions(
         _approaches(0.60, 0.65, 0.55, 0.50, 0.80),
-        _mlp_trials([8, 4, 2, 1], [256, 512, 1024, 2048], [0.5, 0.6, 0.7, 0.8]),
+        _mlp_trials([8, 4, 2, 1, 8, 4, 2, 1], [32, 64, 128, 256, 512, 1024, 2048, 4096], EIGHT_ACCURACIES),
     )
     assert (
         learnt_wins[0]
@@ -203,6 +203,25 @@ def test_conclusions_follow_the_numbers() -> None:
         in learnt_wins
     )
     assert learnt_wins[-1].endswith("deeper beat wider.") and sift_wins[-1].endswith("wider beat deeper.")
+
+
+EIGHT_ACCURACIES = [0.50, 0.55, 0.60, 0.62, 0.66, 0.70, 0.74, 0.80]
+
+
+def test_depth_and_width_are_claimed_only_where_the_trials_can_tell() -> None:
+    # Four trials in perfect rank order: a permutation test's exact p is 1/12, so no claim is made.
+    few = comparison.conclusions(
+        _approaches(0.60, 0.55, 0.77, 0.73, 0.50),
+        _mlp_trials([1, 2, 4, 8], [512, 256, 1024, 2048], [0.5, 0.6, 0.7, 0.8]),
+    )[-1]
+    assert "with depth is +1.00 (p = 0.083)" in few
+    assert few.endswith("the data cannot tell either from no effect.")
+    # Eight trials where accuracy falls with depth and width varies at random to it.
+    falling = comparison.conclusions(
+        _approaches(0.60, 0.55, 0.77, 0.73, 0.50),
+        _mlp_trials([8, 7, 6, 5, 4, 3, 2, 1], [256, 2048, 512, 1024] * 2, EIGHT_ACCURACIES),
+    )[-1]
+    assert "with depth is -1.00" in falling and falling.endswith(": more depth hurt, and neither helped.")
 
 
 def test_quick_study_end_to_end_and_resume(
