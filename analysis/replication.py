@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.uncertainty import Comparison, correct_on_test, paired_comparison
+from analysis.uncertainty import (
+    Comparison,
+    SpreadDifference,
+    correct_on_test,
+    paired_comparison,
+    spread_difference,
+)
 from scenetune.experiment import TrialRecord, is_experiment_dir, is_present, load_trials
 from scenetune.replication_steps import QUICK_EPOCHS, STATE_FILE, STEPS
 
@@ -136,6 +142,15 @@ class Values:
         values = list(self.of(table).values())
         return max(values) - min(values) if len(values) >= 2 else None
 
+    def spread_against(self, table: str, other: str) -> SpreadDifference | None:
+        """How much more table's rows spread than other's over the same test images, or None where a
+        row has no predictions."""
+        groups = [[self.correct.get((t, row)) for row in self.of(t)] for t in (table, other)]
+        rows = [r for group in groups for r in group]
+        if any(r is None for r in rows) or len({r.shape for r in rows}) != 1:
+            return None
+        return spread_difference(*groups)
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -231,7 +246,15 @@ def _depth_over_width(values: Values) -> Verdict:
     depth, width = values.spread("depth"), values.spread("width")
     if depth is None or width is None:
         return Verdict(claim, None, "no depth or width results")
-    return Verdict(claim, depth > width, f"spread over depths {depth:.3f}, over widths {width:.3f}")
+    evidence = f"spread over depths {depth:.3f}, over widths {width:.3f}"
+    difference = values.spread_against("depth", "width")
+    if difference is None:
+        return Verdict(claim, depth > width, evidence)
+    evidence += (
+        f"; depths - widths {difference.difference * 100:+.1f} points, 95% CI "
+        f"[{difference.low * 100:+.1f}, {difference.high * 100:+.1f}] (paired bootstrap over {difference.images} test images)"
+    )
+    return Verdict(claim, depth > width, evidence, told=difference.distinguishable)
 
 
 def _svm_no_better(values: Values) -> Verdict:

@@ -130,6 +130,46 @@ def _permutation_p_value(a: np.ndarray, b: np.ndarray, seed: int) -> float:
 
 
 @dataclass(frozen=True)
+class SpreadDifference:
+    """How much more the accuracy of one group of rows spreads (best minus worst) than another's, over
+    the same test images, with a paired bootstrap interval."""
+
+    difference: float
+    low: float
+    high: float
+    images: int
+
+    @property
+    def distinguishable(self) -> bool:
+        return not self.low <= 0.0 <= self.high
+
+
+def spread_difference(first: list[np.ndarray], second: list[np.ndarray], seed: int = 0) -> SpreadDifference:
+    """Spread of the first group's accuracies minus the second's; each array is one row's correctness
+    on the same test images, resampled together so that every row sees the same images."""
+    rows = np.stack([r.astype(float) for r in (*first, *second)])
+    split = len(first)
+
+    def statistic(*images: np.ndarray, axis: int) -> np.ndarray:
+        accuracy = np.stack([np.mean(row, axis=axis) for row in images])  # rows x resamples
+        return np.ptp(accuracy[:split], axis=0) - np.ptp(accuracy[split:], axis=0)
+
+    result = stats.bootstrap(
+        tuple(rows),
+        statistic,
+        paired=True,
+        vectorized=True,
+        confidence_level=CONFIDENCE,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    observed = float(np.ptp(rows[:split].mean(axis=1)) - np.ptp(rows[split:].mean(axis=1)))
+    interval = result.confidence_interval
+    return SpreadDifference(observed, float(interval.low), float(interval.high), rows.shape[1])
+
+
+@dataclass(frozen=True)
 class RankCorrelation:
     """Spearman's correlation of two quantities over trials, with a permutation test's p-value."""
 

@@ -107,3 +107,39 @@ def test_the_claimed_best_is_only_confirmed_when_told_from_the_runner_up() -> No
     verdict = conclusions(_lr_table(correct), correct={("lr", row): r for row, r in correct.items()})[0]
     assert verdict.agrees is True and verdict.mark == "cannot tell"
     assert "lr 1e-3 (default) - lr 1e-4" in verdict.evidence
+
+
+def _depth_width_table(correct: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    table = published_table()
+    measured = pd.Series([None] * len(table), dtype=float)
+    for (name, row), right in correct.items():
+        measured[table.index[(table["table"] == name) & (table["row"] == row)]] = right.mean()
+    return _as_measured(measured)
+
+
+DEPTH_ROWS = [f"hidLayers_{d}" for d in range(1, 9)]
+WIDTH_ROWS = ["model 1.4.4 (2048 first)", "model 2 (4096 first)", "model 3 (4096 equal)"]
+
+
+@pytest.mark.parametrize(
+    ("depth_extra", "mark"),
+    # Every row right on the first 500 images; one depth also on 12 more images and one width on 8
+    # others: spreads of 1.5 and 1.0 points, which the test images cannot tell apart. With 120 more
+    # images for that depth, 14.9 points against 1.0: told apart.
+    [(12, "cannot tell"), (120, "agrees")],
+    ids=["close", "apart"],
+)
+def test_depth_over_width_is_judged_on_a_paired_interval_of_the_spreads(depth_extra: int, mark: str) -> None:
+    correct = {("depth", row): _right_on((0, 500)) for row in DEPTH_ROWS}
+    correct["depth", "hidLayers_4"] = _right_on((0, 500), (600, 600 + depth_extra))
+    correct |= {("width", row): _right_on((0, 500)) for row in WIDTH_ROWS}
+    correct["width", "model 2 (4096 first)"] = _right_on((0, 508))
+    verdict = next(
+        v
+        for v in conclusions(_depth_width_table(correct), correct=correct)
+        if v.claim.startswith("Depth matters")
+    )
+    assert verdict.agrees is True and verdict.mark == mark
+    assert (
+        "depths - widths" in verdict.evidence and "paired bootstrap over 807 test images" in verdict.evidence
+    )
