@@ -55,8 +55,7 @@ def _trial_for(trials: list[TrialRecord], match: dict[str, Any]) -> TrialRecord 
 
 def _correct_on_test(trial: TrialRecord) -> np.ndarray | None:
     """Whether the trial's best-epoch model got each test image right (the images the study validated on)."""
-    checkpoints = trial.checkpoints()
-    return correct_on_test(checkpoints[-1]) if checkpoints else None
+    return correct_on_test(trial.checkpoint)
 
 
 def measured(

@@ -227,9 +227,9 @@ def refit_predictions(experiment_dir: Path) -> list[tuple[TrialRecord, np.ndarra
         for trial in load_trials(Path(experiment_dir) / REFIT_DIR)
         if trial.last
         and int(trial.last.get("epoch", 0)) >= int(trial.config.get("epochs", 1))
-        and trial.checkpoints()
+        and trial.checkpoint is not None
     ]
-    runs = [(trial, predictions_on_test(trial.checkpoints()[-1])) for trial in finished]
+    runs = [(trial, predictions_on_test(trial.checkpoint)) for trial in finished]
     return [(trial, *predictions) for trial, predictions in runs if predictions is not None]
 
 

@@ -31,6 +31,7 @@ PARAMS_FILE = "params.json"
 ORPHANED_FILE = "orphaned.txt"
 ERROR_FILE = "error.txt"
 CHECKPOINT_PREFIX = "checkpoint_"
+CHECKPOINT_FIELD = "checkpoint_dir_name"  # in a report: the checkpoint Ray saved with it, or None
 # In a checkpoint: the optimizer and sampling state a resumed trial continues from. Two thirds of an
 # Adam-trained checkpoint; removed once the trial has ended, when nothing can continue it.
 TRAINING_STATE_FILE = "training_state.pt"
@@ -154,6 +155,20 @@ class TrialRecord:
     def checkpoints(self) -> list[Path]:
         return sorted(self.directory.glob(f"{CHECKPOINT_PREFIX}*"))
 
+    @property
+    def checkpoint(self) -> Path | None:
+        """The newest checkpoint that one of the trial's recorded reports names: its best epoch's weights
+        (a trial saves one only when validation improves), or a refit's last epoch. A checkpoint that no
+        report names is never taken: its worker saved it while the sweep was stopping the trial, before
+        Ray recorded the epoch, so its weights match no accuracy in the tables (seen at the end of a
+        study step's budget)."""
+        if self.history and not any(CHECKPOINT_FIELD in report for report in self.history):
+            # Reports that do not say which checkpoint they saved: the newest on disk.
+            return self.checkpoints()[-1] if self.checkpoints() else None
+        named = {self.directory / r[CHECKPOINT_FIELD] for r in self.history if r.get(CHECKPOINT_FIELD)}
+        existing = [path for path in named if path.is_dir()]
+        return max(existing) if existing else None
+
 
 def trial_dirname(trainable_name: str, experiment_tag: str, trial_id: str) -> str:
     """Short trial folders in creation order: <trainable>_<order:05d>_<trial id>."""
@@ -229,7 +244,7 @@ def best_trial(experiment_dir: Path, keep: Callable[[TrialRecord], bool] | None 
     best: TrialRecord | None = None
     for trial in load_trials(experiment_dir):
         score = trial.best_score(objective)
-        if score is None or not trial.checkpoints() or (keep is not None and not keep(trial)):
+        if score is None or trial.checkpoint is None or (keep is not None and not keep(trial)):
             continue
         if best is None or objective.better(score, best.best_score(objective)):
             best = trial

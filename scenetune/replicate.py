@@ -103,7 +103,7 @@ def source_checkpoint(step: ReplicationStep, directory: Path, carry: str) -> Pat
     ]
     if not candidates:
         raise KeyError(f"no network for {step.name} in {', '.join(step.source_steps(carry))}")
-    return max(candidates, key=lambda trial: trial.best_score()).checkpoints()[-1]
+    return max(candidates, key=lambda trial: trial.best_score()).checkpoint
 
 
 def step_request(

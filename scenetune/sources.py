@@ -38,7 +38,7 @@ def resolve_checkpoint(path: Path) -> tuple[Path, dict[str, Any] | None]:
         trial = best_trial(path)
         if trial is None:
             raise UserError(f"experiment {path} has no trial with a checkpoint yet")
-        return trial.checkpoints()[-1], read_experiment_record(path)
+        return trial.checkpoint, read_experiment_record(path)
     raise UserError(
         f"{path} is neither a checkpoint (model.pt and model.json) nor a scenetune experiment directory"
     )
