@@ -96,7 +96,7 @@ def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
         "finished": counts["completed"],
         "running": counts["running"] + counts["pending"],
         "interrupted": counts["interrupted"],
-        "stopped": counts["stopped_early"] + counts["too_slow"],
+        "stopped": counts["stopped_early"] + counts["too_slow"] + counts["budget_ended"],
         "pruned": len(pruned_configs(experiment.path)),  # never started: estimated past the time limit
         "errors": counts["error"] + counts["diverged"] + counts["infeasible"],
         "best_val_acc": _json_value(best["val_acc"]) if best is not None else None,

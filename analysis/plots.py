@@ -24,6 +24,7 @@ MAX_LEGEND_ENTRIES = 12
 STATUS_COLOURS = {
     "completed": "tab:green",
     "stopped_early": "tab:orange",
+    "budget_ended": "tab:olive",
     "diverged": "tab:red",
     "error": "tab:red",
     "infeasible": "tab:gray",

@@ -33,6 +33,7 @@ METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "test_acc", "n_para
 STATUSES = (
     "completed",
     "stopped_early",
+    "budget_ended",
     "too_slow",
     "diverged",
     "infeasible",
@@ -81,8 +82,12 @@ def trial_status(trial: TrialRecord, epochs: int, ray_status: str | None, driver
     if last.get("too_slow"):
         return "too_slow"  # stopped by its time limit (--max-trial-seconds): not an error
     reached_end = bool(last) and int(last.get("epoch", 0)) >= epochs
-    if ray_status == "TERMINATED" or reached_end:
-        return "completed" if reached_end else "stopped_early"
+    if reached_end:
+        return "completed"
+    if ray_status == "TERMINATED":
+        # A scheduler's stop is recorded with the epoch it judged (done); the end of the sweep's time
+        # budget stops a running trial after its last report, or before its first.
+        return "stopped_early" if last.get("done") else "budget_ended"
     if not driver_alive:
         return "interrupted"
     if not last:

@@ -86,9 +86,10 @@ class ProgressLine(tune.Callback):
             sys.stdout.flush()
 
     def _stopped_early(self, trial: Any) -> bool:
+        """Stopped by ASHA: its last result carries the stop (done); one the budget ended does not."""
         last = trial.last_result or {}
         ended = last.get("diverged", False) or last.get("too_slow", False)
-        return not ended and last.get("epoch", self.epochs) < self.epochs
+        return not ended and bool(last.get("done")) and last.get("epoch", self.epochs) < self.epochs
 
     def render(self, trials: list) -> str:
         states = {t.trial_id: self._state(t) for t in trials}

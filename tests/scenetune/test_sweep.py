@@ -361,3 +361,14 @@ def test_a_trial_past_its_time_limit_is_too_slow_not_an_error(tmp_path: Path, ra
     assert "too_slow" in capsys.readouterr().out
     assert sweep(tmp_path, "negative", "--max-trial-seconds", "-5") == 2
     assert "--max-trial-seconds must be positive, got -5" in capsys.readouterr().err
+
+
+def test_a_trial_the_time_budget_ends_reads_budget_ended_not_stopped_early(
+    tmp_path: Path, ray_session
+) -> None:
+    # A thousand epochs never fit a 15 s budget; the one trial (the defaults, a prior) is never judged
+    # by ASHA, and its own time limit is beyond the budget, so only the budget can end it.
+    limits = ["--time-budget", "15", "--max-trial-seconds", "1000"]
+    assert sweep(tmp_path, "budget", "--samples", "1", "--epochs", "1000", *limits, *TINY) == 0
+    (trial,) = load_experiment(tmp_path / "budget").trials.to_dict("records")
+    assert trial["status"] == "budget_ended" and trial["epochs_run"] < 1000
