@@ -174,7 +174,7 @@ def load_experiment(path: Path) -> Experiment:
             "retries": failures.get(trial_id, 0),
             "best_epoch": best.get("epoch"),
             "directory": str(trial.directory),
-            "checkpoint": str(trial.checkpoint) if trial.checkpoint else None,
+            "checkpoint": str(checkpoint) if (checkpoint := trial.checkpoint) else None,
         }
         row.update({metric: best.get(metric) for metric in METRICS})
         row[objective.metric] = trial.best_score(objective)
