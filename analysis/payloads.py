@@ -55,8 +55,13 @@ def discover(root: Path) -> tuple[list[Path], list[Path]]:
     their state file) under root.
 
     Links that lead outside root are not followed: the dashboard shows what lies under its root only.
+    Root itself counts as a study or replication when it is one (`scenetune report <study folder>`).
     """
     experiments, studies, replications = [], [], []
+    if (root / STUDY_FILE).is_file():
+        studies.append(root)
+    if (root / REPLICATION_STATE_FILE).is_file():
+        replications.append(root)
     inside = root.resolve()
     frontier = [root]
     for _ in range(MAX_DEPTH):

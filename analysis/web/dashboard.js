@@ -62,7 +62,7 @@ function renderHome(root, payload, linkTo) {
     const chart = element("div", { class: "chart", "data-role": "study-accuracy" });
     charts.push([chart, study.rows.filter((row) => row.test_acc !== null)]);
     return element("section", { class: "study" }, [
-      element("h3", { text: study.id }),
+      element("h3", { text: folderLabel(study) }),
       study.rows.length ? table(keys, study.rows.map((row) => ({ cells: keys.map((k) => row[k]) }))) : element("p", { text: "No comparison yet." }),
       chart,
     ]);
@@ -71,6 +71,11 @@ function renderHome(root, payload, linkTo) {
   for (const [chart, rows] of charts) drawStudyAccuracy(chart, rows);
   const replications = (payload.replications || []).map((r) => renderReplication(r, linkTo(r, "replication")));
   replace(root, "replications", replications.length ? element("div", {}, replications) : element("p", { text: "No replications yet." }));
+}
+
+// A study's or replication's heading: its path under the root, or its name when it is the root itself.
+function folderLabel(folder) {
+  return folder.id === "." ? folder.name : folder.id;
 }
 
 // A replication of the study: its steps, the study's conclusions marked from our numbers, and each of
@@ -86,7 +91,7 @@ function renderReplication(replication, link) {
   ]));
   const request = replication.request;
   return element("section", { class: "replication", "data-replication": replication.id }, [
-    element("h3", {}, [link ? element("a", { href: link, text: replication.id }) : document.createTextNode(replication.id)]),
+    element("h3", {}, [link ? element("a", { href: link, text: folderLabel(replication) }) : document.createTextNode(folderLabel(replication))]),
     element("p", { text: `data ${request.data}, protocol ${request.protocol}, carry ${request.carry}; steps: ${steps}` }),
     element("h4", { text: "The study's conclusions" }),
     conclusions,
@@ -242,7 +247,7 @@ function renderBest(root, payload) {
 function renderExperiment(root, payload) {
   const s = payload.summary;
   replace(root, "summary", element("div", {}, [
-    element("p", { text: `${s.task} · ${s.space} · ${s.dataset} · ${s.trials} trials (${s.finished} finished, ${s.running} running, ${s.stopped} stopped early, ${s.interrupted} interrupted, ${s.errors} failed)` }),
+    element("p", { text: `${s.task} · ${s.space} · ${s.dataset} · ${s.trials} trials (${s.finished} finished, ${s.running} running, ${s.stopped} stopped before their last epoch, ${s.interrupted} interrupted, ${s.errors} failed)` }),
     element("p", { "data-role": "classes", text: `classes: ${s.classes.join(", ")}` }),
   ]));
   const filter = part(root, "status-filter");

@@ -364,3 +364,18 @@ def test_report_opens_offline_with_the_same_numbers(
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     print(f"screenshot: {tmp_path / 'report.png'}")
     context.close()
+
+
+@needs_chromium
+def test_a_report_of_one_study_folder_shows_its_comparison(results: Path, browser, tmp_path: Path) -> None:
+    report = tmp_path / "study.html"
+    assert main(["report", str(results / "study-x"), "-o", str(report)]) == 0
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    page.goto(report.as_uri())
+    page.wait_for_selector("section.study h3")
+    assert page.inner_text("section.study h3") == "study-x"
+    assert "patch MLP" in page.inner_text("section.study") and "No studies yet." not in page.inner_text(
+        "body"
+    )
+    context.close()
