@@ -237,18 +237,34 @@ def conclusions(
         sentence = _compare(approaches, first, second, better, worse, correctness)
         if sentence:
             sentences.append(sentence)
-    reference = _accuracy(approaches, CNN_REFERENCE)
-    if reference is not None and len(scored):
-        best = scored.iloc[0]
-        relation = "above" if reference > best["headline"] else "below"
-        sentences.append(
-            f"The {CNN_REFERENCE} reaches test accuracy {reference:.3f}, {_points(reference, best['headline'])} {relation} "
-            f"the best of the study's approaches ({best['approach']}, {_stated(best)})."
-        )
+    reference = _reference_sentence(approaches, scored, correctness)
+    if reference:
+        sentences.append(reference)
     depth_width = _depth_versus_width(mlp_trials)
     if depth_width:
         sentences.append(depth_width)
     return [sentence[0].upper() + sentence[1:] for sentence in sentences]
+
+
+def _reference_sentence(
+    approaches: pd.DataFrame, scored: pd.DataFrame, correctness: dict[str, np.ndarray] | None
+) -> str | None:
+    """Where the reference CNN stands against the best of the study's approaches, tested like the rest."""
+    reference = _accuracy(approaches, CNN_REFERENCE)
+    if reference is None or not len(scored):
+        return None
+    best = scored.iloc[0]
+    relation = "above" if reference > best["headline"] else "below"
+    sentence = (
+        f"The {CNN_REFERENCE} reaches test accuracy {reference:.3f}, {_points(reference, best['headline'])} {relation} "
+        f"the best of the study's approaches ({best['approach']}, {_stated(best)}"
+    )
+    paired = _paired(correctness, CNN_REFERENCE, best["approach"])
+    if paired is None:
+        return sentence + ")."
+    if not paired.distinguishable:
+        return sentence + f"), but the data cannot tell the two apart ({_interval_text(paired)})."
+    return sentence + f"; {_interval_text(paired)})."
 
 
 def approaches_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -222,6 +223,35 @@ def test_depth_and_width_are_claimed_only_where_the_trials_can_tell() -> None:
         _mlp_trials([8, 7, 6, 5, 4, 3, 2, 1], [256, 2048, 512, 1024] * 2, EIGHT_ACCURACIES),
     )[-1]
     assert "with depth is -1.00" in falling and falling.endswith(": more depth hurt, and neither helped.")
+
+
+def _right_on_first(images: int, of: int = 100) -> np.ndarray:
+    return np.arange(of) < images
+
+
+@pytest.mark.parametrize(
+    ("cnn_right", "ending"),
+    [(80, "but the data cannot tell the two apart"), (95, "McNemar p = ")],
+    ids=["close", "apart"],
+)
+def test_the_reference_cnn_is_compared_with_a_paired_test(cnn_right: int, ending: str) -> None:
+    rows = [
+        {"approach": comparison.PATCH_MLP, "val_acc": 0.8, "test_acc": 0.78},
+        {"approach": comparison.MLP, "val_acc": 0.6, "test_acc": 0.60},
+        {"approach": comparison.CNN_REFERENCE, "val_acc": 0.9, "test_acc": cnn_right / 100},
+    ]
+    correctness = {
+        comparison.PATCH_MLP: _right_on_first(78),
+        comparison.MLP: _right_on_first(60),
+        comparison.CNN_REFERENCE: _right_on_first(cnn_right),
+    }
+    sentence = next(
+        s
+        for s in comparison.conclusions(comparison.approaches_frame(rows), correctness=correctness)
+        if s.startswith("The small CNN (reference)")
+    )
+    assert "points above the best of the study's approaches (patch MLP, 0.780" in sentence
+    assert ending in sentence and "95% CI" in sentence
 
 
 def test_quick_study_end_to_end_and_resume(
