@@ -106,6 +106,7 @@ def experiment_summary(root: Path, experiment: Experiment) -> dict[str, Any]:
         "errors": counts["error"] + counts["diverged"] + counts["infeasible"],
         "best_val_acc": _json_value(best["val_acc"]) if best is not None else None,
         "best_test_acc": _json_value(best["test_acc"]) if best is not None else None,
+        "best_test_95ci": checkpoint_interval(best["checkpoint"]) if best is not None else None,
         "started": experiment.record.get("created"),
     }
 

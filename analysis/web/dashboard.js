@@ -49,11 +49,12 @@ function replace(root, role, node) {
 // ---------- home ----------
 
 function renderHome(root, payload, linkTo) {
-  const columns = ["experiment", "task", "space", "dataset", "trials", "finished", "running", "stopped", "pruned", "interrupted", "errors", "best val_acc", "test_acc", "started"];
+  const columns = ["experiment", "task", "space", "dataset", "trials", "finished", "running", "stopped", "pruned", "interrupted", "errors", "best val_acc", "test_acc", "test 95% CI", "started"];
   const rows = payload.experiments.map((e) => ({
     attributes: { "data-experiment": e.id },
     cells: [element("a", { href: linkTo(e), text: e.id }), e.task, e.space, e.dataset, e.trials, e.finished,
-      e.running, e.stopped, e.pruned, e.interrupted, e.errors, e.best_val_acc, e.best_test_acc, e.started],
+      e.running, e.stopped, e.pruned, e.interrupted, e.errors, e.best_val_acc, e.best_test_acc,
+      e.best_test_95ci ? `${format(e.best_test_95ci[0])}–${format(e.best_test_95ci[1])}` : null, e.started],
   }));
   replace(root, "experiments", rows.length ? table(columns, rows) : element("p", { text: "No experiments yet." }));
   const charts = [];

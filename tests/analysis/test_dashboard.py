@@ -142,6 +142,13 @@ def test_home_lists_experiments_and_prints_no_errors(server: str, page, capsys) 
     page.wait_for_selector("[data-experiment='search']")
     listed = page.eval_on_selector_all("tr[data-experiment]", "rows => rows.map(r => r.dataset.experiment)")
     assert sorted(listed) == ["hostile", "search"]
+    # The best trial's test accuracy with its interval over the test images.
+    header = page.eval_on_selector_all("[data-role=experiments] th", "cells => cells.map(c => c.textContent)")
+    row = page.eval_on_selector_all(
+        "tr[data-experiment='search'] td", "cells => cells.map(c => c.textContent)"
+    )
+    low, high = (float(v) for v in row[header.index("test 95% CI")].split("–"))
+    assert low <= float(row[header.index("test_acc")]) <= high
     page.wait_for_selector(
         "[data-role=study-accuracy] .js-plotly-plot, [data-role=study-accuracy].js-plotly-plot"
     )
