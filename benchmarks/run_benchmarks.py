@@ -558,16 +558,23 @@ def _search_row(search: dict[str, Any]) -> str:
     )
 
 
+def _machines(results: dict[str, Any]) -> str:
+    """Where the recorded measurements ran, as each recorded it."""
+    return "; ".join(sorted({r.get("machine", "an unrecorded machine") for r in results.values()}))
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     notes = ""
     if out.is_file() and NOTES_MARKER in out.read_text():
         notes = out.read_text().split(NOTES_MARKER, 1)[1]
     dates = sorted({r["measured"] for r in results.values() if "measured" in r})
+    search = json.loads(SEARCH_RESULTS.read_text()) if SEARCH_RESULTS.is_file() else {}
     lines = [
         "# Benchmarks",
         "",
-        f"Produced by `python benchmarks/run_benchmarks.py` ({', '.join(dates)}) and `python benchmarks/search_efficiency.py` "
-        f"(measurement 4) on {machine()}.",
+        f"Produced by `python benchmarks/run_benchmarks.py` ({', '.join(dates)}) on {_machines(results)} and "
+        f"`python benchmarks/search_efficiency.py` (measurement 4, {search.get('date', 'not run')}) on "
+        f"{search.get('machine', 'an unrecorded machine')}.",
         "Every ratio compares scenetune with a baseline measured in the same run on the same machine.",
         "",
         "| # | measurement | scenetune | baseline | ratio / result | target |",
@@ -612,7 +619,7 @@ def main() -> int:
     results = json.loads(RAW_RESULTS.read_text()) if args.only and RAW_RESULTS.is_file() else {}
     for name in chosen:
         started = time.perf_counter()
-        results[name] = {**steps[name](work), "measured": time.strftime("%Y-%m-%d")}
+        results[name] = {**steps[name](work), "measured": time.strftime("%Y-%m-%d"), "machine": machine()}
         print(f"{name}: {results[name]} ({time.perf_counter() - started:.0f} s)", flush=True)
         RAW_RESULTS.write_text(json.dumps(results, indent=2))
     write_report(results, Path(args.out))

@@ -33,6 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from run_benchmarks import machine  # noqa: E402
+
 from scenetune.experiment import EXPERIMENT_FILE, load_trials, read_experiment_record, unfinished_trials  # noqa: E402
 from search_spaces.mlp import PRESETS  # noqa: E402
 
@@ -259,6 +261,7 @@ def main() -> int:
     fractions = [r["optuna_fraction_of_presets_compute"] for r in replicates]
     summary = {
         "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "command": " ".join(["python benchmarks/search_efficiency.py", *sys.argv[1:]]),
         "data": args.data,
         "epochs": args.epochs,
