@@ -361,9 +361,17 @@ def command_sweep(args: argparse.Namespace) -> int:
     outcome = run(plan)
     print(f"experiment: {outcome.experiment} ({outcome.trials} trials)")
     if outcome.best_config is not None:
+        from analysis.uncertainty import checkpoint_interval
+
+        interval = checkpoint_interval(outcome.best_checkpoint)
+        stated = (
+            f" (95% CI {interval[0]:.4f}-{interval[1]:.4f} over {sizes['test']} test images)"
+            if interval
+            else ""
+        )
         print(
-            f"best trial {outcome.best_trial}: val_acc {outcome.best_val_acc:.4f}, test_acc {outcome.best_test_acc:.4f} "
-            f"({describe_config(outcome.best_config, plan.task.space.defaults)})"
+            f"best trial {outcome.best_trial}: val_acc {outcome.best_val_acc:.4f}, test_acc {outcome.best_test_acc:.4f}"
+            f"{stated} ({describe_config(outcome.best_config, plan.task.space.defaults)})"
         )
         if outcome.best_checkpoint:
             print(f"best checkpoint: {outcome.best_checkpoint}")

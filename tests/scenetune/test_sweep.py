@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -364,7 +365,7 @@ def test_a_trial_past_its_time_limit_is_too_slow_not_an_error(tmp_path: Path, ra
 
 
 def test_a_trial_the_time_budget_ends_reads_budget_ended_not_stopped_early(
-    tmp_path: Path, ray_session
+    tmp_path: Path, ray_session, capsys
 ) -> None:
     # A thousand epochs never fit a 15 s budget; the one trial (the defaults, a prior) is never judged
     # by ASHA, and its own time limit is beyond the budget, so only the budget can end it.
@@ -372,3 +373,6 @@ def test_a_trial_the_time_budget_ends_reads_budget_ended_not_stopped_early(
     assert sweep(tmp_path, "budget", "--samples", "1", "--epochs", "1000", *limits, *TINY) == 0
     (trial,) = load_experiment(tmp_path / "budget").trials.to_dict("records")
     assert trial["status"] == "budget_ended" and trial["epochs_run"] < 1000
+    # The sweep's last lines give the best trial's test accuracy with its interval.
+    best = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("best trial "))
+    assert re.search(r"test_acc [0-9.]+ \(95% CI [0-9.]+-[0-9.]+ over 450 test images\)", best), best
