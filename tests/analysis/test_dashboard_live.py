@@ -23,8 +23,9 @@ from tests.conftest import CHROMIUM, chromium_page, dashboard_server, strict_jso
 
 pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
 
-# Big enough that a trial's first epoch takes seconds on 2 cores, so polls see trials without results.
-SLOW_TRIALS = ["--set", "image_size=32", "--set", "width=2048", "--set", "batch_size=16"]
+# Big enough that a trial's first epoch takes seconds on 2 cores, so polls see trials without results
+# (at 32x32 an epoch took ~2 s, and one CI run's polls, each a home and an experiment answer, missed both).
+SLOW_TRIALS = ["--set", "image_size=64", "--set", "width=2048", "--set", "batch_size=16"]
 POLL_S = 0.2
 
 
