@@ -243,6 +243,7 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
         }
         for trial_id, group in experiment.history.groupby("trial_id", sort=False)
     }
+    summary = experiment_summary(root, experiment)
     best = None
     row = experiment.best_row()
     if row is not None:
@@ -251,14 +252,14 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
             "trial_id": str(row["trial_id"]),
             "val_acc": _json_value(row["val_acc"]),
             "test_acc": _json_value(row["test_acc"]),
-            "test_95ci": checkpoint_interval(row["checkpoint"]),
+            "test_95ci": summary["best_test_95ci"],  # the summary's bootstrap of the same checkpoint
             "config": config,
             "command": rerun_command(experiment.record, config),
             "checkpoint": row.get("checkpoint"),
         }
     return json_safe(
         {
-            "summary": experiment_summary(root, experiment),
+            "summary": summary,
             "params": params,
             "trials": trials,
             "history": history,
