@@ -183,16 +183,16 @@ def _depth_versus_width(mlp_trials: pd.DataFrame | None) -> str | None:
 
 
 def _depth_width_verdict(depth: RankCorrelation, width: RankCorrelation) -> str:
-    helped = {n: c.rho for n, c in (("depth", depth), ("width", width)) if c.distinguishable and c.rho > 0}
-    hurt = [n for n, c in (("depth", depth), ("width", width)) if c.distinguishable and c.rho < 0]
+    told = {name: c.rho for name, c in (("depth", depth), ("width", width)) if c.distinguishable}
+    helped = {name: rho for name, rho in told.items() if rho > 0}
     if helped:
         return (
             ": deeper beat wider."
             if max(helped, key=helped.__getitem__) == "depth"
             else ": wider beat deeper."
         )
-    if hurt:
-        return f": more {' and more '.join(hurt)} hurt, and neither helped."
+    if told:  # every correlation the data can tell is negative
+        return f": more {' and more '.join(told)} hurt, and neither helped."
     return ": the data cannot tell either from no effect."
 
 
