@@ -130,6 +130,8 @@ def measure(args: argparse.Namespace, approach_key: str, method: str, seed: int)
     if summary is None and not (experiment / NO_RESULT_FILE).is_file():
         seconds, summary = run_search(args, approach, method, seed, name)
     now = {"wall_seconds": seconds, "measured": f"{time.strftime('%Y-%m-%d')}, commit {current_commit()}"}
+    if seconds is not None:  # a source network run here is reused by its own approach's rows later
+        args.earlier.insert(0, {"approach": approach_key, "method": method, "seed": seed, **now})
     row = {
         "approach": approach_key,
         "method": method,
@@ -233,8 +235,9 @@ def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def when_run(args: argparse.Namespace, approach: str, method: str, seed: int) -> dict[str, Any]:
-    """When a run kept in --storage was made and how long it took, as the earlier --json recorded it
-    (a reused run is not measured again): args.earlier, read before this run rewrites --json."""
+    """When a run kept in --storage was made and how long it took (a reused run is not measured
+    again): args.earlier holds the runs this invocation made, then the rows of the earlier --json,
+    read before this run rewrites it."""
     for row in args.earlier:
         if (row["approach"], row["method"], row["seed"]) == (approach, method, seed):
             return {
