@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import Pick, Preset, TaskSpace
+from search_spaces.base import Pick, Preset, TaskSpace, search_rbf_gamma
 
 STUDY_CODEBOOK_SIZES = [64, 128, 256, 512, 1024]
 SIFT_STEPS = [4, 8, 16]
@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "kernel": "rbf",
     "C": 1.0,
     "gamma": "scale",
+    "gamma_factor": 1.0,
 }
 
 PRESETS = {
@@ -36,7 +37,7 @@ def _descriptors(context: dict[str, Any]) -> list[str]:
     return ["learnt", "sift"] if context.get("has_source") else ["sift"]
 
 
-def optuna_space(pick: Pick) -> dict[str, Any]:
+def optuna_space(pick: Pick) -> None:
     descriptor = pick.categorical("descriptor", _descriptors(pick.context))
     if descriptor == "sift":
         pick.categorical("sift_step", SIFT_STEPS)
@@ -48,11 +49,8 @@ def optuna_space(pick: Pick) -> dict[str, Any]:
     pick.categorical("tfidf", [False, True])
     kernel = pick.categorical("kernel", ["rbf", "linear", "intersection"])
     pick.float("C", 1e-2, 1e3, log=True)
-    if kernel == "rbf" and "gamma" not in pick.pinned:
-        if pick.categorical("gamma_scale", [True, False]):
-            return {"gamma": "scale"}
-        pick.float("gamma", 1e-4, 1e2, log=True)
-    return {}
+    if kernel == "rbf":
+        search_rbf_gamma(pick)
 
 
 SPACE = TaskSpace(
@@ -61,7 +59,7 @@ SPACE = TaskSpace(
     defaults=DEFAULTS,
     optuna_space=optuna_space,
     presets=PRESETS,
-    optuna_description="descriptor (learnt, sift), SIFT grid step and size, layer, codebook size (16..2048, log), normalisation, tf-idf, kernel (rbf, linear, intersection), C, gamma",
+    optuna_description="descriptor (learnt, sift), SIFT grid step and size, layer, codebook size (16..2048, log), normalisation, tf-idf, kernel (rbf, linear, intersection), C, RBF gamma (scale, or 0.01..100 x scale, log)",
     optuna_choices={"descriptor": _descriptors},
     # The study's best codebook (256 words) with dense SIFT and, given --from, with learnt descriptors.
     priors=({}, {"descriptor": "learnt", "layer": "last"}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.base import Pick, Preset, TaskSpace
+from search_spaces.base import Pick, Preset, TaskSpace, search_rbf_gamma
 from trainables.specs import SCALINGS
 
 STUDY_LAYERS = ["second", "third", "fourth", "fifth"]
@@ -14,6 +14,7 @@ DEFAULTS: dict[str, Any] = {
     "kernel": "rbf",
     "C": 1.0,
     "gamma": "scale",
+    "gamma_factor": 1.0,  # multiplies gamma: the searched RBF gamma is relative to SVC's 'scale'
     "degree": 3,
     "scaling": "standard",
 }
@@ -38,20 +39,18 @@ PRESETS = {
 }
 
 
-def optuna_space(pick: Pick) -> dict[str, Any]:
+def optuna_space(pick: Pick) -> None:
     pick.categorical("layer", _layers(pick.context))
     kernel = pick.categorical("kernel", ["rbf", "linear", "poly"])
     pick.float("C", 1e-3, 1e3, log=True)
-    constants: dict[str, Any] = {}
-    if kernel != "linear" and "gamma" not in pick.pinned:
-        if pick.categorical("gamma_scale", [True, False]):
-            constants["gamma"] = "scale"
-        else:
-            pick.float("gamma", 1e-5, 1e1, log=True)
+    if kernel == "rbf":
+        search_rbf_gamma(pick)
+    # No gamma for poly: with coef0 = 0 its kernel is (gamma <x, y>)^degree, gamma^degree times that of
+    # 'scale', which is the same model as C times gamma^degree. C is searched already, and a large
+    # absolute gamma only made the kernel ill-conditioned (trainables/svm.solver_iteration_cap).
     if kernel == "poly":
         pick.int("degree", 2, 4)
-    pick.categorical("scaling", SCALINGS)  # on every branch, whatever gamma is
-    return constants
+    pick.categorical("scaling", SCALINGS)
 
 
 SPACE = TaskSpace(
@@ -60,6 +59,6 @@ SPACE = TaskSpace(
     defaults=DEFAULTS,
     optuna_space=optuna_space,
     presets=PRESETS,
-    optuna_description="layer, kernel (rbf, linear, poly), C (log), gamma (log or scale), degree, scaling",
+    optuna_description="layer, kernel (rbf, linear, poly), C (log), RBF gamma (scale, or 0.01..100 x scale, log), poly degree, scaling",
     optuna_choices={"layer": _layers},
 )

@@ -216,6 +216,7 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     report = svm_report(
         result,
         started,
+        bool(config.get("refit")),
         infeasible=False,
         word_counts_cached=counts_cached,
         descriptors_cached=counts_cached or bool(words["descriptors_cached"]),

@@ -46,7 +46,7 @@ def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
     train, val, test = scale_features(scaling, features["train"], features["val"], features["test"])
     features_key = f"{data.keys[config['layer']]}|scaling={scaling}|fit={fit_on}"
     result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, labels, features_key)
-    report = svm_report(result, started, n_features=int(train.shape[1]))
+    report = svm_report(result, started, bool(config.get("refit")), n_features=int(train.shape[1]))
     report_with_test_predictions(report, result.test_predicted, labels["test"])
 
 

@@ -151,3 +151,5 @@ def check_svm_config(config: dict[str, Any]) -> None:
     gamma = config.get("gamma", "scale")
     if gamma not in ("scale", "auto") and not float(gamma) > 0:
         raise ValueError(f"gamma must be positive, 'scale' or 'auto', got {gamma!r}")
+    if not float(config.get("gamma_factor", 1.0)) > 0:
+        raise ValueError(f"gamma_factor must be positive, got {config.get('gamma_factor')}")

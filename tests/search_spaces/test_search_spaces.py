@@ -111,8 +111,8 @@ BRANCHES = {
         "aggregation_patch": lambda c: c["train_on"] == "patch",
     },
     "feature_svm": {
-        "gamma_scale": lambda c: c["kernel"] != "linear",
-        "gamma": lambda c: c["kernel"] != "linear" and not c["gamma_scale"],
+        "gamma_scale": lambda c: c["kernel"] == "rbf",
+        "gamma_factor": lambda c: c["kernel"] == "rbf" and not c["gamma_scale"],
         "degree": lambda c: c["kernel"] == "poly",
     },
     "bovw": {
@@ -120,7 +120,7 @@ BRANCHES = {
         "sift_size": lambda c: c["descriptor"] == "sift",
         "layer": lambda c: c["descriptor"] == "learnt",
         "gamma_scale": lambda c: c["kernel"] == "rbf",
-        "gamma": lambda c: c["kernel"] == "rbf" and not c["gamma_scale"],
+        "gamma_factor": lambda c: c["kernel"] == "rbf" and not c["gamma_scale"],
     },
 }
 

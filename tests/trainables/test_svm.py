@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -86,3 +87,61 @@ def test_the_basis_cache_keeps_only_the_newest_when_over_its_bytes(digit_feature
     fit_and_score_svm(CONFIGS[0], x, y, "first")
     fit_and_score_svm(CONFIGS[0], x, y, "second")
     assert list(svm._recent_bases) == [("second", "inner product")]
+
+
+@pytest.fixture(scope="module")
+def heavy_tailed_features() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Digits with each row scaled by exp(N(0, 2)): like unscaled ReLU activations, whose norms span
+    orders of magnitude. A poly kernel with a large gamma on them spans ~30 orders, and libsvm's
+    solver, uncapped, does not converge on them within a minute."""
+    x, y = load_digits(return_X_y=True)
+    x = x * np.exp(np.random.default_rng(0).normal(size=(len(x), 1)) * 2.0)
+    parts = {"train": slice(0, 300), "val": slice(300, 600), "test": slice(600, 900)}
+    return {name: x[part] for name, part in parts.items()}, {name: y[part] for name, part in parts.items()}
+
+
+ILL_CONDITIONED = {"kernel": "poly", "degree": 4, "gamma": 1.66, "C": 1.0}
+
+
+@pytest.mark.parametrize("precompute", [True, False])
+def test_a_fit_that_cannot_converge_stops_at_the_iteration_cap(
+    heavy_tailed_features, precompute, monkeypatch
+) -> None:
+    x, y = heavy_tailed_features
+    if not precompute:
+        monkeypatch.setattr(svm, "PRECOMPUTED_KERNEL_MAX_TRAIN", 0)
+    stuck = fit_and_score_svm(ILL_CONDITIONED, x, y)
+    assert not stuck.converged
+    assert stuck.solver_iterations == svm.solver_iteration_cap(len(y["train"]))
+    standardised = dict(
+        zip(("train", "val", "test"), scale_features("standard", x["train"], x["val"], x["test"]))
+    )
+    assert fit_and_score_svm({**ILL_CONDITIONED, "gamma": "scale"}, standardised, y).converged
+
+
+def test_a_search_trial_whose_solver_was_cut_is_too_slow_and_a_refit_keeps_its_scores(
+    heavy_tailed_features,
+) -> None:
+    x, y = heavy_tailed_features
+    stuck = fit_and_score_svm(ILL_CONDITIONED, x, y)
+    searched = svm.svm_report(stuck, time.perf_counter(), refit=False)
+    assert searched["too_slow"] and searched["val_acc"] == 0.0 and np.isnan(searched["test_acc"])
+    assert "had not converged" in searched["error_message"]
+    refit = svm.svm_report(stuck, time.perf_counter(), refit=True)
+    assert "too_slow" not in refit and refit["solver_converged"] is False
+    assert (refit["val_acc"], refit["test_acc"]) == (stuck.val_acc, stuck.test_acc)
+    converged = svm.svm_report(fit_and_score_svm({"kernel": "rbf"}, x, y), time.perf_counter(), refit=False)
+    assert "too_slow" not in converged and converged["solver_converged"] is True
+
+
+@pytest.mark.parametrize("precompute", [True, False])
+def test_gamma_factor_multiplies_the_resolved_gamma(digit_features, precompute, monkeypatch) -> None:
+    x, y = digit_features
+    if not precompute:
+        monkeypatch.setattr(svm, "PRECOMPUTED_KERNEL_MAX_TRAIN", 0)
+    scale = resolved_gamma("scale", x["train"].astype(np.float64))
+    relative = fit_and_score_svm({"kernel": "rbf", "gamma": "scale", "gamma_factor": 30.0}, x, y)
+    absolute = fit_and_score_svm({"kernel": "rbf", "gamma": 30.0 * scale}, x, y)
+    at_scale = fit_and_score_svm({"kernel": "rbf", "gamma": "scale"}, x, y)
+    assert (relative.val_acc, relative.n_support) == (absolute.val_acc, absolute.n_support)
+    assert relative.n_support != at_scale.n_support  # the factor changed the model
