@@ -20,9 +20,9 @@ BoVW), so that the four methods of one approach see the same features.
     .venv/bin/python benchmarks/search_quality.py [--data DIR] [--budget 60] [--epochs 5] [--refit 3]
         [--seeds 0 1 2] [--approaches mlp ...] [--sampler tpe|gp] [--storage DIR] [--out BENCHMARKS.md]
 
-With --approaches, only those approaches run; the rows of the others are carried from the earlier
-run in benchmarks/search_quality.json (when made with the same budget, epochs and refits), and the
-section says which run each approach's rows come from.
+With --approaches and --seeds, only those (approach, seed) pairs run; the rows of the others are
+carried from the earlier run in benchmarks/search_quality.json (when made with the same budget,
+epochs and refits), and the section says which runs each approach's rows come from.
 
 Each finished run is kept in --storage and not run again, so an interrupted benchmark continues
 where it stopped. The figures go to benchmarks/search_quality.json and into BENCHMARKS.md between
@@ -230,8 +230,12 @@ def earlier_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The rows of approaches this run leaves out, from the earlier run in --json."""
-    return [row for row in earlier_rows(args) if row["approach"] not in args.approaches]
+    """The rows of the (approach, seed) pairs this run leaves out, from the earlier run in --json."""
+    return [
+        row
+        for row in earlier_rows(args)
+        if row["approach"] not in args.approaches or row["seed"] not in args.seeds
+    ]
 
 
 def when_run(args: argparse.Namespace, approach: str, method: str, seed: int) -> dict[str, Any]:
@@ -248,11 +252,26 @@ def when_run(args: argparse.Namespace, approach: str, method: str, seed: int) ->
 
 
 def when_measured(results: list[dict[str, Any]]) -> str:
-    """Which run each approach's rows come from."""
-    dates: dict[str, str] = {}
+    """Which runs each approach's rows come from (with their seeds where there are several)."""
+    seeds_by_run: dict[str, dict[str, set[int]]] = {}
     for row in results:
-        dates.setdefault(APPROACHES[row["approach"]].label, row.get("measured", "an earlier run"))
-    return "; ".join(f"{label}: {date}" for label, date in dates.items())
+        runs = seeds_by_run.setdefault(APPROACHES[row["approach"]].label, {})
+        runs.setdefault(row.get("measured", "an earlier run"), set()).add(row["seed"])
+    return "; ".join(
+        f"{label}: "
+        + ", ".join(
+            run
+            if len(runs) == 1
+            else f"{run} (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, sorted(seeds)))})"
+            for run, seeds in runs.items()
+        )
+        for label, runs in seeds_by_run.items()
+    )
+
+
+def seeds_of(results: list[dict[str, Any]]) -> list[int]:
+    """The seeds the table's rows cover, carried ones included."""
+    return sorted({row["seed"] for row in results})
 
 
 def cell(row: dict[str, Any]) -> str:
@@ -314,10 +333,11 @@ def table(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, int, in
 
 
 def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
-    text, met, total, worse = table(results, args.seeds)
+    seeds = seeds_of(results)
+    text, met, total, worse = table(results, seeds)
     command = (
         f"python benchmarks/search_quality.py --budget {args.budget:g} --epochs {args.epochs} "
-        f"--refit {args.refit} --seeds {' '.join(map(str, args.seeds))}"
+        f"--refit {args.refit} --seeds {' '.join(map(str, seeds))}"
         + (f" --sampler {args.sampler}" if args.sampler != "tpe" else "")
     )
     start, end = section_markers(args)
@@ -378,7 +398,7 @@ def main() -> int:
     if args.report_only:
         results = json.loads(args.json.read_text())["results"]
         write_section(args.out, args, results)
-        print(table(results, args.seeds)[0])
+        print(table(results, seeds_of(results))[0])
         return 0
     if args.data != "digits" and not Path(args.data).is_dir():
         parser.error(f"--data {args.data} is not a folder")
@@ -399,7 +419,7 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
                 write_json(args.json, run_settings(args), carried + results)
     write_section(args.out, args, carried + results)
-    print(table(carried + results, args.seeds)[0])
+    print(table(carried + results, seeds_of(carried + results))[0])
     return 0
 
 
