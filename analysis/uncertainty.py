@@ -4,13 +4,20 @@ from the per-image predictions each trial's checkpoint keeps."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from scenetune.experiment import REFIT_DIR, TEST_PREDICTIONS_FILE, TrialRecord, load_trials
+from scenetune.experiment import (
+    REFIT_DIR,
+    TEST_PREDICTIONS_FILE,
+    TrialRecord,
+    accuracy_standard_error,
+    load_trials,
+)
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -51,6 +58,17 @@ def accuracy_interval(correct: np.ndarray, seed: int = 0) -> tuple[float, float]
         rng=np.random.default_rng(seed),
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def near_best_count(scores: Sequence[float], images: int) -> int:
+    """How many scores besides the best lie within one standard error of it. Where many do, the
+    search's choice among them rests on a few images (the more trials, the more of them), and only
+    a refit's test interval says how good the chosen configuration is."""
+    if not scores or images <= 0:
+        return 0
+    best = max(scores)
+    margin = accuracy_standard_error(best, images)
+    return sum(1 for score in scores if score >= best - margin) - 1
 
 
 @dataclass(frozen=True)

@@ -345,6 +345,26 @@ def command_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def near_best_note(val_scores: list[float], validation_images: int, refit: bool) -> str | None:
+    """Where other trials score within one standard error of the best on validation, say so: which
+    of them the search calls best rests on a few images."""
+    from analysis.uncertainty import near_best_count
+    from scenetune.experiment import accuracy_standard_error
+
+    near = near_best_count(val_scores, validation_images)
+    if not near:
+        return None
+    margin = accuracy_standard_error(max(val_scores), validation_images)
+    quote = (
+        "the refit's interval below is the number to quote" if refit else "--refit 3 gives a number to quote"
+    )
+    return (
+        f"scenetune: {near} other trial(s) score within one standard error of the best on validation "
+        f"({margin:.3f}, {margin * validation_images:.0f} of {validation_images} images), so which of them "
+        f"is best rests on a few images; {quote}"
+    )
+
+
 def command_sweep(args: argparse.Namespace) -> int:
     from scenetune.experiment import describe_config
     from scenetune.sweep import prepare, run
@@ -375,6 +395,9 @@ def command_sweep(args: argparse.Namespace) -> int:
         )
         if outcome.best_checkpoint:
             print(f"best checkpoint: {outcome.best_checkpoint}")
+        near_best = near_best_note(outcome.val_scores, sizes["val"], bool(plan.request.refit))
+        if near_best:
+            print(near_best)
     if outcome.pruned:
         worst = max(outcome.pruned, key=lambda entry: entry["estimated_epoch_seconds"])
         print(

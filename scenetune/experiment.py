@@ -82,6 +82,11 @@ def objective_of(record: Mapping[str, Any]) -> Objective:
 # ---------- values ----------
 
 
+def accuracy_standard_error(accuracy: float, images: int) -> float:
+    """One binomial standard error of an accuracy scored on `images` images: the noise of one score."""
+    return math.sqrt(accuracy * (1 - accuracy) / images)
+
+
 def is_present(value: Any) -> bool:
     """A value that is there: neither None nor NaN (pandas fills missing config keys with NaN)."""
     return value is not None and not (isinstance(value, float) and math.isnan(value))

@@ -17,7 +17,6 @@ one patch-MLP configuration refit for its noisy best epoch 3 tested at 0.496, fo
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from typing import Any
@@ -28,6 +27,7 @@ from scenetune.experiment import (
     TRAIN_AND_VAL,
     Objective,
     TrialRecord,
+    accuracy_standard_error,
     best_trial,
     is_finite_number,
     load_trials,
@@ -51,7 +51,7 @@ def refit_epochs(best: TrialRecord, objective: Objective, validation_images: int
     epochs = int(best_report.get("epoch") or planned)
     best_score = best_report.get(objective.metric)
     if is_accuracy(objective) and validation_images and is_finite_number(best_score):
-        tolerance = math.sqrt(best_score * (1 - best_score) / validation_images)
+        tolerance = accuracy_standard_error(best_score, validation_images)
         epochs = max(
             [epochs]
             + [

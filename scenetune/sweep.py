@@ -634,6 +634,7 @@ class SweepOutcome:
     budget_reached: bool = False
     refits: list = field(default_factory=list)  # the refit trials (--refit), TrialRecords
     pruned: list = field(default_factory=list)  # configurations pruned before they started (cost.py)
+    val_scores: list[float] = field(default_factory=list)  # each finished trial's best_val_acc
 
 
 def run(plan: SweepPlan) -> SweepOutcome:
@@ -712,4 +713,5 @@ def summarise(results, location: str) -> SweepOutcome:
         best_config=best.config,
         best_checkpoint=best.checkpoint.path if best.checkpoint else None,
         error_messages=errors,
+        val_scores=[float(r.metrics["best_val_acc"]) for r in finished],
     )

@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 
 from analysis import study as comparison
-from analysis.uncertainty import accuracy_interval, paired_comparison
+from analysis.uncertainty import accuracy_interval, near_best_count, paired_comparison
+from scenetune.cli import near_best_note
 
 
 def _correct(rate: float, n: int, seed: int) -> np.ndarray:
@@ -21,6 +22,24 @@ def test_the_interval_holds_the_accuracy_and_narrows_with_more_images() -> None:
     assert low < small.mean() < high
     large_low, large_high = accuracy_interval(large)
     assert large_high - large_low < (high - low) / 2
+
+
+def test_trials_within_one_standard_error_of_the_best_are_counted_as_near_ties() -> None:
+    # On 282 validation images one standard error of 0.70 is 0.027: 0.695 and 0.68 lie within it.
+    scores = [0.60, 0.70, 0.695, 0.68, 0.67]
+    assert near_best_count(scores, 282) == 2
+    # Ten times the images shrink the error to 0.009: only 0.695 is left within it.
+    assert near_best_count(scores, 2820) == 1
+    assert near_best_count([0.70], 282) == 0 and near_best_count([], 282) == 0
+
+
+def test_the_sweep_says_when_its_choice_rests_on_a_few_validation_images() -> None:
+    note = near_best_note([0.60, 0.70, 0.69, 0.68], 282, refit=True)
+    assert note is not None
+    assert "2 other trial(s) score within one standard error of the best" in note
+    assert "(0.027, 8 of 282 images)" in note and "the refit's interval" in note
+    assert "--refit 3" in near_best_note([0.70, 0.69], 282, refit=False)
+    assert near_best_note([0.70, 0.50], 282, refit=False) is None  # a clear winner needs no note
 
 
 def test_paired_comparison_uses_only_the_images_the_two_disagree_on() -> None:

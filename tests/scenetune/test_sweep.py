@@ -14,8 +14,15 @@ import numpy as np
 import pytest
 
 from analysis.results import load_experiment
+from analysis.uncertainty import near_best_count
 from scenetune.cli import main
-from scenetune.experiment import TRAINING_STATE_FILE, load_trials, ray_trial_states, read_experiment_record
+from scenetune.experiment import (
+    TRAINING_STATE_FILE,
+    is_finite_number,
+    load_trials,
+    ray_trial_states,
+    read_experiment_record,
+)
 from scenetune.registry import get_task
 from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import WEIGHTS_FILE, load_model
@@ -111,7 +118,7 @@ def test_layer_output_command_on_the_experiment(
 
 
 def test_the_search_starts_from_the_priors_then_same_seed_same_suggestions(
-    optuna_experiment: Path, tmp_path: Path
+    optuna_experiment: Path, tmp_path: Path, capsys
 ) -> None:
     first, second = _first_configs(optuna_experiment, 2)
     assert first == {
@@ -124,6 +131,16 @@ def test_the_search_starts_from_the_priors_then_same_seed_same_suggestions(
     assert second["depth"] == 4 and second["lr"] == 1e-3  # the study's model 1.4
     assert sweep(tmp_path, "again", "--samples", "4", "--epochs", "1", "--seed", "7", *TINY) == 0
     assert _first_configs(tmp_path / "again", 4) == _first_configs(optuna_experiment, 4)
+    # The sweep says how many trials' validation scores cannot be told from the best's.
+    scores = [
+        t.last["best_val_acc"]
+        for t in load_trials(tmp_path / "again")
+        if is_finite_number(t.last.get("best_val_acc"))
+    ]
+    val_images = read_experiment_record(tmp_path / "again")["data"]["sizes"]["val"]
+    near = near_best_count(scores, val_images)
+    out = capsys.readouterr().out
+    assert (f"scenetune: {near} other trial(s) score within one standard error" in out) == (near > 0), out
     assert sweep(tmp_path, "cold", "--samples", "1", "--epochs", "1", "--seed", "7", "--no-prior", *TINY) == 0
     (cold,) = _first_configs(tmp_path / "cold", 1)
     assert cold != first and cold["lr"] != 1e-3  # sampled, not the defaults
