@@ -64,11 +64,12 @@ def near_best_count(scores: Sequence[float], images: int) -> int:
     """How many scores besides the best lie within one standard error of it. Where many do, the
     search's choice among them rests on a few images (the more trials, the more of them), and only
     a refit's test interval says how good the chosen configuration is."""
-    if not scores or images <= 0:
+    accuracies = [score for score in scores if 0.0 <= score <= 1.0]  # not a trial that never scored (-1)
+    if not accuracies or images <= 0:
         return 0
-    best = max(scores)
+    best = max(accuracies)
     margin = accuracy_standard_error(best, images)
-    return sum(1 for score in scores if score >= best - margin) - 1
+    return sum(1 for score in accuracies if score >= best - margin) - 1
 
 
 @dataclass(frozen=True)

@@ -354,7 +354,7 @@ def near_best_note(val_scores: list[float], validation_images: int, refit: bool)
     near = near_best_count(val_scores, validation_images)
     if not near:
         return None
-    margin = accuracy_standard_error(max(val_scores), validation_images)
+    margin = accuracy_standard_error(max(val_scores), validation_images)  # near > 0: the best is an accuracy
     quote = (
         "the refit's interval below is the number to quote" if refit else "--refit 3 gives a number to quote"
     )

@@ -31,6 +31,7 @@ def test_trials_within_one_standard_error_of_the_best_are_counted_as_near_ties()
     # Ten times the images shrink the error to 0.009: only 0.695 is left within it.
     assert near_best_count(scores, 2820) == 1
     assert near_best_count([0.70], 282) == 0 and near_best_count([], 282) == 0
+    assert near_best_count([0.70, -1.0], 282) == 0  # a trial that never scored (diverged) is not a score
 
 
 def test_the_sweep_says_when_its_choice_rests_on_a_few_validation_images() -> None:
