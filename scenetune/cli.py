@@ -398,6 +398,11 @@ def command_sweep(args: argparse.Namespace) -> int:
         near_best = near_best_note(outcome.val_scores, sizes["val"], bool(plan.request.refit))
         if near_best:
             print(near_best)
+    elif outcome.trials:
+        print(
+            "scenetune: no trial scored on validation (each diverged, failed or stopped before its first "
+            f"score); `scenetune table {outcome.experiment}` shows how each ended"
+        )
     if outcome.pruned:
         worst = max(outcome.pruned, key=lambda entry: entry["estimated_epoch_seconds"])
         print(

@@ -56,7 +56,8 @@ class ProgressLine(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         best = result.get("best_val_acc", result.get("val_acc"))
-        if best is not None and best > self.best_val_acc:
+        # A trial that never scored reports -1 (diverged from its first epoch): not an accuracy.
+        if best is not None and 0.0 <= best and best > self.best_val_acc:
             self.best_val_acc = best
             self.best_config = trial.config
         if sys.stdout.isatty():

@@ -698,7 +698,7 @@ def summarise(results, location: str) -> SweepOutcome:
         for r in results
         if r.metrics
         and r.metrics.get("best_val_acc") is not None
-        and r.metrics["best_val_acc"] == r.metrics["best_val_acc"]
+        and r.metrics["best_val_acc"] >= 0.0  # neither NaN nor the -1 of a trial that never scored
     ]
     if not finished:
         return SweepOutcome(location, len(results), len(errors), None, None, None, None, None, errors)

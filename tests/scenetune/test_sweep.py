@@ -193,6 +193,7 @@ def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(
     trials = load_trials(tmp_path / "lr")
     assert sorted(t.config["lr"] for t in trials) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
     assert all(t.last["epoch"] == 1 for t in trials)
+    capsys.readouterr()  # the next sweep's output alone
     assert (
         sweep(
             tmp_path,
@@ -211,7 +212,9 @@ def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(
     )
     (trial,) = load_trials(tmp_path / "diverge")
     assert trial.last["diverged"] is True and len(trial.history) == 1
-    assert "1 diverged" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 diverged" in out and "best val_acc" not in out  # its -1 is not a score
+    assert "no trial scored on validation" in out and "best trial" not in out
 
 
 def test_mit_split_lr_preset(mit_split: Path, tmp_path: Path, ray_session) -> None:
