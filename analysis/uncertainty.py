@@ -16,6 +16,7 @@ from scenetune.experiment import (
     TEST_PREDICTIONS_FILE,
     TrialRecord,
     accuracy_standard_error,
+    is_accuracy_score,
     load_trials,
 )
 
@@ -60,16 +61,22 @@ def accuracy_interval(correct: np.ndarray, seed: int = 0) -> tuple[float, float]
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def near_best_count(scores: Sequence[float], images: int) -> int:
+@dataclass(frozen=True)
+class NearBest:
+    count: int  # scores besides the best within `margin` of it
+    margin: float  # one standard error of the best score
+
+
+def near_best(scores: Sequence[float], images: int) -> NearBest:
     """How many scores besides the best lie within one standard error of it. Where many do, the
     search's choice among them rests on a few images (the more trials, the more of them), and only
     a refit's test interval says how good the chosen configuration is."""
-    accuracies = [score for score in scores if 0.0 <= score <= 1.0]  # not a trial that never scored (-1)
+    accuracies = [score for score in scores if is_accuracy_score(score)]
     if not accuracies or images <= 0:
-        return 0
+        return NearBest(0, 0.0)
     best = max(accuracies)
     margin = accuracy_standard_error(best, images)
-    return sum(1 for score in accuracies if score >= best - margin) - 1
+    return NearBest(sum(1 for score in accuracies if score >= best - margin) - 1, margin)
 
 
 @dataclass(frozen=True)

@@ -257,15 +257,16 @@ def when_measured(results: list[dict[str, Any]]) -> str:
     for row in results:
         runs = seeds_by_run.setdefault(APPROACHES[row["approach"]].label, {})
         runs.setdefault(row.get("measured", "an earlier run"), set()).add(row["seed"])
-    return "; ".join(
-        f"{label}: "
-        + ", ".join(
-            run
-            if len(runs) == 1
-            else f"{run} (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, sorted(seeds)))})"
-            for run, seeds in runs.items()
-        )
-        for label, runs in seeds_by_run.items()
+    return "; ".join(f"{label}: {runs_text(runs)}" for label, runs in seeds_by_run.items())
+
+
+def runs_text(seeds_by_run: dict[str, set[int]]) -> str:
+    """One run as it is; several, each with the seeds it measured."""
+    if len(seeds_by_run) == 1:
+        return next(iter(seeds_by_run))
+    return ", ".join(
+        f"{run} (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, sorted(seeds)))})"
+        for run, seeds in seeds_by_run.items()
     )
 
 

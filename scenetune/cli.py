@@ -348,19 +348,17 @@ def command_presets(args: argparse.Namespace) -> int:
 def near_best_note(val_scores: list[float], validation_images: int, refit: bool) -> str | None:
     """Where other trials score within one standard error of the best on validation, say so: which
     of them the search calls best rests on a few images."""
-    from analysis.uncertainty import near_best_count
-    from scenetune.experiment import accuracy_standard_error
+    from analysis.uncertainty import near_best
 
-    near = near_best_count(val_scores, validation_images)
-    if not near:
+    near = near_best(val_scores, validation_images)
+    if not near.count:
         return None
-    margin = accuracy_standard_error(max(val_scores), validation_images)  # near > 0: the best is an accuracy
     quote = (
         "the refit's interval below is the number to quote" if refit else "--refit 3 gives a number to quote"
     )
     return (
-        f"scenetune: {near} other trial(s) score within one standard error of the best on validation "
-        f"({margin:.3f}, {margin * validation_images:.0f} of {validation_images} images), so which of them "
+        f"scenetune: {near.count} other trial(s) score within one standard error of the best on validation "
+        f"({near.margin:.3f}, {near.margin * validation_images:.0f} of {validation_images} images), so which of them "
         f"is best rests on a few images; {quote}"
     )
 

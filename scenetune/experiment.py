@@ -87,6 +87,11 @@ def accuracy_standard_error(accuracy: float, images: int) -> float:
     return math.sqrt(accuracy * (1 - accuracy) / images)
 
 
+def is_accuracy_score(value: Any) -> bool:
+    """A number between 0 and 1: not NaN, nor the -1 a trial that never scored reports as its best."""
+    return is_finite_number(value) and 0.0 <= value <= 1.0
+
+
 def is_present(value: Any) -> bool:
     """A value that is there: neither None nor NaN (pandas fills missing config keys with NaN)."""
     return value is not None and not (isinstance(value, float) and math.isnan(value))

@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import tune
 
-from scenetune.experiment import describe_config
+from scenetune.experiment import describe_config, is_accuracy_score
 
 SHOWN_PARAMS = 4
 SHOWN_RUNNING = 4
@@ -56,8 +56,7 @@ class ProgressLine(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         best = result.get("best_val_acc", result.get("val_acc"))
-        # A trial that never scored reports -1 (diverged from its first epoch): not an accuracy.
-        if best is not None and 0.0 <= best and best > self.best_val_acc:
+        if is_accuracy_score(best) and best > self.best_val_acc:
             self.best_val_acc = best
             self.best_config = trial.config
         if sys.stdout.isatty():

@@ -21,7 +21,14 @@ from typing import Any
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, class_count, load_dataset, make_trial_data
 from scenetune.errors import UserError
-from scenetune.experiment import EXPERIMENT_FILE, PRUNED_FILE, Objective, pruned_configs, unfinished_trials
+from scenetune.experiment import (
+    EXPERIMENT_FILE,
+    PRUNED_FILE,
+    Objective,
+    is_accuracy_score,
+    pruned_configs,
+    unfinished_trials,
+)
 from scenetune.experiment import trial_dirname as format_trial_dirname
 from scenetune.heartbeat import driver_heartbeat, refuse_if_running
 from scenetune.recovery import restore_superseded_checkpoints
@@ -693,13 +700,7 @@ def summarise(results, location: str) -> SweepOutcome:
         for r in results
         if r.error
     ]
-    finished = [
-        r
-        for r in results
-        if r.metrics
-        and r.metrics.get("best_val_acc") is not None
-        and r.metrics["best_val_acc"] >= 0.0  # neither NaN nor the -1 of a trial that never scored
-    ]
+    finished = [r for r in results if r.metrics and is_accuracy_score(r.metrics.get("best_val_acc"))]
     if not finished:
         return SweepOutcome(location, len(results), len(errors), None, None, None, None, None, errors)
     best = max(finished, key=lambda r: r.metrics["best_val_acc"])

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from analysis import study as comparison
-from analysis.uncertainty import accuracy_interval, near_best_count, paired_comparison
+from analysis.uncertainty import accuracy_interval, near_best, paired_comparison
 from scenetune.cli import near_best_note
 
 
@@ -27,11 +27,11 @@ def test_the_interval_holds_the_accuracy_and_narrows_with_more_images() -> None:
 def test_trials_within_one_standard_error_of_the_best_are_counted_as_near_ties() -> None:
     # On 282 validation images one standard error of 0.70 is 0.027: 0.695 and 0.68 lie within it.
     scores = [0.60, 0.70, 0.695, 0.68, 0.67]
-    assert near_best_count(scores, 282) == 2
+    assert near_best(scores, 282).count == 2
     # Ten times the images shrink the error to 0.009: only 0.695 is left within it.
-    assert near_best_count(scores, 2820) == 1
-    assert near_best_count([0.70], 282) == 0 and near_best_count([], 282) == 0
-    assert near_best_count([0.70, -1.0], 282) == 0  # a trial that never scored (diverged) is not a score
+    assert near_best(scores, 2820).count == 1
+    assert near_best([0.70], 282).count == 0 and near_best([], 282).count == 0
+    assert near_best([0.70, -1.0], 282).count == 0  # a trial that never scored (diverged) is not a score
 
 
 def test_the_sweep_says_when_its_choice_rests_on_a_few_validation_images() -> None:

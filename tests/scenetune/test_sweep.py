@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from analysis.results import load_experiment
-from analysis.uncertainty import near_best_count
+from analysis.uncertainty import near_best
 from scenetune.cli import main
 from scenetune.experiment import (
     TRAINING_STATE_FILE,
@@ -138,7 +138,7 @@ def test_the_search_starts_from_the_priors_then_same_seed_same_suggestions(
         if is_finite_number(t.last.get("best_val_acc"))
     ]
     val_images = read_experiment_record(tmp_path / "again")["data"]["sizes"]["val"]
-    near = near_best_count(scores, val_images)
+    near = near_best(scores, val_images).count
     out = capsys.readouterr().out
     assert (f"scenetune: {near} other trial(s) score within one standard error" in out) == (near > 0), out
     assert sweep(tmp_path, "cold", "--samples", "1", "--epochs", "1", "--seed", "7", "--no-prior", *TINY) == 0
