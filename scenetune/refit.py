@@ -17,6 +17,7 @@ one patch-MLP configuration refit for its noisy best epoch 3 tested at 0.496, fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -35,7 +36,7 @@ from scenetune.experiment import (
     read_experiment_record,
 )
 from scenetune.heartbeat import driver_heartbeat
-from scenetune.recovery import restore_superseded_checkpoints
+from scenetune.recovery import mend_for_resume, refusing_a_fresh_start
 
 REFIT_SEED_OFFSET = 1000  # refit seeds differ from every search trial's seed
 
@@ -112,8 +113,9 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
     request = plan.request
     directory = plan.experiment_dir / REFIT_DIR
     location = os.fspath(directory)
-    if tune.Tuner.can_restore(location):
-        for line in restore_superseded_checkpoints(directory):
+    restoring = tune.Tuner.can_restore(location)
+    if restoring:
+        for line in mend_for_resume(directory):
             print(f"scenetune: {line}", file=sys.stderr)
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
@@ -147,6 +149,9 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
                 ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults, refit=True),
             ),
         )
-    with driver_heartbeat(directory):
+    with (
+        driver_heartbeat(directory),
+        refusing_a_fresh_start(location) if restoring else contextlib.nullcontext(),
+    ):
         tuner.fit()
     return load_trials(directory)

@@ -31,7 +31,7 @@ from scenetune.experiment import (
 )
 from scenetune.experiment import trial_dirname as format_trial_dirname
 from scenetune.heartbeat import driver_heartbeat, refuse_if_running
-from scenetune.recovery import restore_superseded_checkpoints
+from scenetune.recovery import mend_for_resume, refusing_a_fresh_start
 from scenetune.registry import Task, accepted_source_kinds, get_task
 from scenetune.request import RECORDED_FIELDS, SweepRequest
 from scenetune.watchdog import children, start_watchdog
@@ -652,9 +652,11 @@ def run(plan: SweepPlan) -> SweepOutcome:
         if plan.restoring:
             beating.enter_context(driver_heartbeat(plan.experiment_dir))
         tuner = _start_tuner(plan, beating)
+        location = os.path.join(plan.storage_path, plan.name)
         started = time.monotonic()
-        results = tuner.fit()
-        outcome = summarise(results, os.path.join(plan.storage_path, plan.name))
+        with refusing_a_fresh_start(location) if plan.restoring else contextlib.nullcontext():
+            results = tuner.fit()
+        outcome = summarise(results, location)
         if plan.experiment_dir is not None:
             outcome.unfinished = unfinished_trials(plan.experiment_dir, plan.samples)
             outcome.pruned = pruned_configs(plan.experiment_dir)
@@ -683,7 +685,7 @@ def _start_tuner(plan: SweepPlan, beating: contextlib.ExitStack):
     location = os.path.join(plan.storage_path, plan.name)
     if plan.restoring and tune.Tuner.can_restore(location):
         if plan.experiment_dir is not None:  # remote storage is left to Ray
-            for line in restore_superseded_checkpoints(plan.experiment_dir):
+            for line in mend_for_resume(plan.experiment_dir):
                 print(f"scenetune: {line}", file=sys.stderr)
         return tune.Tuner.restore(
             location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True

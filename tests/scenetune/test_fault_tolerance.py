@@ -17,6 +17,7 @@ from analysis.results import load_experiment
 from analysis.tables import summary_table
 from scenetune.cli import main
 from scenetune.experiment import load_trials, ray_trial_states
+from scenetune.heartbeat import RESUME_LOCK_FILE
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
 from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import load_training_state
@@ -269,3 +270,50 @@ def test_a_resume_while_the_driver_still_runs_is_refused_and_the_sweep_goes_on(t
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate()
     assert process.returncode == 130, stdout + stderr
+
+
+def test_a_state_file_cut_by_a_kill_is_mended_from_rays_copy_and_without_one_the_resume_stops(
+    tmp_path: Path, ray_session, capsys
+) -> None:
+    """A kill while Ray copies its saved state into the experiment folder leaves a file cut short.
+    Ray cannot restore that state: it logs so and runs the experiment again from its first trial,
+    beside the trials it already has. The resume mends the file from Ray's complete copy in its driver
+    staging folder; where this machine has no such copy, it stops and leaves the experiment as it was."""
+    from ray.train.constants import _get_ray_train_session_dir
+
+    name = ["--storage", str(tmp_path), "--name", "cut"]
+    assert main(["sweep", "mlp", "--samples", "2", "--epochs", "1", "--seed", "4", *TINY, *name]) == 0
+    experiment = tmp_path / "cut"
+    finished = set(ray_trial_states(experiment))
+    searcher_state = sorted(experiment.glob("searcher-state-*.pkl"))[-1]
+    whole = searcher_state.read_bytes()
+    searcher_state.write_bytes(whole[:64])
+    capsys.readouterr()
+
+    assert main(["sweep", "mlp", "--resume", *name]) == 0
+    assert (
+        f"{searcher_state.name} was cut short by the kill; restored Ray's complete copy"
+        in capsys.readouterr().err
+    )
+    assert searcher_state.read_bytes() == whole
+    assert ray_trial_states(experiment) == dict.fromkeys(finished, "TERMINATED")  # nothing ran again
+
+    searcher_state = sorted(experiment.glob("searcher-state-*.pkl"))[-1]  # the resume's own session
+    searcher_state.write_bytes(searcher_state.read_bytes()[:64])
+    for staged in Path(_get_ray_train_session_dir()).glob(f"*/cut/driver_artifacts/{searcher_state.name}"):
+        staged.unlink()  # as a reboot that cleared Ray's temporary folder leaves it
+    before = _contents(experiment)
+    capsys.readouterr()
+
+    assert main(["sweep", "mlp", "--resume", *name]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(
+        f"scenetune: error: cannot resume {experiment}: Ray could not restore its saved state ("
+    )
+    assert error.endswith("nothing was run and nothing saved was changed") and "\n" not in error
+    assert _contents(experiment) == before
+
+
+def _contents(experiment: Path) -> dict[Path, bytes]:
+    """Every file of an experiment but the lock a resume takes (it outlives the command by design)."""
+    return {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file() and p.name != RESUME_LOCK_FILE}

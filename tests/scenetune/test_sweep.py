@@ -290,7 +290,7 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
         capture_output=True,
         text=True,
     )
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming mlp" in resumed.stdout
     trials = load_trials(experiment)
     assert len(trials) == 6
