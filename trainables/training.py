@@ -243,6 +243,11 @@ def _report(
         tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
 
 
+def best_val_acc(progress: Progress) -> float:
+    """The best validation accuracy so far; NaN until an epoch has scored (a diverged one has not)."""
+    return progress.best["val_acc"] if progress.best["epoch"] else float("nan")
+
+
 def _too_slow_report(
     epoch: int, limit: float, progress: Progress, context: dict[str, Any], started: float
 ) -> dict[str, Any]:
@@ -255,7 +260,7 @@ def _too_slow_report(
         "val_acc": 0.0,
         **context,
         "error_message": f"epoch {epoch} could not finish within --max-trial-seconds {float(limit):g}",
-        "best_val_acc": progress.best["val_acc"] if progress.best["epoch"] else float("nan"),
+        "best_val_acc": best_val_acc(progress),
         "best_epoch": progress.best["epoch"],
         "test_acc": progress.best["test_acc"],
         "trial_seconds": time.perf_counter() - started,
@@ -333,7 +338,7 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
             "diverged": diverged,
             "train_samples_per_s": len(data["train"].y) / train_seconds,
             **context,
-            "best_val_acc": progress.best["val_acc"],
+            "best_val_acc": best_val_acc(progress),
             "best_epoch": progress.best["epoch"],
             "test_acc": progress.best["test_acc"],
             "trial_seconds": time.perf_counter() - started,
