@@ -85,61 +85,76 @@ def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
     return mended
 
 
-# The files a resume reads back, newest session first, and whether each is JSON (the search generator's
-# state is a pickle despite its name). A kill while Ray copies them from its driver staging folder into
-# the experiment folder leaves the copy cut short.
-RESTORED_STATE_FILES = (
-    ("experiment_state-*.json", "json"),
-    ("search_gen_state-*.json", "pickle"),
-    ("searcher-state-*.pkl", "pickle"),
-)
+STATE_PREFIX = "experiment_state-"  # Ray's state files are named by the session that saved them
 
 
 def mend_cut_state_files(experiment_dir: Path) -> list[str]:
-    """Replace each newest saved state file that a kill cut short with Ray's complete copy, where this
-    machine still has it (in the driver staging folder of the killed run's Ray session).
+    """Where a kill cut one of the newest saved state files short, put back that whole save from Ray's
+    driver staging folder on this machine (the cut file alone would pair with files of an older save).
 
-    Returns one line per mended file. A file without a complete copy is left to Ray's restore, which
-    the resume then refuses (`refusing_a_fresh_start`).
+    Returns one line, or none. Without a complete staged save the files are left to Ray's restore,
+    which the resume then refuses (`refusing_a_fresh_start`).
     """
-    mended = []
-    for pattern, encoding in RESTORED_STATE_FILES:
-        saved = sorted(Path(experiment_dir).glob(pattern))
-        if not saved or _readable(saved[-1], encoding):
-            continue
-        copy = _complete_staged_copy(Path(experiment_dir).name, saved[-1].name, encoding)
-        if copy is None:
-            continue
-        with atomic.replaced_when_written(saved[-1]) as partial:
+    experiment_dir = Path(experiment_dir)
+    states = sorted(experiment_dir.glob(f"{STATE_PREFIX}*.json"))
+    if not states:
+        return []
+    session = states[-1].name.removeprefix(STATE_PREFIX).removesuffix(".json")
+    saved = _saved_by(experiment_dir, session)
+    cut = sorted(name for name, path in saved.items() if not _readable(path))
+    if not cut:
+        return []
+    staged = _complete_staged_save(experiment_dir.name, session, needed=set(saved))
+    if staged is None:
+        return []
+    for name, copy in staged.items():
+        with atomic.replaced_when_written(experiment_dir / name) as partial:
             shutil.copyfile(copy, partial)
-        mended.append(
-            f"{saved[-1].name} was cut short by the kill; restored Ray's complete copy from {copy.parent}"
-        )
-    return mended
+    folder = next(iter(staged.values())).parent
+    return [
+        f"{', '.join(cut)} cut short by the kill; put back Ray's complete save of {session} from {folder}"
+    ]
 
 
-def _readable(state_file: Path, encoding: str) -> bool:
-    """Whether a saved state file reads whole (this experiment's own file, written by Ray: safe to unpickle)."""
+def _saved_by(folder: Path, session: str) -> dict[str, Path]:
+    """The state files one Ray session saved in a folder (not the temporary ones it writes first)."""
+    return {
+        path.name: path
+        for path in folder.glob(f"*-{session}.*")
+        if path.is_file() and not path.name.startswith((".", "tmp-"))
+    }
+
+
+def _readable(state_file: Path) -> bool:
+    """Whether a saved state file reads whole: Ray writes JSON, and pickles under both .pkl and .json
+    names (this experiment's own files, written by Ray: safe to unpickle)."""
     import ray.cloudpickle
 
+    data = state_file.read_bytes()
     try:
-        if encoding == "json":
-            json.loads(state_file.read_text())
-        else:
-            ray.cloudpickle.loads(state_file.read_bytes())
-    except Exception:  # whatever a cut file raises: EOFError, UnpicklingError, JSONDecodeError, ...
-        return False
+        json.loads(data)
+    except ValueError:
+        try:
+            ray.cloudpickle.loads(data)
+        except Exception:  # whatever a cut pickle raises: EOFError, UnpicklingError, ...
+            return False
     return True
 
 
-def _complete_staged_copy(experiment_name: str, file_name: str, encoding: str) -> Path | None:
-    """The newest readable copy of `file_name` in a driver staging folder of this machine's Ray sessions."""
+def _complete_staged_save(experiment_name: str, session: str, needed: set[str]) -> dict[str, Path] | None:
+    """The newest save of `session` in a driver staging folder of this machine's Ray sessions that holds
+    every file in `needed` and reads whole."""
     from ray.train.constants import _get_ray_train_session_dir
 
     sessions = Path(_get_ray_train_session_dir()).parent.parent  # <ray temp>/session_*/artifacts
-    copies = sessions.glob(f"session_*/artifacts/*/{experiment_name}/driver_artifacts/{file_name}")
-    readable = [copy for copy in copies if _readable(copy, encoding)]
-    return max(readable, key=lambda copy: copy.stat().st_mtime) if readable else None
+    pattern = f"session_*/artifacts/*/{experiment_name}/driver_artifacts/{STATE_PREFIX}{session}.json"
+    saves = [_saved_by(state.parent, session) for state in sessions.glob(pattern)]
+    complete = [
+        save for save in saves if needed <= set(save) and all(_readable(path) for path in save.values())
+    ]
+    if not complete:
+        return None
+    return max(complete, key=lambda save: save[f"{STATE_PREFIX}{session}.json"].stat().st_mtime)
 
 
 def mend_for_resume(experiment_dir: Path) -> list[str]:

@@ -291,8 +291,9 @@ def test_a_state_file_cut_by_a_kill_is_mended_from_rays_copy_and_without_one_the
     capsys.readouterr()
 
     assert main(["sweep", "mlp", "--resume", *name]) == 0
+    session = searcher_state.name.removeprefix("searcher-state-").removesuffix(".pkl")
     assert (
-        f"{searcher_state.name} was cut short by the kill; restored Ray's complete copy"
+        f"scenetune: {searcher_state.name} cut short by the kill; put back Ray's complete save of {session}"
         in capsys.readouterr().err
     )
     assert searcher_state.read_bytes() == whole
