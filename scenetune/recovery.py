@@ -89,11 +89,12 @@ STATE_PREFIX = "experiment_state-"  # Ray's state files are named by the session
 
 
 def mend_cut_state_files(experiment_dir: Path) -> list[str]:
-    """Where a kill cut one of the newest saved state files short, put back that whole save from Ray's
-    driver staging folder on this machine (the cut file alone would pair with files of an older save).
+    """Where a kill cut one of the newest saved state files short, or split Ray's copy of them so that
+    the search waits for a trial the experiment state lacks (Ray would wait forever), put back that
+    whole save from Ray's driver staging folder on this machine.
 
-    Returns one line, or none. Without a complete staged save the files are left to Ray's restore,
-    which the resume then refuses (`refusing_a_fresh_start`).
+    Returns one line, or none. A cut save without a complete staged copy is left to Ray's restore,
+    which the resume then refuses (`refusing_a_fresh_start`); a split one is refused here.
     """
     experiment_dir = Path(experiment_dir)
     states = sorted(experiment_dir.glob(f"{STATE_PREFIX}*.json"))
@@ -102,18 +103,46 @@ def mend_cut_state_files(experiment_dir: Path) -> list[str]:
     session = states[-1].name.removeprefix(STATE_PREFIX).removesuffix(".json")
     saved = _saved_by(experiment_dir, session)
     cut = sorted(name for name, path in saved.items() if not _readable(path))
-    if not cut:
+    unknown = set() if cut else _trials_waited_for_but_unsaved(saved, session)
+    if not cut and not unknown:
         return []
-    staged = _complete_staged_save(experiment_dir.name, session, needed=set(saved))
+    staged = _complete_staged_save(experiment_dir, session, needed=set(saved))
     if staged is None:
+        if unknown:
+            raise UserError(
+                f"cannot resume {experiment_dir}: the kill split Ray's copy of its state (the search "
+                f"waits for trial {', '.join(sorted(unknown))}, which the experiment state does not hold) "
+                "and no complete copy is left on this machine; nothing was run and nothing saved was changed"
+            )
         return []
     for name, copy in staged.items():
         with atomic.replaced_when_written(experiment_dir / name) as partial:
             shutil.copyfile(copy, partial)
-    folder = next(iter(staged.values())).parent
-    return [
-        f"{', '.join(cut)} cut short by the kill; put back Ray's complete save of {session} from {folder}"
-    ]
+    what = (
+        f"{', '.join(cut)} cut short by the kill"
+        if cut
+        else f"the kill split Ray's copy of its state (the search waits for trial {', '.join(sorted(unknown))})"
+    )
+    return [f"{what}; put back Ray's complete save of {session} from {next(iter(staged.values())).parent}"]
+
+
+def _trials_waited_for_but_unsaved(saved: dict[str, Path], session: str) -> set[str]:
+    """The trials a saved search counts as running (its concurrency limit's) that the saved experiment
+    state does not hold: Ray would wait for them to end, and never run another trial."""
+    import ray.cloudpickle
+
+    search = saved.get(f"search_gen_state-{session}.json")
+    state = saved.get(f"{STATE_PREFIX}{session}.json")
+    if search is None or state is None:  # a refit's grid keeps no such state
+        return set()
+    limiter = ray.cloudpickle.loads(search.read_bytes()).get("name:ConcurrencyLimiter", {})
+    return set(limiter.get("live_trials", ())) - _trial_ids(state)
+
+
+def _trial_ids(experiment_state: Path) -> set[str]:
+    return {
+        json.loads(trial)["trial_id"] for trial, _ in json.loads(experiment_state.read_text())["trial_data"]
+    }
 
 
 def _saved_by(folder: Path, session: str) -> dict[str, Path]:
@@ -141,17 +170,25 @@ def _readable(state_file: Path) -> bool:
     return True
 
 
-def _complete_staged_save(experiment_name: str, session: str, needed: set[str]) -> dict[str, Path] | None:
-    """The newest save of `session` in a driver staging folder of this machine's Ray sessions that holds
-    every file in `needed` and reads whole."""
+def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) -> dict[str, Path] | None:
+    """The newest save of `session` in a driver staging folder of this machine's Ray sessions that is
+    this experiment's (its trials have folders here), holds every file in `needed`, reads whole and
+    is not split."""
     from ray.train.constants import _get_ray_train_session_dir
 
     sessions = Path(_get_ray_train_session_dir()).parent.parent  # <ray temp>/session_*/artifacts
-    pattern = f"session_*/artifacts/*/{experiment_name}/driver_artifacts/{STATE_PREFIX}{session}.json"
-    saves = [_saved_by(state.parent, session) for state in sessions.glob(pattern)]
-    complete = [
-        save for save in saves if needed <= set(save) and all(_readable(path) for path in save.values())
-    ]
+    pattern = f"session_*/artifacts/*/{experiment_dir.name}/driver_artifacts/{STATE_PREFIX}{session}.json"
+    trial_folders = {folder.name.rsplit("_", 1)[-1] for folder in experiment_dir.iterdir() if folder.is_dir()}
+    complete = []
+    for state in sessions.glob(pattern):
+        save = _saved_by(state.parent, session)
+        if (
+            needed <= set(save)
+            and all(_readable(path) for path in save.values())
+            and _trial_ids(state) & trial_folders  # another experiment of that name started the same second
+            and not _trials_waited_for_but_unsaved(save, session)
+        ):
+            complete.append(save)
     if not complete:
         return None
     return max(complete, key=lambda save: save[f"{STATE_PREFIX}{session}.json"].stat().st_mtime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import pytest
 from analysis.results import load_experiment
 from analysis.tables import summary_table
 from scenetune.cli import main
-from scenetune.experiment import load_trials, ray_trial_states
+from scenetune.experiment import DRIVER_FILE, load_trials, ray_trial_states
 from scenetune.heartbeat import RESUME_LOCK_FILE
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
 from tests.processes import kill_and_wait_for_ray
@@ -316,5 +317,68 @@ def test_a_state_file_cut_by_a_kill_is_mended_from_rays_copy_and_without_one_the
 
 
 def _contents(experiment: Path) -> dict[Path, bytes]:
-    """Every file of an experiment but the lock a resume takes (it outlives the command by design)."""
-    return {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file() and p.name != RESUME_LOCK_FILE}
+    """Every file of an experiment but the lock and heartbeat a resume takes over from a killed driver."""
+    return {
+        p: p.read_bytes()
+        for p in experiment.rglob("*")
+        if p.is_file() and p.name not in (RESUME_LOCK_FILE, DRIVER_FILE)
+    }
+
+
+def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_refused(
+    tmp_path: Path, ray_session
+) -> None:
+    """A kill between the files of Ray's copy can leave a search that counts a trial as running while
+    the experiment state, from the save before, does not hold it: Ray would wait for that trial for
+    ever. The resume puts back Ray's whole save; without one it refuses rather than wait."""
+    import ray.cloudpickle
+    from ray.train.constants import _get_ray_train_session_dir
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    arguments = ["sweep", "mlp", "--samples", "3", "--epochs", "3", "--max-concurrent", "1", *TINY]
+    process = subprocess.Popen(
+        _scenetune(*arguments, "--storage", str(first), "--name", "split"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    experiment = first / "split"
+    try:
+        _wait_for(lambda: {"RUNNING", "TERMINATED"} <= set(ray_trial_states(experiment).values()), process)
+    finally:
+        kill_and_wait_for_ray(process, group=True)
+    state_file = sorted(experiment.glob("experiment_state-*.json"))[-1]
+    session = state_file.name.removeprefix("experiment_state-").removesuffix(".json")
+    search = ray.cloudpickle.loads((experiment / f"search_gen_state-{session}.json").read_bytes())
+    (waited_for,) = search["name:ConcurrencyLimiter"]["live_trials"]
+    state = json.loads(state_file.read_text())
+    state["trial_data"] = [t for t in state["trial_data"] if json.loads(t[0])["trial_id"] != waited_for]
+    state_file.write_text(json.dumps(state))  # the experiment state of the save before that trial began
+    shutil.copytree(first, second)
+
+    resumed = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(first), "--name", "split", "--resume"),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"the kill split Ray's copy of its state (the search waits for trial {waited_for}); put back" in (
+        resumed.stderr
+    )
+    assert list(ray_trial_states(experiment).values()) == ["TERMINATED"] * 3  # none was run twice
+
+    for staged in Path(_get_ray_train_session_dir()).parent.parent.glob(
+        f"session_*/artifacts/*/split/driver_artifacts/*-{session}.*"
+    ):
+        staged.unlink()  # as a reboot that cleared Ray's temporary folder leaves it
+    before = _contents(second / "split")
+    refused = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(second), "--name", "split", "--resume"),
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"scenetune: error: cannot resume {second / 'split'}: the kill split Ray's copy")
+    assert error.endswith("nothing was run and nothing saved was changed")
+    assert _contents(second / "split") == before
