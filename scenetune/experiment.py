@@ -88,7 +88,8 @@ def accuracy_standard_error(accuracy: float, images: int) -> float:
 
 
 def is_accuracy_score(value: Any) -> bool:
-    """A number between 0 and 1: not NaN, nor the -1 a trial that never scored reports as its best."""
+    """A number between 0 and 1: not NaN, nor the -1 that older experiments' trials report as their best
+    before an epoch scored."""
     return is_finite_number(value) and 0.0 <= value <= 1.0
 
 
