@@ -90,7 +90,7 @@ STATE_PREFIX = "experiment_state-"  # Ray's state files are named by the session
 
 def mend_cut_state_files(experiment_dir: Path) -> list[str]:
     """Where a kill cut one of the newest saved state files short, or split Ray's copy of them so that
-    the search waits for a trial the experiment state lacks (Ray would wait forever), put back that
+    the search waits for a trial the resume would not run (Ray would wait for ever), put back that
     whole save from Ray's driver staging folder on this machine.
 
     Returns one line, or none. A cut save without a complete staged copy is left to Ray's restore,
@@ -103,16 +103,17 @@ def mend_cut_state_files(experiment_dir: Path) -> list[str]:
     session = states[-1].name.removeprefix(STATE_PREFIX).removesuffix(".json")
     saved = _saved_by(experiment_dir, session)
     cut = sorted(name for name, path in saved.items() if not _readable(path))
-    unknown = set() if cut else _trials_waited_for_but_unsaved(saved, session)
-    if not cut and not unknown:
+    waited_for = set() if cut else _trials_waited_for_in_vain(saved, session)
+    if not cut and not waited_for:
         return []
     staged = _complete_staged_save(experiment_dir, session, needed=set(saved))
     if staged is None:
-        if unknown:
+        if waited_for:
             raise UserError(
                 f"cannot resume {experiment_dir}: the kill split Ray's copy of its state (the search "
-                f"waits for trial {', '.join(sorted(unknown))}, which the experiment state does not hold) "
-                "and no complete copy is left on this machine; nothing was run and nothing saved was changed"
+                f"waits for trial {', '.join(sorted(waited_for))}, which the experiment state holds as ended or "
+                "not at all) and no complete copy is left on this machine; nothing was run and nothing saved "
+                "was changed"
             )
         return []
     for name, copy in staged.items():
@@ -121,14 +122,15 @@ def mend_cut_state_files(experiment_dir: Path) -> list[str]:
     what = (
         f"{', '.join(cut)} cut short by the kill"
         if cut
-        else f"the kill split Ray's copy of its state (the search waits for trial {', '.join(sorted(unknown))})"
+        else f"the kill split Ray's copy of its state (the search waits for trial {', '.join(sorted(waited_for))})"
     )
     return [f"{what}; put back Ray's complete save of {session} from {next(iter(staged.values())).parent}"]
 
 
-def _trials_waited_for_but_unsaved(saved: dict[str, Path], session: str) -> set[str]:
+def _trials_waited_for_in_vain(saved: dict[str, Path], session: str) -> set[str]:
     """The trials a saved search counts as running (its concurrency limit's) that the saved experiment
-    state does not hold: Ray would wait for them to end, and never run another trial."""
+    state does not hold, or holds as ended: the resume never runs them, so Ray would wait for them
+    and run no other trial."""
     import ray.cloudpickle
 
     search = saved.get(f"search_gen_state-{session}.json")
@@ -136,13 +138,13 @@ def _trials_waited_for_but_unsaved(saved: dict[str, Path], session: str) -> set[
     if search is None or state is None:  # a refit's grid keeps no such state
         return set()
     limiter = ray.cloudpickle.loads(search.read_bytes()).get("name:ConcurrencyLimiter", {})
-    return set(limiter.get("live_trials", ())) - _trial_ids(state)
+    to_run = {trial for trial, status in _trial_statuses(state).items() if status != "TERMINATED"}
+    return set(limiter.get("live_trials", ())) - to_run
 
 
-def _trial_ids(experiment_state: Path) -> set[str]:
-    return {
-        json.loads(trial)["trial_id"] for trial, _ in json.loads(experiment_state.read_text())["trial_data"]
-    }
+def _trial_statuses(experiment_state: Path) -> dict[str, str]:
+    entries = (json.loads(trial) for trial, _ in json.loads(experiment_state.read_text())["trial_data"])
+    return {entry["trial_id"]: entry.get("status", "") for entry in entries}
 
 
 def _saved_by(folder: Path, session: str) -> dict[str, Path]:
@@ -185,8 +187,9 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
         if (
             needed <= set(save)
             and all(_readable(path) for path in save.values())
-            and _trial_ids(state) & trial_folders  # another experiment of that name started the same second
-            and not _trials_waited_for_but_unsaved(save, session)
+            and _trial_statuses(state).keys()
+            & trial_folders  # another experiment of that name started the same second
+            and not _trials_waited_for_in_vain(save, session)
         ):
             complete.append(save)
     if not complete:

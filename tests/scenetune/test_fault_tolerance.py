@@ -325,12 +325,14 @@ def _contents(experiment: Path) -> dict[Path, bytes]:
     }
 
 
+@pytest.mark.parametrize("split", ["trial not yet saved", "trial saved as ended"])
 def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_refused(
-    tmp_path: Path, ray_session
+    tmp_path: Path, ray_session, split: str
 ) -> None:
-    """A kill between the files of Ray's copy can leave a search that counts a trial as running while
-    the experiment state, from the save before, does not hold it: Ray would wait for that trial for
-    ever. The resume puts back Ray's whole save; without one it refuses rather than wait."""
+    """A kill between the files of Ray's copy can pair a search that counts a trial as running with an
+    experiment state from another save: one from before the trial began, or one from after it ended
+    (seen in a kill-and-resume loop). The resume would never run that trial, and Ray would wait for it
+    for ever. The resume puts back Ray's whole save; without one it refuses rather than wait."""
     import ray.cloudpickle
     from ray.train.constants import _get_ray_train_session_dir
 
@@ -352,8 +354,11 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     search = ray.cloudpickle.loads((experiment / f"search_gen_state-{session}.json").read_bytes())
     (waited_for,) = search["name:ConcurrencyLimiter"]["live_trials"]
     state = json.loads(state_file.read_text())
-    state["trial_data"] = [t for t in state["trial_data"] if json.loads(t[0])["trial_id"] != waited_for]
-    state_file.write_text(json.dumps(state))  # the experiment state of the save before that trial began
+    if split == "trial not yet saved":
+        state["trial_data"] = [t for t in state["trial_data"] if json.loads(t[0])["trial_id"] != waited_for]
+    else:
+        state["trial_data"] = [[_ended(t[0], waited_for), t[1]] for t in state["trial_data"]]
+    state_file.write_text(json.dumps(state))
     shutil.copytree(first, second)
 
     resumed = subprocess.run(
@@ -382,3 +387,8 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     assert error.startswith(f"scenetune: error: cannot resume {second / 'split'}: the kill split Ray's copy")
     assert error.endswith("nothing was run and nothing saved was changed")
     assert _contents(second / "split") == before
+
+
+def _ended(trial_state: str, trial_id: str) -> str:
+    trial = json.loads(trial_state)
+    return json.dumps({**trial, "status": "TERMINATED"}) if trial["trial_id"] == trial_id else trial_state
