@@ -306,19 +306,25 @@ def describe_config(config: Mapping[str, Any], defaults: Mapping[str, Any], limi
 # ---------- Ray Tune's state ----------
 
 
+EXPERIMENT_STATE_PREFIX = "experiment_state-"  # Ray names its state files by the session that saved them
+
+
 def newest_experiment_state(experiment_dir: Path) -> Path | None:
     """Ray Tune's newest saved experiment state (the one a resume starts from), if any."""
-    states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
+    states = sorted(Path(experiment_dir).glob(f"{EXPERIMENT_STATE_PREFIX}*.json"))
     return states[-1] if states else None
 
 
 def ray_trial_entries(experiment_dir: Path) -> list[tuple[str, str]]:
     """(trial state JSON, run metadata JSON) per trial of Ray's newest saved experiment state."""
     state = newest_experiment_state(experiment_dir)
-    if state is None:
-        return []
+    return [] if state is None else trial_entries(state)
+
+
+def trial_entries(experiment_state: Path) -> list[tuple[str, str]]:
+    """(trial state JSON, run metadata JSON) per trial of one saved experiment state file."""
     try:
-        return [(entry[0], entry[1]) for entry in json.loads(state.read_text())["trial_data"]]
+        return [(entry[0], entry[1]) for entry in json.loads(experiment_state.read_text())["trial_data"]]
     except (OSError, json.JSONDecodeError, KeyError, IndexError, TypeError):
         return []  # being rewritten right now; statuses fall back to what the results say
 

@@ -22,7 +22,13 @@ from pathlib import Path
 
 from scenetune import atomic
 from scenetune.errors import UserError
-from scenetune.experiment import CHECKPOINT_PREFIX, ray_trial_entries
+from scenetune.experiment import (
+    CHECKPOINT_PREFIX,
+    EXPERIMENT_STATE_PREFIX,
+    newest_experiment_state,
+    ray_trial_entries,
+    trial_entries,
+)
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,7 @@ def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
     return mended
 
 
-STATE_PREFIX = "experiment_state-"  # Ray's state files are named by the session that saved them
-
-
-def mend_cut_state_files(experiment_dir: Path) -> list[str]:
+def mend_state_a_kill_left(experiment_dir: Path) -> list[str]:
     """Where a kill cut one of the newest saved state files short, or split Ray's copy of them so that
     the search waits for a trial the resume would not run (Ray would wait for ever), put back that
     whole save from Ray's driver staging folder on this machine.
@@ -97,10 +100,10 @@ def mend_cut_state_files(experiment_dir: Path) -> list[str]:
     which the resume then refuses (`refusing_a_fresh_start`); a split one is refused here.
     """
     experiment_dir = Path(experiment_dir)
-    states = sorted(experiment_dir.glob(f"{STATE_PREFIX}*.json"))
-    if not states:
+    newest = newest_experiment_state(experiment_dir)
+    if newest is None:
         return []
-    session = states[-1].name.removeprefix(STATE_PREFIX).removesuffix(".json")
+    session = newest.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
     saved = _saved_by(experiment_dir, session)
     cut = sorted(name for name, path in saved.items() if not _readable(path))
     waited_for = set() if cut else _trials_waited_for_in_vain(saved, session)
@@ -134,7 +137,7 @@ def _trials_waited_for_in_vain(saved: dict[str, Path], session: str) -> set[str]
     import ray.cloudpickle
 
     search = saved.get(f"search_gen_state-{session}.json")
-    state = saved.get(f"{STATE_PREFIX}{session}.json")
+    state = saved.get(f"{EXPERIMENT_STATE_PREFIX}{session}.json")
     if search is None or state is None:  # a refit's grid keeps no such state
         return set()
     limiter = ray.cloudpickle.loads(search.read_bytes()).get("name:ConcurrencyLimiter", {})
@@ -143,7 +146,7 @@ def _trials_waited_for_in_vain(saved: dict[str, Path], session: str) -> set[str]
 
 
 def _trial_statuses(experiment_state: Path) -> dict[str, str]:
-    entries = (json.loads(trial) for trial, _ in json.loads(experiment_state.read_text())["trial_data"])
+    entries = (json.loads(trial) for trial, _ in trial_entries(experiment_state))
     return {entry["trial_id"]: entry.get("status", "") for entry in entries}
 
 
@@ -179,7 +182,7 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
     from ray.train.constants import _get_ray_train_session_dir
 
     sessions = Path(_get_ray_train_session_dir()).parent.parent  # <ray temp>/session_*/artifacts
-    pattern = f"session_*/artifacts/*/{experiment_dir.name}/driver_artifacts/{STATE_PREFIX}{session}.json"
+    pattern = f"session_*/artifacts/*/{experiment_dir.name}/driver_artifacts/{EXPERIMENT_STATE_PREFIX}{session}.json"
     trial_folders = {folder.name.rsplit("_", 1)[-1] for folder in experiment_dir.iterdir() if folder.is_dir()}
     complete = []
     for state in sessions.glob(pattern):
@@ -194,12 +197,12 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
             complete.append(save)
     if not complete:
         return None
-    return max(complete, key=lambda save: save[f"{STATE_PREFIX}{session}.json"].stat().st_mtime)
+    return max(complete, key=lambda save: save[f"{EXPERIMENT_STATE_PREFIX}{session}.json"].stat().st_mtime)
 
 
 def mend_for_resume(experiment_dir: Path) -> list[str]:
     """What a kill can leave behind, mended before Ray resumes: cut state files, superseded checkpoints."""
-    return mend_cut_state_files(experiment_dir) + restore_superseded_checkpoints(experiment_dir)
+    return mend_state_a_kill_left(experiment_dir) + restore_superseded_checkpoints(experiment_dir)
 
 
 # What Ray's TuneController logs when it cannot restore an experiment's saved state. It then starts the
