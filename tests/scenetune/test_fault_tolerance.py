@@ -112,13 +112,16 @@ def test_a_raising_trial_is_an_error_and_the_others_finish(tmp_path: Path, ray_s
 
 
 def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
+    # Trials of 40 full epochs run long enough that Ctrl-C lands while they run (2 epochs took 50 ms).
     arguments = [
         "sweep",
         "mlp",
         "--samples",
         "4",
         "--epochs",
-        "2",
+        "40",
+        "--early-stopping",
+        "none",
         "--max-concurrent",
         "1",
         *TINY,
@@ -337,7 +340,11 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     from ray.train.constants import _get_ray_train_session_dir
 
     first, second = tmp_path / "a", tmp_path / "b"
-    arguments = ["sweep", "mlp", "--samples", "3", "--epochs", "3", "--max-concurrent", "1", *TINY]
+    # Each trial runs every epoch, for a second or more, so that a saved state holds one trial ended and
+    # the next one running (at 3 epochs under ASHA a trial took 50 ms, and in CI the sweep once ended
+    # before any save showed both).
+    arguments = ["sweep", "mlp", "--samples", "3", "--epochs", "100", "--early-stopping", "none"]
+    arguments += ["--max-concurrent", "1", *TINY]
     process = subprocess.Popen(
         _scenetune(*arguments, "--storage", str(first), "--name", "split"),
         stdout=subprocess.DEVNULL,
