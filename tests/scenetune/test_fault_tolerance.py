@@ -249,7 +249,9 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
 
 def test_a_resume_while_the_driver_still_runs_is_refused_and_the_sweep_goes_on(tmp_path: Path) -> None:
     # A second terminal's `--resume` would put two drivers on one experiment.
-    arguments = ["sweep", "mlp", "--samples", "100", "--epochs", "2", "--max-concurrent", "1", *TINY]
+    # 100 trials of 20 full epochs outlast the refused resume by far; it stops them with Ctrl-C.
+    arguments = ["sweep", "mlp", "--samples", "100", "--epochs", "20", "--early-stopping", "none"]
+    arguments += ["--max-concurrent", "1", *TINY]
     process = subprocess.Popen(
         _scenetune(*arguments, "--storage", str(tmp_path), "--name", "live"),
         stdout=subprocess.PIPE,

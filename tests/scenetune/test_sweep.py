@@ -253,13 +253,16 @@ def _scenetune(*arguments: str) -> list[str]:
 
 
 def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path) -> None:
+    # Trials of 20 full epochs, so that the kill lands with trials still to run (2 epochs took 50 ms).
     command = [
         "sweep",
         "mlp",
         "--samples",
         "6",
         "--epochs",
-        "2",
+        "20",
+        "--early-stopping",
+        "none",
         "--max-concurrent",
         "1",
         "--seed",
@@ -281,6 +284,7 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
     finally:
         kill_and_wait_for_ray(process, group=True)
     finished_before = {tid for tid, status in ray_trial_states(experiment).items() if status == "TERMINATED"}
+    assert len(finished_before) < 6, "the kill came after the last trial: nothing was left to resume"
     histories_before = {
         t.trial_id: t.history for t in load_trials(experiment) if t.trial_id in finished_before
     }
