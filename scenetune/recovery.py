@@ -93,7 +93,7 @@ def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
 
 def mend_state_a_kill_left(experiment_dir: Path) -> list[str]:
     """Where a kill cut one of the newest saved state files short, or split Ray's copy of them so that
-    the search waits for a trial the resume would not run (Ray would wait for ever), put back that
+    the search and the experiment state disagree on which trials exist or still run, put back that
     whole save from Ray's driver staging folder on this machine.
 
     Returns one line, or none. A cut save without a complete staged copy is left to Ray's restore,
@@ -106,17 +106,15 @@ def mend_state_a_kill_left(experiment_dir: Path) -> list[str]:
     session = newest.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
     saved = _saved_by(experiment_dir, session)
     cut = sorted(name for name, path in saved.items() if not _readable(path))
-    waited_for = set() if cut else _trials_waited_for_in_vain(saved, session)
-    if not cut and not waited_for:
+    split = "" if cut else _split_between(saved, session)
+    if not cut and not split:
         return []
     staged = _complete_staged_save(experiment_dir, session, needed=set(saved))
     if staged is None:
-        if waited_for:
+        if split:
             raise UserError(
-                f"cannot resume {experiment_dir}: the kill split Ray's copy of its state (the search "
-                f"waits for trial {', '.join(sorted(waited_for))}, which the experiment state holds as ended or "
-                "not at all) and no complete copy is left on this machine; nothing was run and nothing saved "
-                "was changed"
+                f"cannot resume {experiment_dir}: the kill split Ray's copy of its state ({split}) and no "
+                "complete copy is left on this machine; nothing was run and nothing saved was changed"
             )
         return []
     for name, copy in staged.items():
@@ -125,24 +123,40 @@ def mend_state_a_kill_left(experiment_dir: Path) -> list[str]:
     what = (
         f"{', '.join(cut)} cut short by the kill"
         if cut
-        else f"the kill split Ray's copy of its state (the search waits for trial {', '.join(sorted(waited_for))})"
+        else f"the kill split Ray's copy of its state ({split})"
     )
     return [f"{what}; put back Ray's complete save of {session} from {next(iter(staged.values())).parent}"]
 
 
-def _trials_waited_for_in_vain(saved: dict[str, Path], session: str) -> set[str]:
-    """The trials a saved search counts as running (its concurrency limit's) that the saved experiment
-    state does not hold, or holds as ended: the resume never runs them, so Ray would wait for them
-    and run no other trial."""
+def _split_between(saved: dict[str, Path], session: str) -> str:
+    """How the saved search and the saved experiment state, copied at different moments, disagree;
+    empty when they agree.
+
+    - The search waits for a trial the experiment state holds as ended or not at all: the resume
+      never runs it, and Ray waits for it for ever.
+    - The experiment state holds a trial the search never made: the resume runs it beside the
+      search's own, so more trials than asked, one of them outside the concurrency limit and unknown
+      to the search.
+
+    (A trial the experiment state holds as running and the search as ended is no sign of a split:
+    so stands every errored trial a resume runs again.)
+    """
     import ray.cloudpickle
 
     search = saved.get(f"search_gen_state-{session}.json")
     state = saved.get(f"{EXPERIMENT_STATE_PREFIX}{session}.json")
     if search is None or state is None:  # a refit's grid keeps no such state
-        return set()
-    limiter = ray.cloudpickle.loads(search.read_bytes()).get("name:ConcurrencyLimiter", {})
-    to_run = {trial for trial, status in _trial_statuses(state).items() if status != "TERMINATED"}
-    return set(limiter.get("live_trials", ())) - to_run
+        return ""
+    generator = ray.cloudpickle.loads(search.read_bytes())
+    statuses = _trial_statuses(state)
+    if "counter" in generator and generator["counter"] < len(statuses):
+        return f"the experiment state holds {len(statuses)} trials, the search made {generator['counter']}"
+    if "name:ConcurrencyLimiter" not in generator:
+        return ""
+    live = set(generator["name:ConcurrencyLimiter"]["live_trials"])
+    resumed = {trial for trial, status in statuses.items() if status != "TERMINATED"}  # errored ones too
+    waited_for = live - resumed
+    return f"the search waits for trial {', '.join(sorted(waited_for))}" if waited_for else ""
 
 
 def _trial_statuses(experiment_state: Path) -> dict[str, str]:
@@ -192,7 +206,7 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
             and all(_readable(path) for path in save.values())
             and _trial_statuses(state).keys()
             & trial_folders  # another experiment of that name started the same second
-            and not _trials_waited_for_in_vain(save, session)
+            and not _split_between(save, session)
         ):
             complete.append(save)
     if not complete:

@@ -330,14 +330,18 @@ def _contents(experiment: Path) -> dict[Path, bytes]:
     }
 
 
-@pytest.mark.parametrize("split", ["trial not yet saved", "trial saved as ended"])
+@pytest.mark.parametrize(
+    "split", ["trial not yet saved", "trial saved as ended", "search saved before the trial"]
+)
 def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_refused(
     tmp_path: Path, ray_session, split: str
 ) -> None:
     """A kill between the files of Ray's copy can pair a search that counts a trial as running with an
     experiment state from another save: one from before the trial began, or one from after it ended
     (seen in a kill-and-resume loop). The resume would never run that trial, and Ray would wait for it
-    for ever. The resume puts back Ray's whole save; without one it refuses rather than wait."""
+    for ever. Or it pairs the experiment state with a search saved before that trial was made: the
+    resume would run a trial more than asked. The resume puts back Ray's whole save; without one it
+    refuses."""
     import ray.cloudpickle
     from ray.train.constants import _get_ray_train_session_dir
 
@@ -365,10 +369,19 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     state = json.loads(state_file.read_text())
     if split == "trial not yet saved":
         state["trial_data"] = [t for t in state["trial_data"] if json.loads(t[0])["trial_id"] != waited_for]
-    else:
+    elif split == "trial saved as ended":
         state["trial_data"] = [[_ended(t[0], waited_for), t[1]] for t in state["trial_data"]]
+    else:  # the search as it was saved before it made that trial
+        search["counter"] -= 1
+        search["name:ConcurrencyLimiter"]["live_trials"] = set()
+        (experiment / f"search_gen_state-{session}.json").write_bytes(ray.cloudpickle.dumps(search))
     state_file.write_text(json.dumps(state))
     shutil.copytree(first, second)
+    mended = (
+        f"the experiment state holds {len(state['trial_data'])} trials, the search made {search['counter']}"
+        if split == "search saved before the trial"
+        else f"the search waits for trial {waited_for}"
+    )
 
     resumed = subprocess.run(
         _scenetune("sweep", "mlp", "--storage", str(first), "--name", "split", "--resume"),
@@ -376,9 +389,7 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
         text=True,
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"the kill split Ray's copy of its state (the search waits for trial {waited_for}); put back" in (
-        resumed.stderr
-    )
+    assert f"the kill split Ray's copy of its state ({mended}); put back" in resumed.stderr
     assert list(ray_trial_states(experiment).values()) == ["TERMINATED"] * 3  # none was run twice
 
     for staged in Path(_get_ray_train_session_dir()).parent.parent.glob(
@@ -393,7 +404,9 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     )
     assert refused.returncode == 2, refused.stdout + refused.stderr
     error = refused.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"scenetune: error: cannot resume {second / 'split'}: the kill split Ray's copy")
+    assert error.startswith(
+        f"scenetune: error: cannot resume {second / 'split'}: the kill split Ray's copy of its state ({mended})"
+    )
     assert error.endswith("nothing was run and nothing saved was changed")
     assert _contents(second / "split") == before
 
