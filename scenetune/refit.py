@@ -68,9 +68,8 @@ def last_scored_epoch(trial: TrialRecord, objective: Objective) -> int:
     return max((int(report.get("epoch") or 0) for report in trial.scored_reports(objective)), default=0)
 
 
-def noisy_best_epoch_note(best: TrialRecord, epochs: int) -> str:
+def noisy_best_epoch_note(best: TrialRecord, epochs: int, objective: Objective) -> str:
     """Why the refit trains longer than the best trial's best epoch, when it does."""
-    objective = objective_of(read_experiment_record(best.directory.parent))
     best_epoch = best.best_report(objective).get("epoch")
     trained = last_scored_epoch(best, objective)
     if not best_epoch or int(best_epoch) == epochs:
@@ -84,11 +83,10 @@ def is_accuracy(objective: Objective) -> bool:
     return objective.mode == "max" and objective.metric.endswith("acc")
 
 
-def refit_configs(best: TrialRecord, count: int, seed: int, on_validation: bool) -> list[dict[str, Any]]:
-    """The best trial's configuration once per seed, for its best epoch count (see refit_epochs)."""
-    record = read_experiment_record(best.directory.parent)
-    validation_images = record.get("data", {}).get("sizes", {}).get("val")
-    epochs = refit_epochs(best, objective_of(record), validation_images)
+def refit_configs(
+    best: TrialRecord, count: int, seed: int, on_validation: bool, epochs: int
+) -> list[dict[str, Any]]:
+    """The best trial's configuration once per seed, for `epochs` (see refit_epochs)."""
     base = {key: value for key, value in best.config.items() if key != "max_trial_seconds"}
     return [
         {
@@ -124,12 +122,15 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
             raise UserError(
                 f"cannot refit: experiment {plan.experiment_dir} has no finished trial with a checkpoint"
             )
+        record = read_experiment_record(plan.experiment_dir)
+        objective = objective_of(record)
+        epochs = refit_epochs(best, objective, record.get("data", {}).get("sizes", {}).get("val"))
         count = request.refit if plan.task.seeded else 1
-        configs = refit_configs(best, count, request.seed, not request.val_from_test)
+        configs = refit_configs(best, count, request.seed, not request.val_from_test, epochs)
         seeds = f"{count} seeds" if plan.task.seeded else "once (a seed does not change its fit)"
         print(
-            f"scenetune: refitting trial {best.trial_id} {seeds} for {configs[0]['epochs']} epochs"
-            f"{noisy_best_epoch_note(best, configs[0]['epochs'])} on {configs[0]['refit_train_on']}"
+            f"scenetune: refitting trial {best.trial_id} {seeds} for {epochs} epochs"
+            f"{noisy_best_epoch_note(best, epochs, objective)} on {configs[0]['refit_train_on']}"
         )
         tuner = tune.Tuner(
             trainable,

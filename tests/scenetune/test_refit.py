@@ -156,7 +156,9 @@ def test_an_interrupted_refit_resumes_keeps_what_it_trained_and_trains_the_best_
     assert summary.mean == pytest.approx(sum(t.last["test_acc"] for t in refits) / 3)
     assert summary.low <= summary.mean <= summary.high and len(summary.correct) == 450
     # With the test folder as validation (the study's protocol), the refit must not train on it.
-    assert {c["refit_train_on"] for c in refit_configs(best, 2, 0, on_validation=False)} == {"train"}
+    assert {c["refit_train_on"] for c in refit_configs(best, 2, 0, on_validation=False, epochs=3)} == {
+        "train"
+    }
 
 
 def trained(scores: list[float], metric: str = "val_acc", planned: int | None = None) -> TrialRecord:
@@ -194,15 +196,14 @@ def test_a_best_trial_cut_short_while_at_its_best_is_refit_for_the_planned_epoch
 
 
 def test_the_refit_line_says_why_it_trains_past_the_best_epoch(tmp_path: Path) -> None:
-    (tmp_path / "scenetune.json").write_text('{"metric": "val_acc", "mode": "max"}')
     noisy = TrialRecord(tmp_path / "t", {"epochs": 5}, trained([0.433, 0.461, 0.489, 0.521, 0.507]).history)
     assert (
-        noisy_best_epoch_note(noisy, 5)
+        noisy_best_epoch_note(noisy, 5, DEFAULT_OBJECTIVE)
         == " (its best epoch was 4; epoch 5 scored within the validation split's noise)"
     )
     cut = TrialRecord(tmp_path / "t", {"epochs": 5}, trained([0.457, 0.535]).history)
     assert (
-        noisy_best_epoch_note(cut, 5)
+        noisy_best_epoch_note(cut, 5, DEFAULT_OBJECTIVE)
         == " (the best trial was cut short after epoch 2 while still at its best; 5 were planned)"
     )
-    assert noisy_best_epoch_note(cut, 2) == ""
+    assert noisy_best_epoch_note(cut, 2, DEFAULT_OBJECTIVE) == ""
