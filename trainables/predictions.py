@@ -3,13 +3,13 @@ test images and paired comparisons of approaches are computed from (analysis.unc
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scenetune.experiment import TEST_PREDICTIONS_FILE
+from trainables.staging import checkpoint_staging
 
 
 def save_test_predictions(directory: Path, predicted: np.ndarray, labels: np.ndarray) -> None:
@@ -22,6 +22,6 @@ def report_with_test_predictions(metrics: dict[str, Any], predicted: np.ndarray,
     """tune.report for a trial with no network to keep (an SVM): its checkpoint holds the predictions."""
     from ray import tune
 
-    with tempfile.TemporaryDirectory(prefix="scenetune-predictions-") as staging:
-        save_test_predictions(Path(staging), predicted, labels)
+    with checkpoint_staging() as staging:
+        save_test_predictions(staging, predicted, labels)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from search_spaces.base import TaskSpace
 from trainables.specs import hidden_layer_name
+from trainables.staging import remove_orphaned_staging
 
 if TYPE_CHECKING:
     from torch import nn
@@ -87,6 +88,7 @@ class Task(ABC):
         task = self
 
         def run_trial(config: dict[str, Any], data: Any) -> None:
+            remove_orphaned_staging()  # what trials killed while reporting left on this machine
             task.train(config, data)
 
         run_trial.__name__ = run_trial.__qualname__ = f"train_{self.name}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from trainables.checkpoints import load_model, load_training_state, save_checkpo
 from trainables.models import count_parameters
 from trainables.predictions import save_test_predictions
 from trainables.specs import OPTIMIZERS
+from trainables.staging import checkpoint_staging
 
 EVAL_BATCH_SIZE = 2048
 SGD_MOMENTUM = 0.9
@@ -231,14 +231,14 @@ def _report(
 ) -> None:
     """One epoch's metrics to Ray Tune, with a checkpoint when the epoch improved on the best: the
     weights, the training state, and each test image's predicted and true class."""
-    with tempfile.TemporaryDirectory(prefix="scenetune-checkpoint-") as staging:
+    with checkpoint_staging() as staging:
         checkpoint = None
         if (
             saved_state is not None
         ):  # one checkpoint per improvement; Ray keeps only the latest, i.e. the best
-            save_checkpoint(Path(staging), model, plan.description, saved_state)
+            save_checkpoint(staging, model, plan.description, saved_state)
             if test_predictions is not None:
-                save_test_predictions(Path(staging), *test_predictions)
+                save_test_predictions(staging, *test_predictions)
             checkpoint = tune.Checkpoint.from_directory(staging)
         tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
 
