@@ -482,9 +482,10 @@ def _default_concurrency(request: SweepRequest) -> int:
 
 
 # Optuna's model-based samplers draw their first 10 trials at random. A search that starts from the
-# priors already holds the study's good points, so the GP sampler models the space after a few random
-# trials beside them. (TPE keeps its 10: with a handful of results its Parzen estimates are barely
-# narrower than the uniform prior, and its choices no better than random ones.)
+# priors already holds the study's good points, so TPE and the GP sampler model the space after a few
+# random trials beside them: TPE's first proposals then lie around the best prior, where the study's
+# one-factor improvements are (measurement 4: the presets' best reached after 0.40 / 0.24 / 0.58 of
+# their compute, against 0.53 / 0.36 / 0.63 with TPE's 10 random trials).
 COLD_START_RANDOM_TRIALS = 10
 RANDOM_TRIALS_AFTER_PRIORS = 4
 
@@ -504,9 +505,12 @@ def make_sampler(kind: str, seed: int, priors: int = 0):
     if kind == "gp":
         startup = priors + RANDOM_TRIALS_AFTER_PRIORS if priors else COLD_START_RANDOM_TRIALS
         return GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
+    startup = priors + RANDOM_TRIALS_AFTER_PRIORS if priors else COLD_START_RANDOM_TRIALS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
-        return TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        return TPESampler(
+            seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
+        )
 
 
 def build_tuner(plan: SweepPlan):
