@@ -17,7 +17,13 @@ import pytest
 from analysis.results import load_experiment
 from analysis.tables import summary_table
 from scenetune.cli import main
-from scenetune.experiment import DRIVER_FILE, load_trials, ray_trial_states
+from scenetune.experiment import (
+    DRIVER_FILE,
+    EXPERIMENT_STATE_PREFIX,
+    load_trials,
+    newest_experiment_state,
+    ray_trial_states,
+)
 from scenetune.heartbeat import RESUME_LOCK_FILE
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
 from tests.processes import kill_and_wait_for_ray
@@ -30,6 +36,26 @@ TINY = ["--set", "image_size=8", "--set", "width=32"]
 
 def _scenetune(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "scenetune", *arguments]
+
+
+def _sweep_of_long_trials(samples: int, epochs: int) -> list[str]:
+    """A sweep of tiny trials, one at a time, each running every epoch (no early stopping), so that a
+    test can act while trials still run: at 2-3 epochs under ASHA a trial took 50 ms, and a faster
+    machine than this one ended the sweep before the test could act."""
+    return [
+        "sweep",
+        "mlp",
+        "--samples",
+        str(samples),
+        "--epochs",
+        str(epochs),
+        "--early-stopping",
+        "none",
+    ] + [
+        "--max-concurrent",
+        "1",
+        *TINY,
+    ]
 
 
 def _wait_for(condition, process: subprocess.Popen) -> None:
@@ -112,24 +138,8 @@ def test_a_raising_trial_is_an_error_and_the_others_finish(tmp_path: Path, ray_s
 
 
 def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
-    # Trials of 40 full epochs run long enough that Ctrl-C lands while they run (2 epochs took 50 ms).
-    arguments = [
-        "sweep",
-        "mlp",
-        "--samples",
-        "4",
-        "--epochs",
-        "40",
-        "--early-stopping",
-        "none",
-        "--max-concurrent",
-        "1",
-        *TINY,
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "interrupted",
-    ]
+    # Ctrl-C lands while trials run.
+    arguments = [*_sweep_of_long_trials(4, 40), "--storage", str(tmp_path), "--name", "interrupted"]
     process = subprocess.Popen(
         _scenetune(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -249,9 +259,8 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
 
 def test_a_resume_while_the_driver_still_runs_is_refused_and_the_sweep_goes_on(tmp_path: Path) -> None:
     # A second terminal's `--resume` would put two drivers on one experiment.
-    # 100 trials of 20 full epochs outlast the refused resume by far; it stops them with Ctrl-C.
-    arguments = ["sweep", "mlp", "--samples", "100", "--epochs", "20", "--early-stopping", "none"]
-    arguments += ["--max-concurrent", "1", *TINY]
+    # 100 trials outlast the refused resume by far; the test stops them with Ctrl-C.
+    arguments = _sweep_of_long_trials(100, 20)
     process = subprocess.Popen(
         _scenetune(*arguments, "--storage", str(tmp_path), "--name", "live"),
         stdout=subprocess.PIPE,
@@ -346,11 +355,8 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     from ray.train.constants import _get_ray_train_session_dir
 
     first, second = tmp_path / "a", tmp_path / "b"
-    # Each trial runs every epoch, for a second or more, so that a saved state holds one trial ended and
-    # the next one running (at 3 epochs under ASHA a trial took 50 ms, and in CI the sweep once ended
-    # before any save showed both).
-    arguments = ["sweep", "mlp", "--samples", "3", "--epochs", "100", "--early-stopping", "none"]
-    arguments += ["--max-concurrent", "1", *TINY]
+    # Trials of a second or more, so that a saved state holds one trial ended and the next one running.
+    arguments = _sweep_of_long_trials(3, 100)
     process = subprocess.Popen(
         _scenetune(*arguments, "--storage", str(first), "--name", "split"),
         stdout=subprocess.DEVNULL,
@@ -362,8 +368,8 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
         _wait_for(lambda: {"RUNNING", "TERMINATED"} <= set(ray_trial_states(experiment).values()), process)
     finally:
         kill_and_wait_for_ray(process, group=True)
-    state_file = sorted(experiment.glob("experiment_state-*.json"))[-1]
-    session = state_file.name.removeprefix("experiment_state-").removesuffix(".json")
+    state_file = newest_experiment_state(experiment)
+    session = state_file.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
     search = ray.cloudpickle.loads((experiment / f"search_gen_state-{session}.json").read_bytes())
     (waited_for,) = search["name:ConcurrencyLimiter"]["live_trials"]
     state = json.loads(state_file.read_text())
