@@ -58,10 +58,12 @@ def _sweep_of_long_trials(samples: int, epochs: int) -> list[str]:
     ]
 
 
-def _wait_for(condition, process: subprocess.Popen) -> None:
-    while not condition():
+def _wait_for(condition, process: subprocess.Popen):
+    """What `condition` returns once it is true, polled while the sweep runs."""
+    while not (value := condition()):
         assert process.poll() is None, f"the sweep ended first: {process.communicate()}"
         time.sleep(0.1)
+    return value
 
 
 def test_a_killed_worker_restarts_its_trial_from_the_checkpoint(tmp_path: Path) -> None:
@@ -365,14 +367,17 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     )
     experiment = first / "split"
     try:
-        _wait_for(lambda: {"RUNNING", "TERMINATED"} <= set(ray_trial_states(experiment).values()), process)
+        save = _wait_for(lambda: _one_trial_ended_and_the_next_running(experiment), process)
     finally:
         kill_and_wait_for_ray(process, group=True)
+    # The kill may have cut or split Ray's copy on its own; the case is built from the save seen before it.
+    for name, content in save.items():
+        (experiment / name).write_bytes(content)
     state_file = newest_experiment_state(experiment)
     session = state_file.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
-    search = ray.cloudpickle.loads((experiment / f"search_gen_state-{session}.json").read_bytes())
+    search = ray.cloudpickle.loads(save[f"search_gen_state-{session}.json"])
     (waited_for,) = search["name:ConcurrencyLimiter"]["live_trials"]
-    state = json.loads(state_file.read_text())
+    state = json.loads(save[state_file.name])
     if split == "trial not yet saved":
         state["trial_data"] = [t for t in state["trial_data"] if json.loads(t[0])["trial_id"] != waited_for]
     elif split == "trial saved as ended":
@@ -415,6 +420,32 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     )
     assert error.endswith("nothing was run and nothing saved was changed")
     assert _contents(second / "split") == before
+
+
+def _one_trial_ended_and_the_next_running(experiment: Path) -> dict[str, bytes] | None:
+    """The newest saved state files (name -> content) when they read whole and agree, and show one
+    trial ended and the search waiting for the next one, which runs; None while Ray's copy is under
+    way or the sweep is elsewhere."""
+    import ray.cloudpickle
+
+    state_file = newest_experiment_state(experiment)
+    if state_file is None:
+        return None
+    session = state_file.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
+    save = {path.name: path.read_bytes() for path in experiment.glob(f"*-{session}.*") if path.is_file()}
+    try:
+        trials = [json.loads(trial) for trial, _ in json.loads(save[state_file.name])["trial_data"]]
+        search = ray.cloudpickle.loads(save[f"search_gen_state-{session}.json"])
+        searcher = [name for name in save if name.startswith("searcher-state-")]
+        ray.cloudpickle.loads(save[searcher[0]])
+    except Exception:  # a file cut short or not yet written: whatever its reader raises
+        return None
+    running = {trial["trial_id"] for trial in trials if trial["status"] == "RUNNING"}
+    agree = set(search["name:ConcurrencyLimiter"]["live_trials"]) == running and search["counter"] == len(
+        trials
+    )
+    ended = any(trial["status"] == "TERMINATED" for trial in trials)
+    return save if agree and ended and len(running) == 1 else None
 
 
 def _ended(trial_state: str, trial_id: str) -> str:
