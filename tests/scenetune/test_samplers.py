@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
-from scenetune.sweep import RANDOM_TRIALS_AFTER_PRIORS, make_sampler
+from scenetune.sweep import COLD_START_RANDOM_TRIALS, RANDOM_TRIALS_AFTER_PRIORS, make_sampler, random_start
 
 BEST_X = 0.9
 PRIORS = [0.85, 0.95]  # known-good points on either side of the best
@@ -44,9 +44,10 @@ def test_each_sampler_replays_its_suggestions_for_a_seed(kind: str) -> None:
     assert suggestions(3) == suggestions(3) != suggestions(4)
 
 
-def _suggested(sampler_priors: int, trials: int) -> list[float]:
+def _suggested(sampler_priors: int, trials: int, stopped_early: bool = True) -> list[float]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 0, sampler_priors))
+    sampler = make_sampler("tpe", 0, sampler_priors, stopped_early=stopped_early)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     for x in PRIORS:
         study.enqueue_trial({"x": x})
     study.optimize(lambda trial: -abs(trial.suggest_float("x", 0.0, 1.0) - BEST_X), n_trials=trials)
@@ -61,3 +62,25 @@ def test_after_the_priors_tpe_draws_4_trials_at_random_then_models_the_space() -
     informed, cold = _suggested(len(PRIORS), start + 1), _suggested(0, start + 1)
     assert informed[:start] == cold[:start]  # the priors, then the same random draws
     assert informed[start] != cold[start]  # the informed search's first modelled trial
+
+
+def test_where_asha_cannot_stop_a_trial_tpe_draws_10_trials_at_random_the_priors_among_them() -> None:
+    """A trial of one step (an SVM fit) costs its whole run wherever TPE's early model sends it;
+    such searches keep Optuna's 10 random trials, as a cold start does (measurement 7 in
+    BENCHMARKS.md), while a network search models after the priors and 4."""
+    trials = COLD_START_RANDOM_TRIALS + 1
+    one_step = _suggested(len(PRIORS), trials, stopped_early=False)
+    assert one_step == _suggested(0, trials)  # the same random draws, then the same first model
+    informed_start = len(PRIORS) + RANDOM_TRIALS_AFTER_PRIORS
+    assert one_step[informed_start] != _suggested(len(PRIORS), trials)[informed_start]
+
+
+def test_a_random_start_is_never_shorter_than_the_priors_and_4_random_trials() -> None:
+    assert (
+        random_start(0, stopped_early=True)
+        == random_start(0, stopped_early=False)
+        == COLD_START_RANDOM_TRIALS
+    )
+    assert random_start(2, stopped_early=True) == 2 + RANDOM_TRIALS_AFTER_PRIORS
+    assert random_start(2, stopped_early=False) == COLD_START_RANDOM_TRIALS
+    assert random_start(8, stopped_early=False) == 8 + RANDOM_TRIALS_AFTER_PRIORS
