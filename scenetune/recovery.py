@@ -104,7 +104,7 @@ def mend_state_a_kill_left(experiment_dir: Path) -> list[str]:
     if newest is None:
         return []
     session = newest.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
-    saved = _saved_by(experiment_dir, session)
+    saved = saved_state_files(experiment_dir, session)
     cut = sorted(name for name, path in saved.items() if not _readable(path))
     split = "" if cut else _split_between(saved, session)
     if not cut and not split:
@@ -164,7 +164,7 @@ def _trial_statuses(experiment_state: Path) -> dict[str, str]:
     return {entry["trial_id"]: entry.get("status", "") for entry in entries}
 
 
-def _saved_by(folder: Path, session: str) -> dict[str, Path]:
+def saved_state_files(folder: Path, session: str) -> dict[str, Path]:
     """The state files one Ray session saved in a folder (not the temporary ones it writes first)."""
     return {
         path.name: path
@@ -200,7 +200,7 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
     trial_folders = {folder.name.rsplit("_", 1)[-1] for folder in experiment_dir.iterdir() if folder.is_dir()}
     complete = []
     for state in sessions.glob(pattern):
-        save = _saved_by(state.parent, session)
+        save = saved_state_files(state.parent, session)
         if (
             needed <= set(save)
             and all(_readable(path) for path in save.values())

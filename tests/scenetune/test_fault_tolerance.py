@@ -25,7 +25,7 @@ from scenetune.experiment import (
     ray_trial_states,
 )
 from scenetune.heartbeat import RESUME_LOCK_FILE
-from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
+from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints, saved_state_files
 from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import load_training_state
 
@@ -432,18 +432,16 @@ def _one_trial_ended_and_the_next_running(experiment: Path) -> dict[str, bytes] 
     if state_file is None:
         return None
     session = state_file.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
-    save = {path.name: path.read_bytes() for path in experiment.glob(f"*-{session}.*") if path.is_file()}
+    save = {name: path.read_bytes() for name, path in saved_state_files(experiment, session).items()}
     try:
         trials = [json.loads(trial) for trial, _ in json.loads(save[state_file.name])["trial_data"]]
         search = ray.cloudpickle.loads(save[f"search_gen_state-{session}.json"])
-        searcher = [name for name in save if name.startswith("searcher-state-")]
-        ray.cloudpickle.loads(save[searcher[0]])
+        ray.cloudpickle.loads(save[f"searcher-state-{session}.pkl"])
     except Exception:  # a file cut short or not yet written: whatever its reader raises
         return None
     running = {trial["trial_id"] for trial in trials if trial["status"] == "RUNNING"}
-    agree = set(search["name:ConcurrencyLimiter"]["live_trials"]) == running and search["counter"] == len(
-        trials
-    )
+    waited_for = set(search["name:ConcurrencyLimiter"]["live_trials"])
+    agree = waited_for == running and search["counter"] == len(trials)
     ended = any(trial["status"] == "TERMINATED" for trial in trials)
     return save if agree and ended and len(running) == 1 else None
 
