@@ -207,6 +207,21 @@ def read_result_lines(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def continued_lineage(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reports of the run a trial's final state descends from. A trial resumed or retried from a
+    checkpoint reports the epochs after it again, and the checkpoint's own epochs once more (their
+    reports may have been lost with a killed driver): each report of an epoch supersedes the earlier
+    reports of that epoch and of every epoch after it."""
+    lineage: list[dict[str, Any]] = []
+    for report in reports:
+        epoch = report.get("epoch")
+        if is_finite_number(epoch):
+            while lineage and is_finite_number(lineage[-1].get("epoch")) and lineage[-1]["epoch"] >= epoch:
+                lineage.pop()
+        lineage.append(report)
+    return lineage
+
+
 def _inside(path: Path, folder: Path) -> bool:
     """Whether path, links resolved, lies inside folder: a link leading elsewhere is never read."""
     try:
@@ -216,8 +231,9 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def load_trials(experiment_dir: Path) -> list[TrialRecord]:
-    """Every trial folder of the experiment, in creation order; links leading outside it and folders
-    marked as orphaned (the search ran their configuration again under another trial) are skipped."""
+    """Every trial folder of the experiment, in creation order, with the reports of its continued run;
+    links leading outside it and folders marked as orphaned (the search ran their configuration again
+    under another trial) are skipped."""
     trials = []
     for params in sorted(Path(experiment_dir).glob(f"*/{PARAMS_FILE}")):
         directory = params.parent
@@ -229,7 +245,9 @@ def load_trials(experiment_dir: Path) -> list[TrialRecord]:
             config = json.loads(params.read_text())
         except json.JSONDecodeError:
             config = {}
-        trials.append(TrialRecord(directory, config, read_result_lines(directory / RESULT_FILE)))
+        trials.append(
+            TrialRecord(directory, config, continued_lineage(read_result_lines(directory / RESULT_FILE)))
+        )
     return trials
 
 

@@ -7,7 +7,8 @@ copy stays behind in the staging folder.
 Ray deletes a trial's previous checkpoint as soon as a newer one is on disk, but writes that change
 into the experiment state only when it next saves it. A sweep killed in between resumes a trial
 whose recorded checkpoint no longer exists, and Ray fails that trial. The newer checkpoint is the
-trial's real state, so it takes the name the record expects.
+trial's real state, so it takes the name the record expects. A trial's worker outlives a killed
+driver for a moment and can save further checkpoints that nothing recorded.
 """
 
 from __future__ import annotations
@@ -72,22 +73,38 @@ def _newer_checkpoints(recorded: Path) -> list[Path]:
 
 
 def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
-    """Move each trial's newest checkpoint to its recorded name where the recorded one is gone.
+    """Give each trial the checkpoint that follows its recorded one where the recorded one is gone,
+    and remove the checkpoints saved after that.
 
-    Returns one line per mended trial. A trial with no newer checkpoint is left to Ray, which
-    reports it as failed.
+    The checkpoint next to the record is taken rather than the newest: the reports of the epochs after
+    the record may be lost with the driver, and the trial reports again only the epochs its checkpoint
+    holds (`trainables.training`). The later ones would collide with the checkpoints the continued
+    trial saves. Returns one line per mended trial. A trial with no newer checkpoint is left to Ray,
+    which reports it as failed.
     """
     mended = []
     for checkpoint in recorded_checkpoints(experiment_dir):
-        if checkpoint.path.exists():
-            continue
         newer = _newer_checkpoints(checkpoint.path)
-        if not newer:
-            continue
-        newer[-1].rename(checkpoint.path)
-        mended.append(
-            f"trial {checkpoint.trial_id} continues from {newer[-1].name}, saved after Ray last recorded the experiment"
-        )
+        continued = ""
+        if not checkpoint.path.exists() and newer:
+            continued = newer.pop(0).name
+            (checkpoint.path.parent / continued).rename(checkpoint.path)
+        for later in newer:
+            shutil.rmtree(later)
+        if continued:
+            mended.append(
+                f"trial {checkpoint.trial_id} continues from {continued}, saved after Ray last recorded the experiment"
+                + (
+                    f" ({len(newer)} later checkpoint(s) removed: it trains those epochs again)"
+                    if newer
+                    else ""
+                )
+            )
+        elif newer:
+            mended.append(
+                f"trial {checkpoint.trial_id}: {len(newer)} checkpoint(s) saved after Ray last recorded the "
+                "experiment removed: it trains those epochs again from its recorded checkpoint"
+            )
     return mended
 
 

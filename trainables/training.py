@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,29 +181,38 @@ class TrainingPlan:
 
 @dataclass
 class Progress:
-    """Where a trial stands: its best validation epoch so far, the next epoch, and which attempt this is."""
+    """Where a trial stands: its best validation epoch so far, the next epoch, which attempt this is,
+    and the reports of the epochs since its last checkpoint."""
 
     best: dict[str, float]
     first_epoch: int = 1
     attempt: int = 1
+    unsaved_reports: list[dict[str, Any]] = field(default_factory=list)
+    restored: tune.Checkpoint | None = None
+    replay: list[dict[str, Any]] = field(default_factory=list)  # the restored checkpoint's reports
 
     def state(
         self, optimizer: torch.optim.Optimizer, generator: torch.Generator, epoch: int
     ) -> dict[str, Any]:
-        """What a checkpoint keeps so that a retry continues after `epoch`."""
+        """What a checkpoint keeps so that a retry continues after `epoch`, with the reports of the
+        epochs it holds since the previous checkpoint."""
         return {
             "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(),
             "best": self.best,
             "epoch": epoch,
             "attempt": self.attempt,
+            "reports": self.unsaved_reports,
         }
 
 
 def _restore(
     model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device
 ) -> Progress:
-    """Continue from the trial's checkpoint if Ray hands it one (a retry or a resume), else start."""
+    """Continue from the trial's checkpoint if Ray hands it one (a retry or a resume), else start.
+
+    A checkpoint without training state is not continued: its trial ended and freed it (see
+    scenetune.trial_storage), so only training from the first epoch gives the planned run."""
     progress = Progress(
         best={"val_acc": -1.0, "epoch": 0, "test_acc": float("nan"), "val_loss": float("inf")}
     )
@@ -211,15 +221,33 @@ def _restore(
         return progress
     with restored.as_directory() as directory:
         state = load_training_state(Path(directory))
+        if state is None:
+            return progress
         weights, _ = load_model(Path(directory), device)
     model.load_state_dict(weights.state_dict())
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        progress = Progress(
-            best=state["best"], first_epoch=state["epoch"] + 1, attempt=state.get("attempt", 1) + 1
-        )
-    return progress
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return Progress(
+        best=state["best"],
+        first_epoch=state["epoch"] + 1,
+        attempt=state.get("attempt", 1) + 1,
+        restored=restored,
+        replay=list(state.get("reports", [])),
+    )
+
+
+def _replay(progress: Progress) -> None:
+    """Report the restored checkpoint's epochs again, the last with the checkpoint itself.
+
+    A driver killed after the checkpoint was saved may never have recorded those reports; reported
+    again, they supersede any recorded copy (`continued_lineage`), so the trial's history reaches the
+    epoch its weights are at, and its last report names a checkpoint that holds them."""
+    *earlier, last = progress.replay
+    for report in earlier:
+        tune.report(report)
+    with progress.restored.as_directory() as directory, checkpoint_staging() as staging:
+        shutil.copytree(directory, staging, dirs_exist_ok=True)
+        tune.report(last, checkpoint=tune.Checkpoint.from_directory(staging))
 
 
 def _report(
@@ -294,6 +322,8 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     train_samples = plan.training_samples(data["train"]) if plan.training_samples else data["train"]
     samples_per_image = len(train_samples.y) // len(data["train"].y)
     progress = _restore(model, optimizer, generator, device)
+    if progress.replay:
+        _replay(progress)
     context = {
         "n_params": count_parameters(model),
         "node_id": ray.get_runtime_context().get_node_id(),
@@ -346,8 +376,11 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         # A trial whose next epoch would end past its time limit stops now, with what it has.
         too_slow = deadline is not None and epoch < epochs and time.perf_counter() + train_seconds > deadline
         metrics["too_slow"] = too_slow
+        progress.unsaved_reports.append(dict(metrics))
         saved = progress.state(optimizer, generator, epoch) if improved else None
         test_predictions = (test_predicted, splits["test"].y) if improved else None
         _report(metrics, plan, model, saved, test_predictions)
+        if improved:
+            progress.unsaved_reports = []
         if diverged or too_slow:
             return  # a NaN or infinite loss, or no time for another epoch, ends the trial; the sweep goes on

@@ -66,3 +66,30 @@ def test_reports_that_do_not_name_their_checkpoint_fall_back_to_the_newest(tmp_p
     save_checkpoint(trial_dir, "checkpoint_000000", right=5)
     save_checkpoint(trial_dir, "checkpoint_000001", right=6)
     assert load_trials(tmp_path / "sweep")[0].checkpoint == trial_dir / "checkpoint_000001"
+
+
+def test_a_resumed_trials_history_is_the_run_its_final_weights_descend_from(tmp_path: Path) -> None:
+    """Killed after epoch 4 with epoch 2's checkpoint recorded: the resumed trial reports epoch 2 again
+    (from its checkpoint) and trains epochs 3 to 5 again. The best epoch and checkpoint are the
+    continued run's, not epoch 4's of the run that was thrown away."""
+    trial_dir = tmp_path / "sweep" / "train_mlp_00001_abc"
+    first_run = [
+        {"epoch": 1, "val_acc": 0.5, "test_acc": 0.5, CHECKPOINT_FIELD: "checkpoint_000000"},
+        {"epoch": 2, "val_acc": 0.6, "test_acc": 0.6, CHECKPOINT_FIELD: "checkpoint_000001"},
+        {"epoch": 3, "val_acc": 0.55, "test_acc": 0.6, CHECKPOINT_FIELD: None},
+        {"epoch": 4, "val_acc": 0.9, "test_acc": 0.9, CHECKPOINT_FIELD: "checkpoint_000002"},
+    ]
+    continued = [
+        {"epoch": 2, "val_acc": 0.6, "test_acc": 0.6, CHECKPOINT_FIELD: "checkpoint_000002"},
+        {"epoch": 3, "val_acc": 0.65, "test_acc": 0.66, CHECKPOINT_FIELD: "checkpoint_000003"},
+        {"epoch": 4, "val_acc": 0.62, "test_acc": 0.66, CHECKPOINT_FIELD: None},
+        {"epoch": 5, "val_acc": 0.64, "test_acc": 0.66, CHECKPOINT_FIELD: None},
+    ]
+    write_trial(trial_dir, first_run + continued)
+    save_checkpoint(trial_dir, "checkpoint_000003", right=7)
+    trial = load_trials(tmp_path / "sweep")[0]
+    assert [r["epoch"] for r in trial.history] == [1, 2, 3, 4, 5]
+    assert trial.history[1:] == continued
+    assert trial.best_report()["epoch"] == 3 and trial.checkpoint == trial_dir / "checkpoint_000003"
+    row = load_experiment(tmp_path / "sweep").trials.iloc[0]
+    assert row["val_acc"] == 0.65 and row["epochs_run"] == 5

@@ -20,6 +20,7 @@ from scenetune.cli import main
 from scenetune.experiment import (
     DRIVER_FILE,
     EXPERIMENT_STATE_PREFIX,
+    RESULT_FILE,
     load_trials,
     newest_experiment_state,
     ray_trial_states,
@@ -173,10 +174,16 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path: Path) -> None:
             ]
 
 
-# When and where an epoch ran. An epoch that reported in the instant before Ctrl-C, before Ray's
-# driver recorded its checkpoint in the state it saves, is trained again on resume; seeded, it
-# reports the same numbers, from another process at another time.
+# When and where an epoch ran, and how Ray numbered its report. An epoch that reported in the instant
+# before Ctrl-C, before Ray's driver recorded its checkpoint in the state it saves, is trained again on
+# resume; seeded, it reports the same numbers, from another process at another time, as the trial's
+# second attempt. A resumed trial reports its checkpoint's epochs once more: Ray numbers that report and
+# its checkpoint anew.
 RUN_FIELDS = {
+    "attempt",
+    "training_iteration",
+    "iterations_since_restore",
+    "checkpoint_dir_name",
     "pid",
     "node_id",
     "timestamp",
@@ -201,7 +208,9 @@ def _running_trial_checkpoint(experiment: Path) -> RecordedCheckpoint | None:
     )
 
 
-def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_path: Path) -> None:
+def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from_with_the_reports_the_kill_lost(
+    tmp_path: Path,
+) -> None:
     arguments = [
         "sweep",
         "mlp",
@@ -243,16 +252,35 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from(tmp_pa
         shutil.rmtree(recorded.path, ignore_errors=True)  # the kill may have landed just after Ray did so
     elif recorded.path.exists():
         recorded.path.rename(newer)
-    continued_from = load_training_state(max(recorded.path.parent.glob("checkpoint_*")))["epoch"]
+    # What else the kill can leave: a later checkpoint that the worker saved after the driver's last
+    # record, and the reports of the epochs the continued checkpoint holds, lost with the driver.
+    later = newer.with_name(f"checkpoint_{int(newer.name.split('_')[1]) + 1:06d}")
+    if not later.exists():
+        shutil.copytree(newer, later)
+    continued = load_training_state(newer)
+    continued_from, lost = continued["epoch"], continued["reports"]
+    assert [r["epoch"] for r in lost][-1] == continued_from
+    result_file = newer.parent / RESULT_FILE
+    kept = [
+        line for line in result_file.read_text().splitlines() if json.loads(line)["epoch"] < lost[0]["epoch"]
+    ]
+    result_file.write_text("".join(f"{line}\n" for line in kept))
     resumed = subprocess.run(
         _scenetune("sweep", "mlp", "--storage", str(tmp_path), "--name", "superseded", "--resume"),
         capture_output=True,
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"trial {recorded.trial_id} continues from checkpoint_" in resumed.stderr
+    assert f"trial {recorded.trial_id} continues from {newer.name}" in resumed.stderr
+    assert "1 later checkpoint(s) removed" in resumed.stderr
     (trial,) = load_trials(experiment)
-    assert trial.last["epoch"] == 10
+    assert [r["epoch"] for r in trial.history] == list(range(1, 11))  # no epoch lost, none twice
+    # The lost reports are back as the run that trained them made them (a rerun's clock would differ);
+    # training went on after them.
+    replayed = [r for r in trial.history if lost[0]["epoch"] <= r["epoch"] <= continued_from]
+    assert [(r["val_acc"], r["trial_seconds"], r["train_samples_per_s"]) for r in replayed] == [
+        (r["val_acc"], r["trial_seconds"], r["train_samples_per_s"]) for r in lost
+    ]
     first_after_resume = next(r for r in trial.history if r["attempt"] == 2)
     assert first_after_resume["epoch"] == continued_from + 1
     # A resume after the driver was killed is no retry: the trial's worker never failed.
