@@ -85,20 +85,18 @@ def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
     mended = []
     for checkpoint in recorded_checkpoints(experiment_dir):
         newer = _newer_checkpoints(checkpoint.path)
-        continued = ""
-        if not checkpoint.path.exists() and newer:
-            continued = newer.pop(0).name
-            (checkpoint.path.parent / continued).rename(checkpoint.path)
+        continued = newer.pop(0) if newer and not checkpoint.path.exists() else None
+        if continued is not None:
+            continued.rename(checkpoint.path)
         for later in newer:
             shutil.rmtree(later)
-        if continued:
+        if continued is not None:
+            removed = (
+                f" ({len(newer)} later checkpoint(s) removed: it trains those epochs again)" if newer else ""
+            )
             mended.append(
-                f"trial {checkpoint.trial_id} continues from {continued}, saved after Ray last recorded the experiment"
-                + (
-                    f" ({len(newer)} later checkpoint(s) removed: it trains those epochs again)"
-                    if newer
-                    else ""
-                )
+                f"trial {checkpoint.trial_id} continues from {continued.name}, saved after Ray last recorded "
+                f"the experiment{removed}"
             )
         elif newer:
             mended.append(

@@ -538,6 +538,7 @@ def build_tuner(plan: SweepPlan):
     trainable = _trainable(plan)
     max_concurrent = request.max_concurrent or _default_concurrency(request)
     if request.space == OPTUNA_SPACE:
+        asha = request.early_stopping == "asha"
         priors = [] if request.no_prior else prior_points(space, request.pinned, plan.context)
         # The GP sampler fits its model while the space is defined (~1 s a suggestion); Ray would warn
         # on every trial that the space does "actual computation".
@@ -554,7 +555,7 @@ def build_tuner(plan: SweepPlan):
                 request.sampler,
                 request.seed,
                 len(priors),
-                stopped_early=request.early_stopping == "asha" and plan.epochs > 1,
+                stopped_early=asha and plan.epochs > 1,
             ),
         )
         search_alg = ConcurrencyLimiter(_cost_aware(searcher, plan), max_concurrent=max_concurrent)
@@ -568,7 +569,7 @@ def build_tuner(plan: SweepPlan):
                 grace_period=1,
                 reduction_factor=3,
             )
-            if request.early_stopping == "asha"
+            if asha
             else FIFOScheduler()
         )
         param_space: dict[str, Any] = {}

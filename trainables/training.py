@@ -188,8 +188,6 @@ class Progress:
     first_epoch: int = 1
     attempt: int = 1
     unsaved_reports: list[dict[str, Any]] = field(default_factory=list)
-    restored: tune.Checkpoint | None = None
-    replay: list[dict[str, Any]] = field(default_factory=list)  # the restored checkpoint's reports
 
     def state(
         self, optimizer: torch.optim.Optimizer, generator: torch.Generator, epoch: int
@@ -209,7 +207,8 @@ class Progress:
 def _restore(
     model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device
 ) -> Progress:
-    """Continue from the trial's checkpoint if Ray hands it one (a retry or a resume), else start.
+    """Continue from the trial's checkpoint if Ray hands it one (a retry or a resume), reporting again
+    the epochs it holds (`_replay`), else start.
 
     A checkpoint without training state is not continued: its trial ended and freed it (see
     scenetune.trial_storage), so only training from the first epoch gives the planned run."""
@@ -224,29 +223,25 @@ def _restore(
         if state is None:
             return progress
         weights, _ = load_model(Path(directory), device)
+        if state.get("reports"):
+            _replay(state["reports"], Path(directory))
     model.load_state_dict(weights.state_dict())
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
-    return Progress(
-        best=state["best"],
-        first_epoch=state["epoch"] + 1,
-        attempt=state.get("attempt", 1) + 1,
-        restored=restored,
-        replay=list(state.get("reports", [])),
-    )
+    return Progress(best=state["best"], first_epoch=state["epoch"] + 1, attempt=state.get("attempt", 1) + 1)
 
 
-def _replay(progress: Progress) -> None:
-    """Report the restored checkpoint's epochs again, the last with the checkpoint itself.
+def _replay(reports: list[dict[str, Any]], checkpoint: Path) -> None:
+    """Report a restored checkpoint's epochs again, the last with a copy of the checkpoint itself.
 
     A driver killed after the checkpoint was saved may never have recorded those reports; reported
     again, they supersede any recorded copy (`continued_lineage`), so the trial's history reaches the
     epoch its weights are at, and its last report names a checkpoint that holds them."""
-    *earlier, last = progress.replay
+    *earlier, last = reports
     for report in earlier:
         tune.report(report)
-    with progress.restored.as_directory() as directory, checkpoint_staging() as staging:
-        shutil.copytree(directory, staging, dirs_exist_ok=True)
+    with checkpoint_staging() as staging:
+        shutil.copytree(checkpoint, staging, dirs_exist_ok=True)
         tune.report(last, checkpoint=tune.Checkpoint.from_directory(staging))
 
 
@@ -322,8 +317,6 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     train_samples = plan.training_samples(data["train"]) if plan.training_samples else data["train"]
     samples_per_image = len(train_samples.y) // len(data["train"].y)
     progress = _restore(model, optimizer, generator, device)
-    if progress.replay:
-        _replay(progress)
     context = {
         "n_params": count_parameters(model),
         "node_id": ray.get_runtime_context().get_node_id(),

@@ -208,6 +208,11 @@ def _running_trial_checkpoint(experiment: Path) -> RecordedCheckpoint | None:
     )
 
 
+def _next_checkpoint(checkpoint: Path) -> Path:
+    """Where Ray saves a trial's checkpoint after `checkpoint`."""
+    return checkpoint.with_name(f"checkpoint_{int(checkpoint.name.split('_')[1]) + 1:06d}")
+
+
 def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from_with_the_reports_the_kill_lost(
     tmp_path: Path,
 ) -> None:
@@ -247,14 +252,14 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from_with_t
         kill_and_wait_for_ray(process, group=True)  # the orphaned worker could still save a checkpoint
     (recorded,) = recorded_checkpoints(experiment)
     # What Ray leaves when killed between two steps: a newer checkpoint on disk, the recorded one deleted.
-    newer = recorded.path.with_name(f"checkpoint_{int(recorded.path.name.split('_')[1]) + 1:06d}")
+    newer = _next_checkpoint(recorded.path)
     if newer.exists():
         shutil.rmtree(recorded.path, ignore_errors=True)  # the kill may have landed just after Ray did so
     elif recorded.path.exists():
         recorded.path.rename(newer)
     # What else the kill can leave: a later checkpoint that the worker saved after the driver's last
     # record, and the reports of the epochs the continued checkpoint holds, lost with the driver.
-    later = newer.with_name(f"checkpoint_{int(newer.name.split('_')[1]) + 1:06d}")
+    later = _next_checkpoint(newer)
     if not later.exists():
         shutil.copytree(newer, later)
     continued = load_training_state(newer)
