@@ -42,6 +42,8 @@ TEST_PREDICTIONS_FILE = "test_predictions.npz"
 # Written by a sweep's driver while it runs (pid, host, time), removed when it ends: trials that Ray
 # last saw running read as `interrupted` once no driver is alive.
 DRIVER_FILE = ".scenetune-driver.json"
+# Written by a sweep's driver after each save of Ray's state: that whole save, for a resume after a kill.
+KEPT_SAVE_FILE = ".scenetune-last-save.zip"
 DRIVER_HEARTBEAT_S = 5.0
 DRIVER_STALE_S = 60.0
 PROCESS_START_SLACK_S = 1.0  # create_time is rounded to clock ticks
@@ -331,6 +333,20 @@ def newest_experiment_state(experiment_dir: Path) -> Path | None:
     """Ray Tune's newest saved experiment state (the one a resume starts from), if any."""
     states = sorted(Path(experiment_dir).glob(f"{EXPERIMENT_STATE_PREFIX}*.json"))
     return states[-1] if states else None
+
+
+def session_of(experiment_state: Path) -> str:
+    """The Ray session whose save a state file is part of: its name is experiment_state-<session>.json."""
+    return experiment_state.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
+
+
+def saved_state_files(folder: Path, session: str) -> dict[str, Path]:
+    """The state files one Ray session saved in a folder (not the temporary ones it writes first)."""
+    return {
+        path.name: path
+        for path in Path(folder).glob(f"*-{session}.*")
+        if path.is_file() and not path.name.startswith((".", "tmp-"))
+    }
 
 
 def ray_trial_entries(experiment_dir: Path) -> list[tuple[str, str]]:

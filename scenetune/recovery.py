@@ -1,8 +1,9 @@
 """Mend what a killed sweep can leave behind, before Ray resumes it; refuse a resume Ray cannot do.
 
 Ray saves the experiment's state in a staging folder of its session and copies it into the experiment
-folder; a kill during that copy leaves the folder's newest state file cut short, and Ray's complete
-copy stays behind in the staging folder.
+folder; a kill during that copy leaves the folder's newest state file cut short. Ray's complete copy
+may stay behind in the staging folder; Ray writes that one in place, though, so a kill can cut it too,
+and the driver's own copy of the last whole save (`kept_save`) is the fallback.
 
 Ray deletes a trial's previous checkpoint as soon as a newer one is on disk, but writes that change
 into the experiment state only when it next saves it. A sweep killed in between resumes a trial
@@ -17,6 +18,7 @@ import contextlib
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +28,14 @@ from scenetune.errors import UserError
 from scenetune.experiment import (
     CHECKPOINT_PREFIX,
     EXPERIMENT_STATE_PREFIX,
+    KEPT_SAVE_FILE,
     newest_experiment_state,
     ray_trial_entries,
+    saved_state_files,
+    session_of,
     trial_entries,
 )
+from scenetune.kept_save import unpack_kept_save
 
 
 @dataclass(frozen=True)
@@ -109,38 +115,64 @@ def restore_superseded_checkpoints(experiment_dir: Path) -> list[str]:
 def mend_state_a_kill_left(experiment_dir: Path) -> list[str]:
     """Where a kill cut one of the newest saved state files short, or split Ray's copy of them so that
     the search and the experiment state disagree on which trials exist or still run, put back that
-    whole save from Ray's driver staging folder on this machine.
+    session's last whole save: Ray's own from its driver staging folder on this machine, or else the
+    copy the driver kept in the experiment folder (`kept_save`).
 
-    Returns one line, or none. A cut save without a complete staged copy is left to Ray's restore,
-    which the resume then refuses (`refusing_a_fresh_start`); a split one is refused here.
+    Returns one line, or none. A cut save without a whole copy is left to Ray's restore, which the
+    resume then refuses (`refusing_a_fresh_start`); a split one is refused here.
     """
     experiment_dir = Path(experiment_dir)
     newest = newest_experiment_state(experiment_dir)
     if newest is None:
         return []
-    session = newest.name.removeprefix(EXPERIMENT_STATE_PREFIX).removesuffix(".json")
+    session = session_of(newest)
     saved = saved_state_files(experiment_dir, session)
     cut = sorted(name for name, path in saved.items() if not _readable(path))
     split = "" if cut else _split_between(saved, session)
     if not cut and not split:
         return []
-    staged = _complete_staged_save(experiment_dir, session, needed=set(saved))
-    if staged is None:
-        if split:
-            raise UserError(
-                f"cannot resume {experiment_dir}: the kill split Ray's copy of its state ({split}) and no "
-                "complete copy is left on this machine; nothing was run and nothing saved was changed"
-            )
-        return []
-    for name, copy in staged.items():
-        with atomic.replaced_when_written(experiment_dir / name) as partial:
-            shutil.copyfile(copy, partial)
+    with tempfile.TemporaryDirectory(prefix="scenetune-kept-save-") as unpacked:
+        found = _whole_save(experiment_dir, session, set(saved), Path(unpacked))
+        if found is None:
+            if split:
+                raise UserError(
+                    f"cannot resume {experiment_dir}: the kill split Ray's copy of its state ({split}) and no "
+                    "complete copy is left; nothing was run and nothing saved was changed"
+                )
+            return []
+        source, whole = found
+        for name, copy in whole.items():
+            with atomic.replaced_when_written(experiment_dir / name) as partial:
+                shutil.copyfile(copy, partial)
     what = (
         f"{', '.join(cut)} cut short by the kill"
         if cut
         else f"the kill split Ray's copy of its state ({split})"
     )
-    return [f"{what}; put back Ray's complete save of {session} from {next(iter(staged.values())).parent}"]
+    return [f"{what}; put back {source}"]
+
+
+def _whole_save(
+    experiment_dir: Path, session: str, needed: set[str], unpack_into: Path
+) -> tuple[str, dict[str, Path]] | None:
+    """Where the last whole save of `session` is, in words, and its files: Ray's staged copy where one
+    is whole (the kept copy is never newer), or else the copy the driver kept."""
+    staged = _complete_staged_save(experiment_dir, session, needed)
+    if staged is not None:
+        return f"Ray's complete save of {session} from {next(iter(staged.values())).parent}", staged
+    kept = unpack_kept_save(experiment_dir, session, unpack_into)
+    if kept and _whole(kept, session, needed):
+        return f"the last whole save of {session}, which the sweep kept in {KEPT_SAVE_FILE}", kept
+    return None
+
+
+def _whole(save: dict[str, Path], session: str, needed: set[str]) -> bool:
+    """Whether a save holds every file in `needed`, each reads whole, and they agree with each other."""
+    return (
+        needed <= set(save)
+        and all(_readable(path) for path in save.values())
+        and not _split_between(save, session)
+    )
 
 
 def _split_between(saved: dict[str, Path], session: str) -> str:
@@ -179,15 +211,6 @@ def _trial_statuses(experiment_state: Path) -> dict[str, str]:
     return {entry["trial_id"]: entry.get("status", "") for entry in entries}
 
 
-def saved_state_files(folder: Path, session: str) -> dict[str, Path]:
-    """The state files one Ray session saved in a folder (not the temporary ones it writes first)."""
-    return {
-        path.name: path
-        for path in folder.glob(f"*-{session}.*")
-        if path.is_file() and not path.name.startswith((".", "tmp-"))
-    }
-
-
 def _readable(state_file: Path) -> bool:
     """Whether a saved state file reads whole: Ray writes JSON, and pickles under both .pkl and .json
     names (this experiment's own files, written by Ray: safe to unpickle)."""
@@ -216,13 +239,8 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
     complete = []
     for state in sessions.glob(pattern):
         save = saved_state_files(state.parent, session)
-        if (
-            needed <= set(save)
-            and all(_readable(path) for path in save.values())
-            and _trial_statuses(state).keys()
-            & trial_folders  # another experiment of that name started the same second
-            and not _split_between(save, session)
-        ):
+        # Another experiment of that name may have started the same second: its trials are not here.
+        if _whole(save, session, needed) and _trial_statuses(state).keys() & trial_folders:
             complete.append(save)
     if not complete:
         return None

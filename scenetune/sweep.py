@@ -618,17 +618,25 @@ def _cost_aware(searcher, plan: SweepPlan):
 def run_config(request: SweepRequest, name: str, storage_path: str, progress):
     """How every Tuner of a sweep (its search, its refits) stores and reports its trials: result.json
     and progress.csv per trial (the tables read them), the best checkpoint only (without its optimizer
-    state once the trial has ended), retries on failure."""
+    state once the trial has ended), retries on failure, and a copy of the last whole saved state for
+    a resume after a kill."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from scenetune.kept_save import KeepWholeSave
     from scenetune.trial_storage import DropEndedTrainingState
 
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,
         verbose=2 if request.verbose else 0,
-        callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback(), DropEndedTrainingState()],
+        callbacks=[
+            progress,
+            JsonLoggerCallback(),
+            CSVLoggerCallback(),
+            DropEndedTrainingState(),
+            KeepWholeSave(),
+        ],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=request.max_failures),
     )

@@ -20,13 +20,16 @@ from scenetune.cli import main
 from scenetune.experiment import (
     DRIVER_FILE,
     EXPERIMENT_STATE_PREFIX,
+    KEPT_SAVE_FILE,
     RESULT_FILE,
     load_trials,
     newest_experiment_state,
     ray_trial_states,
+    saved_state_files,
+    session_of,
 )
 from scenetune.heartbeat import RESUME_LOCK_FILE
-from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints, saved_state_files
+from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
 from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import load_training_state
 
@@ -322,15 +325,15 @@ def test_a_resume_while_the_driver_still_runs_is_refused_and_the_sweep_goes_on(t
     assert process.returncode == 130, stdout + stderr
 
 
-def test_a_state_file_cut_by_a_kill_is_mended_from_rays_copy_and_without_one_the_resume_stops(
+def test_a_state_file_cut_by_a_kill_is_mended_from_a_whole_copy_and_without_one_the_resume_stops(
     tmp_path: Path, ray_session, capsys
 ) -> None:
     """A kill while Ray copies its saved state into the experiment folder leaves a file cut short.
     Ray cannot restore that state: it logs so and runs the experiment again from its first trial,
     beside the trials it already has. The resume mends the file from Ray's complete copy in its driver
-    staging folder; where this machine has no such copy, it stops and leaves the experiment as it was."""
-    from ray.train.constants import _get_ray_train_session_dir
-
+    staging folder. Ray writes that copy in place, so a kill can cut it too, and a reboot clears it:
+    then the resume mends from the copy of the last whole save that the sweep kept in the experiment
+    folder. Where neither is left, it stops and leaves the experiment as it was."""
     name = ["--storage", str(tmp_path), "--name", "cut"]
     assert main(["sweep", "mlp", "--samples", "2", "--epochs", "1", "--seed", "4", *TINY, *name]) == 0
     experiment = tmp_path / "cut"
@@ -349,10 +352,28 @@ def test_a_state_file_cut_by_a_kill_is_mended_from_rays_copy_and_without_one_the
     assert searcher_state.read_bytes() == whole
     assert ray_trial_states(experiment) == dict.fromkeys(finished, "TERMINATED")  # nothing ran again
 
-    searcher_state = sorted(experiment.glob("searcher-state-*.pkl"))[-1]  # the resume's own session
+    # The resume's own session: its experiment state cut to nothing, Ray's staged copy gone.
+    state_file = newest_experiment_state(experiment)
+    session = session_of(state_file)
+    whole_statuses = _statuses_in(state_file)
+    state_file.write_bytes(b"")
+    _remove_staged_copies("cut", state_file.name)
+    capsys.readouterr()
+
+    assert main(["sweep", "mlp", "--resume", *name]) == 0
+    assert (
+        f"scenetune: {state_file.name} cut short by the kill; put back the last whole save of {session}, "
+        f"which the sweep kept in {KEPT_SAVE_FILE}" in capsys.readouterr().err
+    )
+    # The kept copy is a whole save of the same session; Ray may have saved its clock once more after it.
+    assert _statuses_in(state_file) == whole_statuses == dict.fromkeys(finished, "TERMINATED")
+    assert ray_trial_states(experiment) == dict.fromkeys(finished, "TERMINATED")
+
+    # Neither copy left: the kept one gone too (a disk restored without hidden files).
+    searcher_state = sorted(experiment.glob("searcher-state-*.pkl"))[-1]  # the third session's
     searcher_state.write_bytes(searcher_state.read_bytes()[:64])
-    for staged in Path(_get_ray_train_session_dir()).glob(f"*/cut/driver_artifacts/{searcher_state.name}"):
-        staged.unlink()  # as a reboot that cleared Ray's temporary folder leaves it
+    _remove_staged_copies("cut", searcher_state.name)
+    (experiment / KEPT_SAVE_FILE).unlink()
     before = _contents(experiment)
     capsys.readouterr()
 
@@ -363,6 +384,24 @@ def test_a_state_file_cut_by_a_kill_is_mended_from_rays_copy_and_without_one_the
     )
     assert error.endswith("nothing was run and nothing saved was changed") and "\n" not in error
     assert _contents(experiment) == before
+
+
+def _statuses_in(experiment_state: Path) -> dict[str, str]:
+    """trial id -> Ray's status in one saved experiment state file (raises if the file is not whole)."""
+    trials = json.loads(experiment_state.read_text())["trial_data"]
+    return {json.loads(trial)["trial_id"]: json.loads(trial)["status"] for trial, _ in trials}
+
+
+def _remove_staged_copies(experiment_name: str, file_name: str) -> None:
+    """Delete Ray's staged copies of a state file, as a reboot that cleared Ray's temporary folder does."""
+    from ray.train.constants import _get_ray_train_session_dir
+
+    staged = list(
+        Path(_get_ray_train_session_dir()).glob(f"*/{experiment_name}/driver_artifacts/{file_name}")
+    )
+    assert staged, f"Ray staged no copy of {file_name}"
+    for copy in staged:
+        copy.unlink()
 
 
 def _contents(experiment: Path) -> dict[Path, bytes]:
@@ -384,12 +423,12 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
     experiment state from another save: one from before the trial began, or one from after it ended
     (seen in a kill-and-resume loop). The resume would never run that trial, and Ray would wait for it
     for ever. Or it pairs the experiment state with a search saved before that trial was made: the
-    resume would run a trial more than asked. The resume puts back Ray's whole save; without one it
-    refuses."""
+    resume would run a trial more than asked. The resume puts back Ray's whole save, or the copy of
+    it that the sweep kept; without either it refuses."""
     import ray.cloudpickle
     from ray.train.constants import _get_ray_train_session_dir
 
-    first, second = tmp_path / "a", tmp_path / "b"
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     # Trials of a second or more, so that a saved state holds one trial ended and the next one running.
     arguments = _sweep_of_long_trials(3, 100)
     process = subprocess.Popen(
@@ -421,6 +460,7 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
         (experiment / f"search_gen_state-{session}.json").write_bytes(ray.cloudpickle.dumps(search))
     state_file.write_text(json.dumps(state))
     shutil.copytree(first, second)
+    shutil.copytree(first, third)
     mended = (
         f"the experiment state holds {len(state['trial_data'])} trials, the search made {search['counter']}"
         if split == "search saved before the trial"
@@ -440,19 +480,33 @@ def test_a_kill_that_split_rays_copy_of_its_state_is_mended_and_without_a_copy_r
         f"session_*/artifacts/*/split/driver_artifacts/*-{session}.*"
     ):
         staged.unlink()  # as a reboot that cleared Ray's temporary folder leaves it
-    before = _contents(second / "split")
+    (third / "split" / KEPT_SAVE_FILE).unlink()  # a disk restored without hidden files
+    before = _contents(third / "split")
     refused = subprocess.run(
-        _scenetune("sweep", "mlp", "--storage", str(second), "--name", "split", "--resume"),
+        _scenetune("sweep", "mlp", "--storage", str(third), "--name", "split", "--resume"),
         capture_output=True,
         text=True,
     )
     assert refused.returncode == 2, refused.stdout + refused.stderr
     error = refused.stderr.strip().splitlines()[-1]
     assert error.startswith(
-        f"scenetune: error: cannot resume {second / 'split'}: the kill split Ray's copy of its state ({mended})"
+        f"scenetune: error: cannot resume {third / 'split'}: the kill split Ray's copy of its state ({mended})"
     )
     assert error.endswith("nothing was run and nothing saved was changed")
-    assert _contents(second / "split") == before
+    assert _contents(third / "split") == before
+
+    # The resume syncs the mended save into a staging folder of its own: so the kept copy is tried last.
+    resumed = subprocess.run(
+        _scenetune("sweep", "mlp", "--storage", str(second), "--name", "split", "--resume"),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (
+        f"the kill split Ray's copy of its state ({mended}); put back the last whole save of {session}, "
+        f"which the sweep kept in {KEPT_SAVE_FILE}"
+    ) in resumed.stderr
+    assert list(ray_trial_states(second / "split").values()) == ["TERMINATED"] * 3
 
 
 def _one_trial_ended_and_the_next_running(experiment: Path) -> dict[str, bytes] | None:
