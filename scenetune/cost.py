@@ -6,7 +6,8 @@ the meta device: twice the parameter count for an MLP, times the patches for a p
 number of training samples, and the seconds per unit of work this sweep has measured so far (each
 epoch's `train_samples_per_s`). The fastest rate measured is used, so that the estimate is a lower
 bound: a configuration is pruned only when even that bound runs past the limit. Before any trial has
-reported, nothing is pruned; trials that do run are still stopped at their limit (`too_slow`).
+reported, nothing is pruned; trials that do run are still stopped at their limit (`too_slow`), or as soon
+as their epochs project their end well past it (priors excepted).
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import copy
 import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
+
+from scenetune.experiment import RUN_TO_LIMIT
+from scenetune.scheduler import is_prior
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +76,8 @@ class EpochCost:
 
 class CostAwareSearch(Searcher):
     """Wraps a searcher: each suggestion whose estimated first epoch exceeds `limit_s` is reported to
-    the wrapped searcher as a worst-score trial and replaced by the next suggestion."""
+    the wrapped searcher as a worst-score trial and replaced by the next suggestion. A prior's
+    configuration is marked to run to its limit (trainables.training.out_of_time)."""
 
     def __init__(
         self,
@@ -81,8 +87,10 @@ class CostAwareSearch(Searcher):
         limit_s: float,
         worst_result: dict[str, Any],
         pruned_log: Path | None = None,
+        priors: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.searcher = searcher
+        self.priors = [dict(point) for point in priors]
         self.work_of = work_of
         self.cost = EpochCost(train_samples)
         self.limit_s = float(limit_s)
@@ -111,7 +119,7 @@ class CostAwareSearch(Searcher):
             if estimate is None or estimate <= self.limit_s or attempt == MAX_PRUNED_IN_A_ROW:
                 self.inner_ids[trial_id] = inner_id
                 self.work[trial_id] = work
-                return config
+                return {**config, RUN_TO_LIMIT: True} if is_prior(config, self.priors) else config
             self._prune(inner_id, config, estimate)
         return None  # unreachable: the last attempt always returns
 

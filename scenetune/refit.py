@@ -25,6 +25,7 @@ from typing import Any
 from scenetune.errors import UserError
 from scenetune.experiment import (
     REFIT_DIR,
+    RUN_TO_LIMIT,
     TRAIN_AND_VAL,
     Objective,
     TrialRecord,
@@ -87,7 +88,9 @@ def refit_configs(
     best: TrialRecord, count: int, seed: int, on_validation: bool, epochs: int
 ) -> list[dict[str, Any]]:
     """The best trial's configuration once per seed, for `epochs` (see refit_epochs)."""
-    base = {key: value for key, value in best.config.items() if key != "max_trial_seconds"}
+    base = {
+        key: value for key, value in best.config.items() if key not in ("max_trial_seconds", RUN_TO_LIMIT)
+    }
     return [
         {
             **base,

@@ -118,7 +118,8 @@ class SweepRequest:
     )
     max_trial_seconds: float | None = option(
         "--max-trial-seconds",
-        "stop a trial that would run longer (status too_slow, not an error); default: a quarter of --time-budget",
+        "stop a trial that would run longer, at once if its epochs project it past 1.5x the limit (status "
+        "too_slow, not an error; priors run to the limit); default: a quarter of --time-budget",
         recorded=True,
         type=float,
         metavar="SECONDS",

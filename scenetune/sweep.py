@@ -558,7 +558,7 @@ def build_tuner(plan: SweepPlan):
                 stopped_early=asha and plan.epochs > 1,
             ),
         )
-        search_alg = ConcurrencyLimiter(_cost_aware(searcher, plan), max_concurrent=max_concurrent)
+        search_alg = ConcurrencyLimiter(_cost_aware(searcher, plan, priors), max_concurrent=max_concurrent)
         scheduler = (
             PriorAwareASHA(
                 priors=priors,
@@ -597,8 +597,9 @@ def build_tuner(plan: SweepPlan):
     )
 
 
-def _cost_aware(searcher, plan: SweepPlan):
-    """With a trial time limit, a network task's searcher prunes what cannot end one epoch within it."""
+def _cost_aware(searcher, plan: SweepPlan, priors: list[dict[str, Any]]):
+    """With a trial time limit, a network task's searcher prunes what cannot end one epoch within it,
+    and marks the priors to run to that limit."""
     from scenetune.cost import CostAwareSearch, WorkEstimate
 
     limit = plan.constants.get("max_trial_seconds")
@@ -612,6 +613,7 @@ def _cost_aware(searcher, plan: SweepPlan):
         limit_s=float(limit),
         worst_result={METRIC: 0.0, "too_slow": True},  # what a trial stopped at its limit reports
         pruned_log=plan.experiment_dir / PRUNED_FILE if plan.experiment_dir else None,
+        priors=priors,
     )
 
 

@@ -12,7 +12,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.search_generator import SearchGenerator
 
 from scenetune.cost import CostAwareSearch, EpochCost, WorkEstimate
-from scenetune.experiment import PRUNED_FILE, pruned_configs
+from scenetune.experiment import PRUNED_FILE, RUN_TO_LIMIT, pruned_configs
 from scenetune.registry import get_task
 from search_spaces import cnn, mlp, patch_mlp
 from trainables.models import MLP, count_parameters
@@ -61,9 +61,10 @@ def _width_space(widths: list[int], trial: optuna.Trial) -> dict:
     return {"image_size": 32, "depth": 4, "width_schedule": "constant"}
 
 
-def _searcher(tmp_path, widths, limit_s):
+def _searcher(tmp_path, widths, limit_s, priors=()):
     optuna_search = OptunaSearch(
         space=functools.partial(_width_space, widths),
+        points_to_evaluate=list(priors) or None,
         metric="val_acc",
         mode="max",
         sampler=optuna.samplers.RandomSampler(seed=0),
@@ -75,6 +76,7 @@ def _searcher(tmp_path, widths, limit_s):
         limit_s=limit_s,
         worst_result={"val_acc": 0.0, "too_slow": True},
         pruned_log=tmp_path / PRUNED_FILE,
+        priors=priors,
     )
 
 
@@ -98,6 +100,22 @@ def test_configurations_past_the_limit_are_pruned_and_optuna_is_told(tmp_path):
     # results of an accepted suggestion reach optuna under the id that asked for it
     search.on_trial_complete("t8", {"val_acc": 0.7})
     assert 0.7 in [t.value for t in optuna_search._ot_study.trials]
+
+
+def test_only_a_priors_configuration_is_marked_to_run_to_its_limit(tmp_path):
+    _, search = _searcher(tmp_path, [64, 128, 256, 512], limit_s=1e9, priors=[{"width": 512}])
+    prior, *searched = [search.suggest(f"t{i}") for i in range(12)]
+    assert prior == {
+        "width": 512,
+        "image_size": 32,
+        "depth": 4,
+        "width_schedule": "constant",
+        RUN_TO_LIMIT: True,
+    }
+    # A searched configuration equal to the prior is that configuration: it is marked as well.
+    assert {config.get(RUN_TO_LIMIT, False) for config in searched if config["width"] == 512} <= {True}
+    unmarked = [config for config in searched if RUN_TO_LIMIT not in config]
+    assert unmarked and all(config["width"] != 512 for config in unmarked)
 
 
 def test_a_generous_limit_prunes_nothing(tmp_path):

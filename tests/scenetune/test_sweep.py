@@ -390,6 +390,30 @@ def test_a_trial_past_its_time_limit_is_too_slow_not_an_error(tmp_path: Path, ra
     assert "--max-trial-seconds must be positive, got -5" in capsys.readouterr().err
 
 
+def test_a_searched_trial_projected_far_past_its_limit_stops_at_once_and_a_prior_runs_to_it(
+    tmp_path: Path, ray_session
+) -> None:
+    # A hundred thousand epochs project every trial far past a 3 s limit. The two priors (the
+    # defaults, model 1.4) run until the limit cuts them; the searched third trial stops after its
+    # first epoch instead of holding its slot until then.
+    arguments = [
+        "--samples",
+        "3",
+        "--epochs",
+        "100000",
+        "--max-trial-seconds",
+        "3",
+        "--early-stopping",
+        "none",
+    ]
+    assert sweep(tmp_path, "projected", *arguments, *TINY) == 0
+    trials = load_experiment(tmp_path / "projected").trials.sort_values("order")
+    assert list(trials["status"]) == ["too_slow"] * 3
+    *priors, searched = trials["epochs_run"]
+    assert searched == 1 and min(priors) > 1
+    assert trials["val_acc"].notna().all()  # each stopped after a whole, scored epoch
+
+
 def test_a_trial_the_time_budget_ends_reads_budget_ended_not_stopped_early(
     tmp_path: Path, ray_session, capsys
 ) -> None:
