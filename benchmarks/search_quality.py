@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from analysis.uncertainty import RefitSummary, paired_comparison, refit_summary  # noqa: E402
+from benchmarks.sections import write_section as write_marked_section  # noqa: E402
 from scenetune.experiment import best_trial, describe_config, load_trials  # noqa: E402
 from scenetune.registry import get_task  # noqa: E402
 
@@ -363,13 +364,7 @@ def write_section(out: Path, args: argparse.Namespace, results: list[dict[str, A
             end,
         ]
     )
-    current = out.read_text() if out.is_file() else ""
-    if start in current and end in current:
-        before, rest = current.split(start, 1)
-        current = before + section + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + section + "\n"
-    out.write_text(current)
+    write_marked_section(out, start, end, section)
 
 
 def main() -> int:

@@ -404,8 +404,8 @@ def command_sweep(args: argparse.Namespace) -> int:
     if outcome.pruned:
         worst = max(outcome.pruned, key=lambda entry: entry["estimated_epoch_seconds"])
         print(
-            f"scenetune: {len(outcome.pruned)} configuration(s) pruned before they started: their first epoch "
-            f"was estimated past --max-trial-seconds {worst['max_trial_seconds']:g} (e.g. "
+            f"scenetune: {len(outcome.pruned)} configuration(s) pruned before they started: their "
+            f"{worst.get('estimated_part', 'first epoch')} was estimated past --max-trial-seconds {worst['max_trial_seconds']:g} (e.g. "
             f"{describe_config(worst['config'], plan.task.space.defaults)}: {worst['estimated_epoch_seconds']:.0f} s)"
         )
     if outcome.refits:

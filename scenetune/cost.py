@@ -1,13 +1,17 @@
-"""Cost-aware trials: a configuration whose first epoch cannot end within `--max-trial-seconds` is
+"""Cost-aware trials: a configuration whose first result cannot come within `--max-trial-seconds` is
 pruned before it starts, and the searcher is told so, so that TPE learns to avoid that region.
 
-A trial's cost is estimated from its network's work per sample (forward FLOPs, counted by torch on
-the meta device: twice the parameter count for an MLP, times the patches for a patch MLP), the
-number of training samples, and the seconds per unit of work this sweep has measured so far (each
-epoch's `train_samples_per_s`). The fastest rate measured is used, so that the estimate is a lower
-bound: a configuration is pruned only when even that bound runs past the limit. Before any trial has
-reported, nothing is pruned; trials that do run are still stopped at their limit (`too_slow`), or as soon
-as their epochs project their end well past it (priors excepted).
+Each task says what its trials must finish before their first result, and how much work that is
+(`Task.first_result_work`):
+- a network's first epoch: its work per sample (forward FLOPs, counted by torch on the meta device:
+  twice the parameter count for an MLP, times the patches for a patch MLP) times the training
+  samples, measured by each epoch's `train_samples_per_s`;
+- a BoVW trial's codebook fit (trainables.bovw.CodebookFitWork), measured by `codebook_fit_seconds`.
+The estimate multiplies that work by the fastest rate (seconds per unit of work) this sweep has
+measured so far, so that it is a lower bound: a configuration is pruned only when even that bound
+runs past the limit. Before any trial has reported, nothing is pruned; trials that do run are still
+stopped at their limit (`too_slow`), or as soon as their epochs project their end well past it
+(priors excepted).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ray.tune.search import Searcher
 
@@ -56,34 +60,83 @@ class WorkEstimate:
         return float(counter.get_total_flops()) or None
 
 
-@dataclass
-class EpochCost:
-    """What a first epoch costs: training samples x work per sample x measured seconds per work."""
+class FirstResultWork(Protocol):
+    """What a task's trials must finish before their first result: its work for a configuration (in
+    the task's own unit; None: not estimated) and the seconds it took, read from a trial's result."""
 
+    what: str  # what that part is, for the sweep's summary ("first epoch", "codebook fit")
+
+    def work(self, config: dict[str, Any]) -> float | None: ...
+
+    def seconds(self, result: dict[str, Any]) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class NetworkEpochWork:
+    """A network task's first epoch: its forward FLOPs per sample times the training samples."""
+
+    per_sample: WorkEstimate
     train_samples: int
-    seconds_per_work: float | None = None  # the fastest rate this sweep has measured
+    what: str = "first epoch"
 
-    def measured(self, work: float, samples_per_second: float) -> None:
-        if work > 0 and samples_per_second > 0:
-            rate = 1.0 / (samples_per_second * work)
+    def work(self, config: dict[str, Any]) -> float | None:
+        per_sample = self.per_sample(config)
+        return per_sample * self.train_samples if per_sample is not None else None
+
+    def seconds(self, result: dict[str, Any]) -> float | None:
+        samples_per_second = result.get("train_samples_per_s")
+        return self.train_samples / samples_per_second if samples_per_second else None
+
+
+@dataclass
+class MeasuredRate:
+    """The fastest seconds per unit of work this sweep has measured."""
+
+    seconds_per_work: float | None = None
+
+    def measured(self, work: float, seconds: float) -> None:
+        if work > 0 and seconds > 0:
+            rate = seconds / work
             self.seconds_per_work = min(rate, self.seconds_per_work or rate)
 
     def estimate(self, work: float | None) -> float | None:
         if work is None or self.seconds_per_work is None:
             return None
-        return self.train_samples * work * self.seconds_per_work
+        return work * self.seconds_per_work
+
+
+@dataclass
+class EpochCost:
+    """The calibration a sweep saved before `FirstResultWork` (kept so that such a sweep resumes)."""
+
+    train_samples: int
+    seconds_per_work: float | None = None
+
+
+def _current_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A saved CostAwareSearch state in today's form. An older one calibrated per sample by the same
+    rate (1 / (samples per second x work per sample)); its live trials' work, per sample, is dropped."""
+    legacy = state.get("cost")
+    if not isinstance(legacy, EpochCost):
+        return state
+    kept = {key: value for key, value in state.items() if key not in ("cost", "train_samples", "work")}
+    return {
+        **kept,
+        "work_of": NetworkEpochWork(state["work_of"], legacy.train_samples),
+        "rate": MeasuredRate(legacy.seconds_per_work),
+        "work": {},
+    }
 
 
 class CostAwareSearch(Searcher):
-    """Wraps a searcher: each suggestion whose estimated first epoch exceeds `limit_s` is reported to
-    the wrapped searcher as a worst-score trial and replaced by the next suggestion. A prior's
-    configuration is marked to run to its limit (trainables.training.out_of_time)."""
+    """Wraps a searcher: each suggestion whose estimated first result comes later than `limit_s` is
+    reported to the wrapped searcher as a worst-score trial and replaced by the next suggestion. A
+    prior's configuration is marked to run to its limit (trainables.training.out_of_time)."""
 
     def __init__(
         self,
         searcher: Searcher,
-        work_of: WorkEstimate,
-        train_samples: int,
+        work_of: FirstResultWork,
         limit_s: float,
         worst_result: dict[str, Any],
         pruned_log: Path | None = None,
@@ -92,7 +145,7 @@ class CostAwareSearch(Searcher):
         self.searcher = searcher
         self.priors = [dict(point) for point in priors]
         self.work_of = work_of
-        self.cost = EpochCost(train_samples)
+        self.rate = MeasuredRate()
         self.limit_s = float(limit_s)
         self.worst_result = worst_result
         self.pruned_log = pruned_log
@@ -115,7 +168,7 @@ class CostAwareSearch(Searcher):
             if config in (None, Searcher.FINISHED) or not isinstance(config, dict):
                 return config
             work = self._work(config)
-            estimate = self.cost.estimate(work)
+            estimate = self.rate.estimate(work)
             if estimate is None or estimate <= self.limit_s or attempt == MAX_PRUNED_IN_A_ROW:
                 self.inner_ids[trial_id] = inner_id
                 self.work[trial_id] = work
@@ -125,7 +178,7 @@ class CostAwareSearch(Searcher):
 
     def _work(self, config: dict[str, Any]) -> float | None:
         try:
-            return self.work_of(config)
+            return self.work_of.work(config)
         except Exception as error:  # an estimate must never stop a sweep; the trial's limit still holds
             logger.debug("no cost estimate for %s: %s", config, error)
             return None
@@ -138,18 +191,26 @@ class CostAwareSearch(Searcher):
                 "time": time.time(),
                 "config": config,
                 "estimated_epoch_seconds": estimate,
+                "estimated_part": self.work_of.what,
                 "max_trial_seconds": self.limit_s,
             }
             with self.pruned_log.open("a") as log:
                 log.write(json.dumps(entry, default=str) + "\n")
 
+    def _measure(self, trial_id: str, result: dict) -> None:
+        work, seconds = self.work.get(trial_id), self.work_of.seconds(result)
+        if work and seconds:
+            self.rate.measured(work, float(seconds))
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        work = self.work.get(trial_id)
-        if work and "train_samples_per_s" in result:
-            self.cost.measured(work, float(result["train_samples_per_s"]))
+        self._measure(trial_id, result)
         self.searcher.on_trial_result(self.inner_ids.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # A trial's last result comes here alone when the scheduler stops the trial at it: a one-step
+        # trial's (bovw) only result, a network's last epoch.
+        if result:
+            self._measure(trial_id, result)
         self.work.pop(trial_id, None)
         self.searcher.on_trial_complete(self.inner_ids.pop(trial_id, trial_id), result=result, error=error)
 
@@ -163,7 +224,7 @@ class CostAwareSearch(Searcher):
         return copy.deepcopy(state)
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update(_current_state(state))
 
     def save(self, checkpoint_path: str) -> None:
         self.searcher.save(checkpoint_path)

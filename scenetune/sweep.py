@@ -598,18 +598,17 @@ def build_tuner(plan: SweepPlan):
 
 
 def _cost_aware(searcher, plan: SweepPlan, priors: list[dict[str, Any]]):
-    """With a trial time limit, a network task's searcher prunes what cannot end one epoch within it,
-    and marks the priors to run to that limit."""
-    from scenetune.cost import CostAwareSearch, WorkEstimate
+    """With a trial time limit, the searcher of a task that estimates its trials' cost prunes what
+    cannot reach a first result within it, and marks the priors to run to that limit."""
+    from scenetune.cost import CostAwareSearch
 
     limit = plan.constants.get("max_trial_seconds")
-    if not limit or plan.task.model_kind is None:
+    work_of = plan.task.first_result_work(plan.trial_data, plan.inputs, len(plan.trial_data.classes))
+    if not limit or work_of is None:
         return searcher
-    splits = next(iter(plan.trial_data.splits.values()))
     return CostAwareSearch(
         searcher,
-        WorkEstimate(plan.task.name, len(plan.trial_data.classes)),
-        train_samples=len(splits["train"].y),
+        work_of,
         limit_s=float(limit),
         worst_result={METRIC: 0.0, "too_slow": True},  # what a trial stopped at its limit reports
         pruned_log=plan.experiment_dir / PRUNED_FILE if plan.experiment_dir else None,

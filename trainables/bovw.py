@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from scenetune.data import TrialData, default_cache_dir
 from scenetune.experiment import TRAIN_AND_VAL, trains_on_validation
 from search_spaces import bovw as bovw_space
-from trainables.specs import check_svm_config
+from trainables.array_cache import cache_file, cached_arrays
+from trainables.specs import MLPSpec, check_svm_config
 from trainables.task import Task
 
 if TYPE_CHECKING:
@@ -24,20 +26,55 @@ SPLITS = ("train", "val", "test")
 DESCRIPTORS = ("sift", "learnt")
 NORMALIZATIONS = ("l1", "l2", "power")
 BOVW_KERNELS = ("rbf", "linear", "intersection")
+SIFT_DIMENSIONS = 128
+
+# How a codebook is fitted (trainables.descriptors.kmeans_centres), here where the driver's cost
+# estimate can read it without importing scikit-learn or OpenCV.
+MAX_KMEANS_SAMPLES = 100_000
+KMEANS_N_INIT = 3
+
+
+def kmeans_batch_size(k: int) -> int:
+    return max(1024, 4 * k)
+
+
+def sift_grid(side: int, step: int, size: int) -> np.ndarray:
+    """The keypoint centres of dense SIFT along each axis of a `side`-pixel image."""
+    return np.arange(size / 2, side - size / 2 + 1e-9, step) if size < side else np.array([side / 2])
+
+
+def codebook_fit_work(descriptors: int, dimensions: int, k: int) -> float:
+    """The work of a codebook fit's k-means++ initialisations, which take most of its time (83% at
+    k = 64, about 90% from k = 256 up on MIT_split's learnt descriptors; benchmarks/codebook_fit.py):
+    each of KMEANS_N_INIT places k centres, each comparing 2 + ln k candidates with every descriptor
+    of an initialisation sample of three batches. Its time thus grows as k squared until that sample
+    holds every descriptor."""
+    sample = min(descriptors, MAX_KMEANS_SAMPLES, 3 * kmeans_batch_size(k))
+    return float(KMEANS_N_INIT * k * sample * dimensions * (2 + math.log(k)))
 
 
 # A key naming the descriptors, the function computing them, and the image size they need.
 DescriptorSetting = tuple[str, "Callable[[np.ndarray], Descriptors]", int]
 
 
+@dataclass(frozen=True)
+class DescriptorSources:
+    """Where a trial's descriptors come from and where they, its codebook and its counts are cached.
+    Small: the driver's cost estimate (CodebookFitWork) keeps a copy with the searcher's state."""
+
+    source_checkpoint: str | None
+    source_layers: tuple[str, ...]
+    source_widths: tuple[int, ...]  # the width of each of those layers
+    source_image_size: int | None
+    source_patches: int  # patches per image of the source model (0 without one)
+    data_key: str
+    cache_dir: str
+
+
 @dataclass
 class BovwInputs:
     data: TrialData
-    source_checkpoint: str | None
-    source_layers: list[str]
-    source_image_size: int | None
-    data_key: str
-    cache_dir: str
+    sources: DescriptorSources
 
 
 def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any] | None = None) -> None:
@@ -69,44 +106,91 @@ def check_config(config: dict[str, Any], n_classes: int, context: dict[str, Any]
                 raise ValueError(f"{key} {config[key]} must lie between 1 and the image size {side}")
 
 
-def build_inputs(
-    data: TrialData, source, values: Callable[[str], list], data_key: str, cache_dir: str | None
-) -> BovwInputs:
-    return BovwInputs(
-        data=data,
+def build_inputs(data: TrialData, source, data_key: str, cache_dir: str | None) -> BovwInputs:
+    spec = source.description["spec"] if source is not None else None
+    sources = DescriptorSources(
         source_checkpoint=str(source.checkpoint) if source is not None else None,
-        source_layers=source.hidden_layers if source is not None else [],
+        source_layers=tuple(source.hidden_layers) if source is not None else (),
+        source_widths=tuple(MLPSpec(**spec["mlp"]).hidden_widths()) if spec else (),
         source_image_size=int(source.description["image_size"]) if source is not None else None,
+        source_patches=(int(spec["image_size"]) // int(spec["patch_size"])) ** 2 if spec else 0,
         data_key=data_key,
         cache_dir=str(
             (Path(cache_dir) if cache_dir else default_cache_dir()) / "bovw"
         ),  # beside the dataset cache
     )
+    return BovwInputs(data=data, sources=sources)
 
 
-def _descriptor_setting(config: dict[str, Any], inputs: BovwInputs) -> DescriptorSetting:
+def _learnt_layer(config: dict[str, Any], sources: DescriptorSources) -> str:
+    layer = config.get("layer", "last")
+    return sources.source_layers[-1] if layer == "last" else layer
+
+
+def _descriptor_key(config: dict[str, Any], sources: DescriptorSources) -> str:
+    """Names the data and the descriptor setting; a retrained source model gets a new key."""
+    if config.get("descriptor", "sift") == "sift":
+        step, size, side = int(config["sift_step"]), int(config["sift_size"]), int(config["image_size"])
+        setting = f"sift|step={step}|size={size}|{side}px"
+    else:
+        checkpoint = Path(sources.source_checkpoint)
+        stamp = (checkpoint / "model.pt").stat().st_mtime_ns
+        setting = f"learnt|{checkpoint}@{stamp}|{_learnt_layer(config, sources)}"
+    return f"{sources.data_key}|{setting}"
+
+
+def _counts_key(config: dict[str, Any], descriptor_key: str, fit_on: str) -> str:
+    """Names a codebook, and the word counts it gives: its descriptors, k, seed and training images."""
+    k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
+    return f"{descriptor_key}|k={k}|seed={seed}|fit={fit_on}"
+
+
+@dataclass(frozen=True)
+class CodebookFitWork:
+    """The cost model of a BoVW trial (scenetune.cost): its codebook fit is what can run past
+    --max-trial-seconds (the descriptors are computed once per setting, the SVM solver is capped).
+    A configuration whose codebook or counts are cached on this machine fits nothing: work 0."""
+
+    what: ClassVar[str] = "codebook fit"
+    sources: DescriptorSources
+    train_images: int
+
+    def work(self, config: dict[str, Any]) -> float | None:
+        codebook_key = _counts_key(config, _descriptor_key(config, self.sources), "train")
+        cache = Path(self.sources.cache_dir)
+        if any(cache_file(cache / kind, codebook_key).is_file() for kind in ("codebooks", "word_counts")):
+            return 0.0
+        if config.get("descriptor", "sift") == "sift":
+            grid = len(
+                sift_grid(int(config["image_size"]), int(config["sift_step"]), int(config["sift_size"]))
+            )
+            per_image, dimensions = grid**2, SIFT_DIMENSIONS
+        else:
+            layer = self.sources.source_layers.index(_learnt_layer(config, self.sources))
+            per_image, dimensions = self.sources.source_patches, self.sources.source_widths[layer]
+        return codebook_fit_work(per_image * self.train_images, dimensions, int(config["codebook_size"]))
+
+    def seconds(self, result: dict[str, Any]) -> float | None:
+        return result.get("codebook_fit_seconds")  # reported only by a trial that fitted its codebook
+
+
+def _descriptor_setting(config: dict[str, Any], sources: DescriptorSources) -> DescriptorSetting:
     """A key naming the descriptors, the function computing them, and the image size they need."""
     from trainables.descriptors import dense_sift, learnt_descriptors
 
+    key = _descriptor_key(config, sources)
     if config.get("descriptor", "sift") == "sift":
         step, size, side = int(config["sift_step"]), int(config["sift_size"]), int(config["image_size"])
-        return f"sift|step={step}|size={size}|{side}px", lambda images: dense_sift(images, step, size), side
-    layer = config.get("layer", "last")
-    layer = inputs.source_layers[-1] if layer == "last" else layer
-    checkpoint = Path(inputs.source_checkpoint)
-    stamp = (checkpoint / "model.pt").stat().st_mtime_ns
-    return (
-        f"learnt|{checkpoint}@{stamp}|{layer}",
-        lambda images: learnt_descriptors(checkpoint, images, layer),
-        int(inputs.source_image_size),
-    )
+        return key, lambda images: dense_sift(images, step, size), side
+    layer, checkpoint = _learnt_layer(config, sources), Path(sources.source_checkpoint)
+    return key, lambda images: learnt_descriptors(checkpoint, images, layer), int(sources.source_image_size)
 
 
 def _split_descriptors(
     setting: DescriptorSetting, inputs: BovwInputs, key: str
 ) -> tuple[dict[str, Descriptors], bool]:
     """Every split's descriptors under `key`, computed by the first trial that needs them."""
-    from trainables.descriptors import Descriptors, cached_arrays
+    from trainables.descriptors import Descriptors
 
     _, compute, side = setting
     splits = inputs.data.at_size(side)
@@ -118,7 +202,7 @@ def _split_descriptors(
             arrays[f"{name}_values"], arrays[f"{name}_index"] = described.values, described.image_index
         return arrays
 
-    arrays, cached = cached_arrays(Path(inputs.cache_dir) / "descriptors", key, compute_all)
+    arrays, cached = cached_arrays(Path(inputs.sources.cache_dir) / "descriptors", key, compute_all)
     descriptors = {
         name: Descriptors(arrays[f"{name}_values"], arrays[f"{name}_index"], len(splits[name]))
         for name in SPLITS
@@ -139,19 +223,29 @@ def _with_validation_in_train(descriptors: dict[str, Descriptors]) -> dict[str, 
     return {**descriptors, "train": merged}
 
 
+@dataclass(frozen=True)
+class Codebook:
+    key: str  # _counts_key
+    k: int
+    seed: int
+    fit_on: str  # "train", or TRAIN_AND_VAL for a refit
+    deadline: float | None  # a time.perf_counter() value the fit must end by
+
+
 def _visual_words(
-    setting: DescriptorSetting, inputs: BovwInputs, descriptor_key: str, k: int, seed: int, fit_on: str
+    setting: DescriptorSetting, inputs: BovwInputs, codebook: Codebook
 ) -> dict[str, np.ndarray]:
     """Each split's visual-word counts under a k-word codebook, from cached descriptors and codebook.
 
-    Also records how many training descriptors there are (a codebook cannot have more words) and
-    what came from the cache. A k larger than the descriptors gives no counts. A refit on train +
-    validation (`fit_on`) learns its codebook from both.
+    Also records how many training descriptors there are (a codebook cannot have more words), what
+    came from the cache, and how long the codebook's fit took. A k larger than the descriptors gives
+    no counts. A refit on train + validation learns its codebook from both. A fit that cannot end by
+    `deadline` raises FitPastDeadline, and nothing is cached.
     """
-    from trainables.descriptors import cached_arrays, fit_codebook, word_histograms
+    from trainables.descriptors import fit_codebook_by, word_histograms
 
-    descriptors, descriptors_cached = _split_descriptors(setting, inputs, descriptor_key)
-    if fit_on == TRAIN_AND_VAL:
+    descriptors, descriptors_cached = _split_descriptors(setting, inputs, setting[0])
+    if codebook.fit_on == TRAIN_AND_VAL:
         descriptors = _with_validation_in_train(descriptors)
     available = len(descriptors["train"].values)
     facts = {
@@ -159,37 +253,66 @@ def _visual_words(
         "descriptors_per_image": np.array(available / descriptors["train"].n_images),
         "descriptors_cached": np.array(descriptors_cached),
     }
-    if k > available:
+    if codebook.k > available:
         return facts
+    fit_started = time.perf_counter()
     arrays, codebook_cached = cached_arrays(
-        Path(inputs.cache_dir) / "codebooks",
-        f"{descriptor_key}|k={k}|seed={seed}|fit={fit_on}",
-        lambda: {"centres": fit_codebook(descriptors["train"], k, seed)},
+        Path(inputs.sources.cache_dir) / "codebooks",
+        codebook.key,
+        lambda: {
+            "centres": fit_codebook_by(descriptors["train"], codebook.k, codebook.seed, codebook.deadline)
+        },
     )
+    fit_seconds = time.perf_counter() - fit_started
     counts = {name: word_histograms(descriptors[name], arrays["centres"]).astype(np.int32) for name in SPLITS}
-    return {**facts, **counts, "codebook_cached": np.array(codebook_cached)}
+    return {
+        **facts,
+        **counts,
+        "codebook_cached": np.array(codebook_cached),
+        "codebook_fit_seconds": np.array(fit_seconds),
+    }
+
+
+def _codebook_too_slow_report(k: int, limit: float, started: float) -> dict[str, Any]:
+    """A trial whose codebook fit its time limit cut: stopped, not an error. The searcher sees the
+    worst score for it, as for a network whose epoch the limit cut; the tables show `too_slow`."""
+    return {
+        "epoch": 1,
+        "too_slow": True,
+        "epoch_unfinished": True,
+        "val_acc": 0.0,
+        "best_val_acc": float("nan"),
+        "test_acc": float("nan"),
+        "error_message": f"the fit of its {k}-word codebook could not finish within --max-trial-seconds {limit:g}",
+        "trial_seconds": time.perf_counter() - started,
+    }
 
 
 def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     from ray import tune
 
-    from trainables.descriptors import cached_arrays, inverse_document_frequency, normalize_histograms
+    from trainables.descriptors import FitPastDeadline, inverse_document_frequency, normalize_histograms
     from trainables.predictions import report_with_test_predictions
     from trainables.svm import fit_and_score_svm, svm_report, with_validation_in_train
 
     started = time.perf_counter()
-    setting = _descriptor_setting(config, inputs)
-    descriptor_key = f"{inputs.data_key}|{setting[0]}"
+    limit = config.get("max_trial_seconds")
+    setting = _descriptor_setting(config, inputs.sources)
     k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
     fit_on = TRAIN_AND_VAL if trains_on_validation(config) else "train"
     # A trial that finds its counts cached loads n_images x k integers, not the descriptors: it costs
     # its SVM fit (benchmarks/run_benchmarks.py, measurement 3).
-    counts_key = f"{descriptor_key}|k={k}|seed={seed}|fit={fit_on}"
-    words, counts_cached = cached_arrays(
-        Path(inputs.cache_dir) / "word_counts",
-        counts_key,
-        lambda: _visual_words(setting, inputs, descriptor_key, k, seed, fit_on),
-    )
+    counts_key = _counts_key(config, setting[0], fit_on)
+    codebook = Codebook(counts_key, k, seed, fit_on, started + float(limit) if limit else None)
+    try:
+        words, counts_cached = cached_arrays(
+            Path(inputs.sources.cache_dir) / "word_counts",
+            counts_key,
+            lambda: _visual_words(setting, inputs, codebook),
+        )
+    except FitPastDeadline:
+        tune.report(_codebook_too_slow_report(k, float(limit), started))
+        return
     available = int(words["available"])
     if k > available:
         # Reported, not raised: the sweep goes on and the table says why this trial has no score.
@@ -213,6 +336,7 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
         labels = with_validation_in_train(labels)
     features_key = f"{counts_key}|{normalization}|tfidf={tfidf}"
     result = fit_and_score_svm(config, features, labels, features_key)
+    fitted = not counts_cached and not bool(words["codebook_cached"])
     report = svm_report(
         result,
         started,
@@ -220,8 +344,10 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
         infeasible=False,
         word_counts_cached=counts_cached,
         descriptors_cached=counts_cached or bool(words["descriptors_cached"]),
-        codebook_cached=counts_cached or bool(words["codebook_cached"]),
+        codebook_cached=not fitted,
         descriptors_per_image=float(words["descriptors_per_image"]),
+        # what the sweep's cost estimate calibrates its codebook fits by (scenetune.cost)
+        **({"codebook_fit_seconds": float(words["codebook_fit_seconds"])} if fitted else {}),
     )
     report_with_test_predictions(report, result.test_predicted, labels["test"])
 
@@ -241,7 +367,11 @@ class BovwTask(Task):
         data_key: str,
         cache_dir: str | None,
     ) -> BovwInputs:
-        return build_inputs(data, source, values, data_key, cache_dir)
+        return build_inputs(data, source, data_key, cache_dir)
+
+    def first_result_work(self, trial_data: TrialData, inputs: BovwInputs, n_classes: int) -> CodebookFitWork:
+        train_images = len(next(iter(trial_data.splits.values()))["train"].y)
+        return CodebookFitWork(inputs.sources, train_images)
 
     def train(self, config: dict[str, Any], data: BovwInputs) -> None:
         train_bovw(config, data)

@@ -1,15 +1,15 @@
-"""Local descriptors for bag of visual words, and a disk cache so each is computed once per key.
+"""Local descriptors for bag of visual words, k-means codebooks, and visual-word histograms.
 
 Descriptors are computed once per (data, descriptor setting) and codebooks once per (descriptors,
-k, seed); trials that differ only in the SVM reuse both. A file lock makes concurrent trials on a
-node wait for the one computing a key instead of computing it again.
+k, seed), through the disk cache of `trainables.array_cache`; trials that differ only in the SVM
+reuse both.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-from collections.abc import Callable
+import functools
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +19,15 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.preprocessing import normalize
+from threadpoolctl import threadpool_limits
 
-from scenetune.atomic import replaced_when_written
+from trainables.bovw import KMEANS_N_INIT, MAX_KMEANS_SAMPLES, kmeans_batch_size, sift_grid
 from trainables.checkpoints import load_model
 from trainables.models import layer_output
 
-MAX_KMEANS_SAMPLES = 100_000
+
+class FitPastDeadline(Exception):
+    """A codebook fit that could not end before its trial's deadline."""
 
 
 @dataclass
@@ -36,27 +39,6 @@ class Descriptors:
     n_images: int
 
 
-def cached_arrays(
-    directory: Path, key: str, compute: Callable[[], dict[str, np.ndarray]]
-) -> tuple[dict[str, np.ndarray], bool]:
-    """Arrays stored under `key`, computed by `compute` only if no trial has stored them yet.
-
-    Returns the arrays and whether they came from the cache.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    path = directory / f"{digest}.npz"
-    with open(directory / f"{digest}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if path.is_file():
-            with np.load(path) as saved:
-                return {name: saved[name] for name in saved.files}, True
-        arrays = compute()
-        with replaced_when_written(path, suffix=".npz") as partial:
-            np.savez(partial, **arrays)
-        return arrays, False
-
-
 def dense_sift(images: np.ndarray, step: int, size: int) -> Descriptors:
     """SIFT descriptors on a regular grid (every `step` pixels, keypoints of diameter `size`)."""
     side = images.shape[1]
@@ -64,7 +46,7 @@ def dense_sift(images: np.ndarray, step: int, size: int) -> Descriptors:
         raise ValueError(
             f"SIFT grid step {step} and keypoint size {size} must not exceed the image size {side}"
         )
-    positions = np.arange(size / 2, side - size / 2 + 1e-9, step) if size < side else np.array([side / 2])
+    positions = sift_grid(side, step, size)
     keypoints = [cv2.KeyPoint(float(x), float(y), float(size)) for y in positions for x in positions]
     sift = cv2.SIFT_create()
     values, owners = [], []
@@ -86,13 +68,80 @@ def learnt_descriptors(checkpoint: Path, images: np.ndarray, layer: str) -> Desc
     return Descriptors(per_patch.reshape(n * patches, features), np.repeat(np.arange(n), patches), n)
 
 
-def fit_codebook(train: Descriptors, k: int, seed: int) -> np.ndarray:
-    """k-means centres of (a seeded sample of at most MAX_KMEANS_SAMPLES) training descriptors."""
+def codebook_sample(train: Descriptors, seed: int) -> np.ndarray:
+    """The training descriptors a codebook is fitted on: a seeded sample of at most MAX_KMEANS_SAMPLES."""
     values = train.values
     if len(values) > MAX_KMEANS_SAMPLES:
         values = values[np.random.default_rng(seed).choice(len(values), MAX_KMEANS_SAMPLES, replace=False)]
-    kmeans = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=max(1024, 4 * k))
-    return kmeans.fit(values).cluster_centers_.astype(np.float32)
+    return values
+
+
+def codebook_kmeans(k: int, seed: int) -> MiniBatchKMeans:
+    """The k-means a k-word codebook is fitted with (no labels: a codebook needs only its centres)."""
+    return MiniBatchKMeans(
+        n_clusters=k,
+        random_state=seed,
+        n_init=KMEANS_N_INIT,
+        batch_size=kmeans_batch_size(k),
+        compute_labels=False,
+    )
+
+
+def kmeans_centres(values: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return codebook_kmeans(k, seed).fit(values).cluster_centers_.astype(np.float32)
+
+
+def fit_codebook(train: Descriptors, k: int, seed: int) -> np.ndarray:
+    """k-means centres of (a seeded sample of at most MAX_KMEANS_SAMPLES) training descriptors."""
+    return kmeans_centres(codebook_sample(train, seed), k, seed)
+
+
+def _centres_in_threads(values: np.ndarray, k: int, seed: int, threads: int) -> np.ndarray:
+    with threadpool_limits(limits=threads):
+        return kmeans_centres(values, k, seed)
+
+
+def _cpus_of_this_trial() -> int:
+    import ray
+
+    try:
+        return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    except AssertionError:  # not in a Ray worker (a test calling the fit directly): all CPUs
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def _remote_fit():  # defined once per process: Ray ships a remote function's code when it is defined
+    import ray
+
+    return ray.remote(_centres_in_threads)
+
+
+def fit_codebook_by(train: Descriptors, k: int, seed: int, deadline: float | None) -> np.ndarray:
+    """fit_codebook, given up when `deadline` (a time.perf_counter() value; None: no limit) passes.
+
+    scikit-learn's k-means cannot be interrupted from Python, and a large codebook's fit takes minutes
+    (k-means++ placing k centres among 12 k samples: its time grows as k squared). Under a deadline the
+    fit therefore runs as a Ray task on this node, with as many threads as this trial has CPUs and no
+    reservation of its own (the trial holds its CPUs while it waits), and is cancelled, its worker
+    process killed, when the deadline passes. Raises FitPastDeadline then, or at once if it has passed.
+    """
+    if deadline is None:
+        return fit_codebook(train, k, seed)
+    if time.perf_counter() >= deadline:
+        raise FitPastDeadline
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context()
+    on_this_node = NodeAffinitySchedulingStrategy(here.get_node_id(), soft=False)
+    fit = _remote_fit().options(num_cpus=0, max_retries=0, scheduling_strategy=on_this_node)
+    centres = fit.remote(codebook_sample(train, seed), k, seed, _cpus_of_this_trial())
+    ready, _ = ray.wait([centres], timeout=max(0.0, deadline - time.perf_counter()))
+    if not ready:
+        ray.cancel(centres, force=True)
+        raise FitPastDeadline
+    return ray.get(centres)
 
 
 def word_histograms(descriptors: Descriptors, codebook: np.ndarray) -> np.ndarray:

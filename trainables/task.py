@@ -20,6 +20,7 @@ from trainables.staging import remove_orphaned_staging
 if TYPE_CHECKING:
     from torch import nn
 
+    from scenetune.cost import FirstResultWork
     from scenetune.data import TrialData
 
 # Every task class defined so far, by task name (filled by Task.__init_subclass__).
@@ -78,6 +79,16 @@ class Task(ABC):
         """The untrained network a configuration trains, without its input statistics (what the cost
         estimate counts the work of); None for tasks that train no network."""
         return None
+
+    def first_result_work(self, trial_data: TrialData, inputs: Any, n_classes: int) -> FirstResultWork | None:
+        """How the sweep estimates what a trial must finish before its first result (scenetune.cost):
+        for a task that trains a network, its first epoch; None: not estimated, nothing pruned."""
+        from scenetune.cost import NetworkEpochWork, WorkEstimate
+
+        if self.model_kind is None:
+            return None
+        train_samples = len(next(iter(trial_data.splits.values()))["train"].y)
+        return NetworkEpochWork(WorkEstimate(self.name, n_classes), train_samples)
 
     def hidden_layers(self, description: dict[str, Any]) -> list[str]:
         """The names of the hidden layers a feature task may take (second, third, ...)."""

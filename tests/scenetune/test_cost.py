@@ -11,7 +11,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.search_generator import SearchGenerator
 
-from scenetune.cost import CostAwareSearch, EpochCost, WorkEstimate
+from scenetune.cost import CostAwareSearch, EpochCost, MeasuredRate, NetworkEpochWork, WorkEstimate
 from scenetune.experiment import PRUNED_FILE, RUN_TO_LIMIT, pruned_configs
 from scenetune.registry import get_task
 from search_spaces import cnn, mlp, patch_mlp
@@ -48,12 +48,20 @@ def test_tasks_without_a_network_have_no_estimate():
     assert get_task("bovw").network_for({}, 8) is None
 
 
-def test_epoch_cost_uses_the_fastest_rate_measured():
-    cost = EpochCost(train_samples=1000)
-    assert cost.estimate(1e6) is None  # nothing measured yet: nothing is pruned
-    cost.measured(work=1e6, samples_per_second=500.0)  # 2e-9 s per unit
-    cost.measured(work=1e7, samples_per_second=100.0)  # 1e-9 s per unit: the faster rate wins
-    assert cost.estimate(1e8) == pytest.approx(1000 * 1e8 * 1e-9)
+def test_the_estimate_uses_the_fastest_rate_measured():
+    rate = MeasuredRate()
+    assert rate.estimate(1e6) is None  # nothing measured yet: nothing is pruned
+    rate.measured(work=1e9, seconds=2.0)  # 2e-9 s per unit
+    rate.measured(work=1e10, seconds=10.0)  # 1e-9 s per unit: the faster rate wins
+    assert rate.estimate(1e11) == pytest.approx(1e11 * 1e-9)
+
+
+def test_a_network_epoch_is_its_work_per_sample_times_the_samples_at_the_measured_speed():
+    epoch = NetworkEpochWork(WorkEstimate("mlp", 8), train_samples=2000)
+    config = {**mlp.SPACE.defaults, "image_size": 32}
+    assert epoch.work(config) == 2000 * WorkEstimate("mlp", 8)(config)
+    assert epoch.seconds({"train_samples_per_s": 500.0}) == 4.0
+    assert epoch.seconds({"val_acc": 0.5}) is None
 
 
 def _width_space(widths: list[int], trial: optuna.Trial) -> dict:
@@ -71,8 +79,7 @@ def _searcher(tmp_path, widths, limit_s, priors=()):
     )
     return optuna_search, CostAwareSearch(
         optuna_search,
-        WorkEstimate("mlp", 8),
-        train_samples=2000,
+        NetworkEpochWork(WorkEstimate("mlp", 8), train_samples=2000),
         limit_s=limit_s,
         worst_result={"val_acc": 0.0, "too_slow": True},
         pruned_log=tmp_path / PRUNED_FILE,
@@ -140,4 +147,19 @@ def test_the_calibration_is_saved_with_the_experiment_and_restored(tmp_path):
     SearchGenerator(ConcurrencyLimiter(search, max_concurrent=2)).save_to_dir(str(tmp_path), "s")
     _, fresh = _searcher(tmp_path, [64, 4096], limit_s=5.0)
     SearchGenerator(ConcurrencyLimiter(fresh, max_concurrent=2)).restore_from_dir(str(tmp_path))
-    assert fresh.cost.seconds_per_work == search.cost.seconds_per_work is not None
+    assert fresh.rate.seconds_per_work == search.rate.seconds_per_work is not None
+
+
+def test_a_calibration_saved_per_sample_by_an_earlier_version_resumes_at_the_same_rate(tmp_path):
+    _, search = _searcher(tmp_path, [64, 4096], limit_s=5.0)
+    work_per_sample = WorkEstimate("mlp", 8)
+    saved = {
+        **search.get_state(),
+        "cost": EpochCost(2000, 3e-9),
+        "work_of": work_per_sample,
+        "work": {"t0": 1.0},
+    }
+    del saved["rate"]
+    search.set_state(saved)
+    assert search.rate.seconds_per_work == 3e-9 and search.work == {}
+    assert search.work_of == NetworkEpochWork(work_per_sample, 2000)
