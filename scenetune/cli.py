@@ -370,7 +370,7 @@ def command_sweep(args: argparse.Namespace) -> int:
     request = sweep_request(args)
     plan = prepare(request)
     action = "resuming" if plan.restoring else "sweeping"
-    sizes = {name: len(split) for name, split in next(iter(plan.trial_data.splits.values())).items()}
+    sizes = plan.trial_data.split_sizes()
     print(
         f"scenetune: {action} {plan.task.name} ({plan.request.space}, {plan.samples} trials, {plan.epochs} epochs) on "
         f"{plan.request.data}: {len(plan.trial_data.classes)} classes, "

@@ -91,6 +91,10 @@ class TrialData:
             )
         return self.splits[image_size]
 
+    def split_sizes(self) -> dict[str, int]:
+        """How many images each split holds (the same at every image size)."""
+        return {name: len(split) for name, split in next(iter(self.splits.values())).items()}
+
 
 def default_cache_dir() -> Path:
     configured = os.environ.get(CACHE_ENV_VAR)

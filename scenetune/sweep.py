@@ -603,8 +603,10 @@ def _cost_aware(searcher, plan: SweepPlan, priors: list[dict[str, Any]]):
     from scenetune.cost import CostAwareSearch
 
     limit = plan.constants.get("max_trial_seconds")
+    if not limit:
+        return searcher
     work_of = plan.task.first_result_work(plan.trial_data, plan.inputs, len(plan.trial_data.classes))
-    if not limit or work_of is None:
+    if work_of is None:
         return searcher
     return CostAwareSearch(
         searcher,

@@ -370,8 +370,7 @@ class BovwTask(Task):
         return build_inputs(data, source, data_key, cache_dir)
 
     def first_result_work(self, trial_data: TrialData, inputs: BovwInputs, n_classes: int) -> CodebookFitWork:
-        train_images = len(next(iter(trial_data.splits.values()))["train"].y)
-        return CodebookFitWork(inputs.sources, train_images)
+        return CodebookFitWork(inputs.sources, trial_data.split_sizes()["train"])
 
     def train(self, config: dict[str, Any], data: BovwInputs) -> None:
         train_bovw(config, data)

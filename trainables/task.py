@@ -87,8 +87,7 @@ class Task(ABC):
 
         if self.model_kind is None:
             return None
-        train_samples = len(next(iter(trial_data.splits.values()))["train"].y)
-        return NetworkEpochWork(WorkEstimate(self.name, n_classes), train_samples)
+        return NetworkEpochWork(WorkEstimate(self.name, n_classes), trial_data.split_sizes()["train"])
 
     def hidden_layers(self, description: dict[str, Any]) -> list[str]:
         """The names of the hidden layers a feature task may take (second, third, ...)."""
