@@ -393,7 +393,8 @@ def command_sweep(args: argparse.Namespace) -> int:
         )
         if outcome.best_checkpoint:
             print(f"best checkpoint: {outcome.best_checkpoint}")
-        near_best = near_best_note(outcome.val_scores, sizes["val"], bool(plan.request.refit))
+        scored_on = outcome.val_images or sizes["val"]  # cross-validated SVM trials: train + validation
+        near_best = near_best_note(outcome.val_scores, scored_on, bool(plan.request.refit))
         if near_best:
             print(near_best)
     elif outcome.trials:

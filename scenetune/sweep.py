@@ -24,6 +24,7 @@ from scenetune.errors import UserError
 from scenetune.experiment import (
     EXPERIMENT_FILE,
     PRUNED_FILE,
+    SELECT_BY_CROSS_VALIDATION,
     Objective,
     is_accuracy_score,
     pruned_configs,
@@ -268,6 +269,8 @@ def _grid(
     )
     if limit is not None:
         constants["max_trial_seconds"] = limit
+    if task.cross_validates_selection and not request.val_from_test:  # never pool the test folder
+        constants[SELECT_BY_CROSS_VALIDATION] = True
     if request.space == OPTUNA_SPACE:
         return [], constants, request.samples or DEFAULT_OPTUNA_SAMPLES, epochs
     configs = [
@@ -673,6 +676,9 @@ class SweepOutcome:
     refits: list = field(default_factory=list)  # the refit trials (--refit), TrialRecords
     pruned: list = field(default_factory=list)  # configurations pruned before they started (cost.py)
     val_scores: list[float] = field(default_factory=list)  # each finished trial's best_val_acc
+    val_images: int | None = (
+        None  # what the best trial's val_acc was scored on, when not the validation split
+    )
 
 
 def run(plan: SweepPlan) -> SweepOutcome:
@@ -748,4 +754,5 @@ def summarise(results, location: str) -> SweepOutcome:
         best_checkpoint=best.checkpoint.path if best.checkpoint else None,
         error_messages=errors,
         val_scores=[float(r.metrics["best_val_acc"]) for r in finished],
+        val_images=best.metrics.get("val_images") or None,
     )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from scenetune.data import TrialData, default_cache_dir
-from scenetune.experiment import TRAIN_AND_VAL, trains_on_validation
+from scenetune.experiment import SELECT_BY_CROSS_VALIDATION, TRAIN_AND_VAL, trains_on_validation
 from search_spaces import bovw as bovw_space
 from trainables.array_cache import cache_file, cached_arrays
 from trainables.specs import MLPSpec, check_svm_config
@@ -335,7 +335,13 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     if fit_on == TRAIN_AND_VAL:
         labels = with_validation_in_train(labels)
     features_key = f"{counts_key}|{normalization}|tfidf={tfidf}"
-    result = fit_and_score_svm(config, features, labels, features_key)
+    result = fit_and_score_svm(
+        config,
+        features,
+        labels,
+        features_key,
+        cross_validate_selection=bool(config.get(SELECT_BY_CROSS_VALIDATION)) and fit_on == "train",
+    )
     fitted = not counts_cached and not bool(words["codebook_cached"])
     report = svm_report(
         result,
@@ -355,6 +361,7 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
 class BovwTask(Task):
     space = bovw_space.SPACE
     source_kinds = ("patch_mlp",)
+    cross_validates_selection = True
 
     def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
         check_config(config, n_classes, context)

@@ -42,6 +42,9 @@ class Task(ABC):
     # Whether a trial's seed changes what it learns (a network's initialisation, a k-means codebook);
     # a refit of a task whose fit a seed does not change trains once, whatever --refit asks.
     seeded: ClassVar[bool] = True
+    # Whether a search trial can be scored by cross-validation on train + validation (a fit that costs
+    # seconds: the SVM tasks) rather than on the validation split alone (trainables/svm.py).
+    cross_validates_selection: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

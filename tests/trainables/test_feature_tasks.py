@@ -10,8 +10,8 @@ import pytest
 
 import trainables.features as features
 from scenetune.cli import main
-from scenetune.data import load_dataset
-from scenetune.experiment import load_trials
+from scenetune.data import BUILTIN_DIGITS, load_dataset
+from scenetune.experiment import load_trials, read_experiment_record
 from trainables.descriptors import dense_sift
 
 SMALL_MLP = ["--set", "image_size=8", "--set", "width=64", "--set", "depth=3"]
@@ -99,6 +99,10 @@ def test_feature_svm_layer_preset_extracts_each_layer_once(
         ] == 1
         assert trial.last["n_features"] == {"second": 64, "third": 32, "fourth": 16}[trial.config["layer"]]
     assert max(t.last["val_acc"] for t in trials) > 0.5
+    sizes = read_experiment_record(tmp_path / "layers")["data"]["sizes"]
+    for trial in trials:  # scored by 5-fold cross-validation on train + validation, folds the same for all
+        assert trial.config["select_by_cross_validation"] is True
+        assert trial.last["cv_folds"] == 5 and trial.last["val_images"] == sizes["train"] + sizes["val"]
     assert sorted(calls) == sorted(["second", "third", "fourth"] * 3)  # train, val, test once per layer
     calls.clear()
     assert (
@@ -120,6 +124,23 @@ def test_feature_svm_layer_preset_extracts_each_layer_once(
     )
     assert len(load_trials(tmp_path / "optuna")) == 8
     assert len(calls) == 9  # 8 SVM trials, still one extraction per (layer, split)
+    # With the test folder as validation, selection never pools it: trials are scored on it alone.
+    args = [
+        "sweep",
+        "feature_svm",
+        "--from",
+        str(mlp_experiment),
+        "--data",
+        BUILTIN_DIGITS,
+        "--samples",
+        "1",
+        "--val",
+        "test",
+    ]
+    assert main([*args, "--storage", str(tmp_path), "--name", "on-test"]) == 0
+    (on_test,) = load_trials(tmp_path / "on-test")
+    assert "select_by_cross_validation" not in on_test.config and on_test.last["cv_folds"] == 0
+    assert on_test.last["val_acc"] == on_test.last["holdout_val_acc"] == on_test.last["test_acc"]
 
 
 def test_patch_mlp_sweeps_the_patch_sizes_that_fit(patch_experiment: Path) -> None:
@@ -174,6 +195,7 @@ def test_bovw_sift_codebook_preset_and_infeasible_codebook(tmp_path: Path, ray_s
     trials = load_trials(tmp_path / "sift")
     assert sorted(t.config["codebook_size"] for t in trials) == [64, 128, 256, 512, 1024]
     assert all(t.last["descriptors_per_image"] == 4 and t.last["test_acc"] > 0.2 for t in trials)
+    assert all(t.last["cv_folds"] == 5 and 0.2 < t.last["val_acc"] <= 1 for t in trials)
     assert (
         main(
             [

@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import SVC
 
 from trainables import svm
@@ -145,3 +146,59 @@ def test_gamma_factor_multiplies_the_resolved_gamma(digit_features, precompute, 
     at_scale = fit_and_score_svm({"kernel": "rbf", "gamma": "scale"}, x, y)
     assert (relative.val_acc, relative.n_support) == (absolute.val_acc, absolute.n_support)
     assert relative.n_support != at_scale.n_support  # the factor changed the model
+
+
+# ---------- selection by cross-validation on train + validation ----------
+
+
+def test_a_cross_validated_trial_scores_like_scikit_learns_own_cross_validation(digit_features) -> None:
+    x, y = digit_features
+    config = {"kernel": "linear", "C": 0.1}  # a linear kernel has no gamma to resolve on other samples
+    result = fit_and_score_svm(config, x, y, "digits", cross_validate_selection=True)
+    pooled_x, pooled_y = np.concatenate([x["train"], x["val"]]), np.concatenate([y["train"], y["val"]])
+    folds = StratifiedKFold(svm.SELECTION_FOLDS, shuffle=True, random_state=svm.SELECTION_FOLD_SEED)
+    expected = cross_val_score(SVC(kernel="linear", C=0.1), pooled_x, pooled_y, cv=folds).mean()
+    assert result.cv_folds == svm.SELECTION_FOLDS and result.scored_images == len(pooled_y) == 1300
+    assert result.cv_acc == pytest.approx(expected, abs=1e-9)
+    holdout = fit_and_score_svm(config, x, y, "digits holdout")  # the holdout scores are unchanged
+    assert (result.val_acc, result.test_acc) == (holdout.val_acc, holdout.test_acc)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "poly", "intersection"])
+def test_each_kernel_is_cross_validated_on_slices_of_one_pooled_basis(digit_features, kernel) -> None:
+    x, y = digit_features
+    if kernel == "intersection":  # a kernel for non-negative histograms
+        x = {name: np.abs(v) for name, v in x.items()}
+    svm._recent_bases.clear()
+    result = fit_and_score_svm({"kernel": kernel, "degree": 2}, x, y, "digits", cross_validate_selection=True)
+    assert result.cv_acc is not None and 0.85 < result.cv_acc <= 1.0 and result.converged
+    assert [key[0] for key in svm._recent_bases] == ["digits|pooled with validation"]
+    report = svm.svm_report(result, time.perf_counter(), refit=False)
+    assert report["val_acc"] == report["best_val_acc"] == result.cv_acc
+    assert report["holdout_val_acc"] == result.val_acc and report["val_images"] == 1300
+
+
+def test_a_search_trial_whose_folds_did_not_converge_is_too_slow(heavy_tailed_features) -> None:
+    x, y = heavy_tailed_features
+    stuck = fit_and_score_svm(ILL_CONDITIONED, x, y, cross_validate_selection=True)
+    assert stuck.cv_folds and not stuck.converged
+    assert svm.svm_report(stuck, time.perf_counter(), refit=False)["too_slow"]
+
+
+def test_selection_falls_back_to_the_validation_split_where_folds_cannot_be_made(monkeypatch) -> None:
+    labels = np.repeat(np.arange(3), 20)
+    assert svm.selection_folds(labels[:45], labels[45:]) == svm.SELECTION_FOLDS
+    rare = np.append(labels, 7)  # one image of class 7: no stratified fold can hold it out and train on it
+    assert svm.selection_folds(rare, labels[:3]) == 0
+    assert svm.selection_folds(np.append(labels, [7, 7]), labels[:3]) == 2
+    monkeypatch.setattr(svm, "SELECTION_CV_MAX_SAMPLES", 49)
+    assert svm.selection_folds(labels, labels[:3]) == 0
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    result = fit_and_score_svm(
+        {"kernel": "linear"},
+        {"train": x[:40], "val": x[40:50], "test": x[50:]},
+        {"train": labels[:40], "val": labels[40:50], "test": labels[50:]},
+        cross_validate_selection=True,
+    )
+    assert result.cv_acc is None and result.cv_folds == 0 and result.scored_images == 10
+    assert svm.svm_report(result, time.perf_counter(), refit=False)["val_acc"] == result.val_acc
