@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from scenetune.experiment import SELECT_BY_CROSS_VALIDATION, TRAIN_AND_VAL, trains_on_validation
+from scenetune.experiment import TRAIN_AND_VAL, trains_on_validation
 from search_spaces import feature_svm as feature_svm_space
 from trainables.specs import SCALINGS, check_svm_config
 from trainables.task import Task
@@ -45,13 +45,7 @@ def train_feature_svm(config: dict[str, Any], data: FeatureData) -> None:
     scaling = config.get("scaling", "standard")
     train, val, test = scale_features(scaling, features["train"], features["val"], features["test"])
     features_key = f"{data.keys[config['layer']]}|scaling={scaling}|fit={fit_on}"
-    result = fit_and_score_svm(
-        config,
-        {"train": train, "val": val, "test": test},
-        labels,
-        features_key,
-        cross_validate_selection=bool(config.get(SELECT_BY_CROSS_VALIDATION)) and fit_on == "train",
-    )
+    result = fit_and_score_svm(config, {"train": train, "val": val, "test": test}, labels, features_key)
     report = svm_report(result, started, bool(config.get("refit")), n_features=int(train.shape[1]))
     report_with_test_predictions(report, result.test_predicted, labels["test"])
 
@@ -61,7 +55,6 @@ class FeatureSVMTask(Task):
     source_kinds = ("network",)  # any task whose networks are feature sources (Task.feature_source)
     source_required = True
     seeded = False  # SVC's fit on fixed features is deterministic
-    cross_validates_selection = True
 
     def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:
         check_config(config, n_classes, context)

@@ -42,8 +42,9 @@ class Task(ABC):
     # Whether a trial's seed changes what it learns (a network's initialisation, a k-means codebook);
     # a refit of a task whose fit a seed does not change trains once, whatever --refit asks.
     seeded: ClassVar[bool] = True
-    # Whether a search trial can be scored by cross-validation on train + validation (a fit that costs
-    # seconds: the SVM tasks) rather than on the validation split alone (trainables/svm.py).
+    # Whether a search trial may be scored by cross-validation on train + validation rather than on the
+    # validation split alone (trainables/svm.py): a fit that costs seconds, on features that learnt
+    # nothing from the train images' labels (bovw on dense SIFT; not features of a trained network).
     cross_validates_selection: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

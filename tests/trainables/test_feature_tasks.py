@@ -10,7 +10,7 @@ import pytest
 
 import trainables.features as features
 from scenetune.cli import main
-from scenetune.data import BUILTIN_DIGITS, load_dataset
+from scenetune.data import load_dataset
 from scenetune.experiment import load_trials, read_experiment_record
 from trainables.descriptors import dense_sift
 
@@ -100,9 +100,9 @@ def test_feature_svm_layer_preset_extracts_each_layer_once(
         assert trial.last["n_features"] == {"second": 64, "third": 32, "fourth": 16}[trial.config["layer"]]
     assert max(t.last["val_acc"] for t in trials) > 0.5
     sizes = read_experiment_record(tmp_path / "layers")["data"]["sizes"]
-    for trial in trials:  # scored by 5-fold cross-validation on train + validation, folds the same for all
-        assert trial.config["select_by_cross_validation"] is True
-        assert trial.last["cv_folds"] == 5 and trial.last["val_images"] == sizes["train"] + sizes["val"]
+    for trial in trials:  # a network's features of its own train images: scored on validation, not by folds
+        assert trial.last["cv_folds"] == 0 and trial.last["val_images"] == sizes["val"]
+        assert trial.last["val_acc"] == trial.last["holdout_val_acc"]
     assert sorted(calls) == sorted(["second", "third", "fourth"] * 3)  # train, val, test once per layer
     calls.clear()
     assert (
@@ -124,23 +124,6 @@ def test_feature_svm_layer_preset_extracts_each_layer_once(
     )
     assert len(load_trials(tmp_path / "optuna")) == 8
     assert len(calls) == 9  # 8 SVM trials, still one extraction per (layer, split)
-    # With the test folder as validation, selection never pools it: trials are scored on it alone.
-    args = [
-        "sweep",
-        "feature_svm",
-        "--from",
-        str(mlp_experiment),
-        "--data",
-        BUILTIN_DIGITS,
-        "--samples",
-        "1",
-        "--val",
-        "test",
-    ]
-    assert main([*args, "--storage", str(tmp_path), "--name", "on-test"]) == 0
-    (on_test,) = load_trials(tmp_path / "on-test")
-    assert "select_by_cross_validation" not in on_test.config and on_test.last["cv_folds"] == 0
-    assert on_test.last["val_acc"] == on_test.last["holdout_val_acc"] == on_test.last["test_acc"]
 
 
 def test_patch_mlp_sweeps_the_patch_sizes_that_fit(patch_experiment: Path) -> None:
@@ -184,6 +167,7 @@ def test_bovw_learnt_descriptors_and_codebook_are_computed_once(
     assert fitted.last["codebook_fit_seconds"] > 0  # what the cost estimate calibrates by
     assert all("codebook_fit_seconds" not in t.last for t in trials if t is not fitted)
     assert sum(not t.last["word_counts_cached"] for t in trials) == 1  # later trials load only the counts
+    assert all(t.last["cv_folds"] == 0 for t in trials)  # learnt descriptors: scored on validation
 
 
 def test_bovw_sift_codebook_preset_and_infeasible_codebook(tmp_path: Path, ray_session) -> None:
@@ -195,7 +179,20 @@ def test_bovw_sift_codebook_preset_and_infeasible_codebook(tmp_path: Path, ray_s
     trials = load_trials(tmp_path / "sift")
     assert sorted(t.config["codebook_size"] for t in trials) == [64, 128, 256, 512, 1024]
     assert all(t.last["descriptors_per_image"] == 4 and t.last["test_acc"] > 0.2 for t in trials)
-    assert all(t.last["cv_folds"] == 5 and 0.2 < t.last["val_acc"] <= 1 for t in trials)
+    sizes = read_experiment_record(tmp_path / "sift")["data"]["sizes"]
+    for trial in trials:  # dense SIFT: scored by 5 folds of train + validation, the same for every trial
+        assert trial.config["select_by_cross_validation"] is True and trial.last["cv_folds"] == 5
+        assert trial.last["val_images"] == sizes["train"] + sizes["val"] and 0.2 < trial.last["val_acc"] <= 1
+    # With the test folder as validation, the folds would pool it: trials are scored on it alone.
+    on_test = ["sweep", "bovw", "--samples", "1", *sift, "--val", "test", "--storage", str(tmp_path)]
+    assert main([*on_test, "--name", "on-test"]) == 0
+    (scored_on_test,) = load_trials(tmp_path / "on-test")
+    assert "select_by_cross_validation" not in scored_on_test.config and scored_on_test.last["cv_folds"] == 0
+    assert (
+        scored_on_test.last["val_acc"]
+        == scored_on_test.last["holdout_val_acc"]
+        == scored_on_test.last["test_acc"]
+    )
     assert (
         main(
             [
