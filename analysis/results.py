@@ -65,6 +65,7 @@ TRIAL_COLUMNS = (
     "best_epoch",
     "directory",
     "checkpoint",
+    "cv_folds",  # > 0: val_acc is a cross-validated accuracy on train + validation (trainables/svm.py)
     *METRICS,
 )
 
@@ -175,6 +176,7 @@ def load_experiment(path: Path) -> Experiment:
             "best_epoch": best.get("epoch"),
             "directory": str(trial.directory),
             "checkpoint": str(checkpoint) if (checkpoint := trial.checkpoint) else None,
+            "cv_folds": int(best.get("cv_folds") or 0),
         }
         row.update({metric: best.get(metric) for metric in METRICS})
         row[objective.metric] = trial.best_score(objective)

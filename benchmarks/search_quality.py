@@ -239,6 +239,18 @@ def carried_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
+def not_yet_rerun(args: argparse.Namespace, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The earlier rows of the pairs this run has yet to reach, so that an interrupted run keeps them."""
+    done = {(row["approach"], row["seed"]) for row in results}
+    return [
+        row
+        for row in earlier_rows(args)
+        if row["approach"] in args.approaches
+        and row["seed"] in args.seeds
+        and (row["approach"], row["seed"]) not in done
+    ]
+
+
 def when_run(args: argparse.Namespace, approach: str, method: str, seed: int) -> dict[str, Any]:
     """When a run kept in --storage was made and how long it took (a reused run is not measured
     again): args.earlier holds the runs this invocation made, then the rows of the earlier --json,
@@ -413,7 +425,7 @@ def main() -> int:
                 row = measure(args, approach_key, method, seed)
                 results.append(row)
                 print(json.dumps(row), flush=True)
-                write_json(args.json, run_settings(args), carried + results)
+                write_json(args.json, run_settings(args), carried + results + not_yet_rerun(args, results))
     write_section(args.out, args, carried + results)
     print(table(carried + results, seeds_of(carried + results))[0])
     return 0

@@ -131,9 +131,18 @@ def run_study(request: StudyRequest) -> Path:
     return directory
 
 
+def _cross_validated_note(approaches: list[str]) -> str:
+    if not approaches:
+        return ""
+    return (
+        f" The `val_acc` of {', '.join(approaches)} is a cross-validated accuracy on train + validation, "
+        "which its trials were chosen by; the others' is on the validation split."
+    )
+
+
 def write_report(directory: Path, request: StudyRequest) -> str:
     """study.md and study.csv beside the step experiments, and each step's figures; returns the table."""
-    rows, sections, mlp_trials, correctness = [], [], None, {}
+    rows, sections, mlp_trials, correctness, cross_validated = [], [], None, {}, []
     for step in STEPS:
         path = directory / step.name
         if not is_experiment_dir(path):
@@ -141,6 +150,9 @@ def write_report(directory: Path, request: StudyRequest) -> str:
         experiment = load_experiment(path)
         refits = refit_summary(path)  # loads every refit's predictions and bootstraps: once per step
         rows.append(comparison.approach_row(step.approach, experiment, refits))
+        best = experiment.best_row()
+        if best is not None and best["cv_folds"]:
+            cross_validated.append(f"{step.approach} ({best['cv_folds']} folds)")
         correct = comparison.approach_correctness(experiment, refits)
         if correct is not None:
             correctness[step.approach] = correct
@@ -170,7 +182,8 @@ def write_report(directory: Path, request: StudyRequest) -> str:
             "`refit_low`-`refit_high`). Two approaches are compared on the same test images with a paired "
             "bootstrap of the difference and McNemar's exact test (a paired permutation test on the share of "
             "refit models right on each image where there are refits); where the interval of the difference includes 0 or "
-            "p >= 0.05, the conclusions say the data cannot tell them apart.",
+            "p >= 0.05, the conclusions say the data cannot tell them apart."
+            + _cross_validated_note(cross_validated),
             "",
             "## Comparison",
             "",

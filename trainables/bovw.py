@@ -53,10 +53,6 @@ def codebook_fit_work(descriptors: int, dimensions: int, k: int) -> float:
     return float(KMEANS_N_INIT * k * sample * dimensions * (2 + math.log(k)))
 
 
-# A key naming the descriptors, the function computing them, and the image size they need.
-DescriptorSetting = tuple[str, "Callable[[np.ndarray], Descriptors]", int]
-
-
 @dataclass(frozen=True)
 class DescriptorSources:
     """Where a trial's descriptors come from and where they, its codebook and its counts are cached.
@@ -127,16 +123,53 @@ def _learnt_layer(config: dict[str, Any], sources: DescriptorSources) -> str:
     return sources.source_layers[-1] if layer == "last" else layer
 
 
-def _descriptor_key(config: dict[str, Any], sources: DescriptorSources) -> str:
-    """Names the data and the descriptor setting; a retrained source model gets a new key."""
+@dataclass(frozen=True)
+class DescriptorSetting:
+    """One setting of a trial's descriptors: the key naming them (data, kind, parameters; a retrained
+    source model gets a new key), the image size they are computed at, how many each image gives and
+    their width, and whether they were learnt from the train images' labels."""
+
+    key: str
+    side: int
+    per_image: int
+    dimensions: int
+    learnt: bool
+    sift_step: int = 0
+    sift_size: int = 0
+    checkpoint: str | None = None
+    layer: str | None = None
+
+    def compute(self, images: np.ndarray) -> Descriptors:
+        from trainables.descriptors import dense_sift, learnt_descriptors
+
+        if self.learnt:
+            return learnt_descriptors(Path(self.checkpoint), images, self.layer)
+        return dense_sift(images, self.sift_step, self.sift_size)
+
+
+def descriptor_setting(config: dict[str, Any], sources: DescriptorSources) -> DescriptorSetting:
     if config.get("descriptor", "sift") == "sift":
         step, size, side = int(config["sift_step"]), int(config["sift_size"]), int(config["image_size"])
-        setting = f"sift|step={step}|size={size}|{side}px"
-    else:
-        checkpoint = Path(sources.source_checkpoint)
-        stamp = (checkpoint / "model.pt").stat().st_mtime_ns
-        setting = f"learnt|{checkpoint}@{stamp}|{_learnt_layer(config, sources)}"
-    return f"{sources.data_key}|{setting}"
+        return DescriptorSetting(
+            key=f"{sources.data_key}|sift|step={step}|size={size}|{side}px",
+            side=side,
+            per_image=len(sift_grid(side, step, size)) ** 2,
+            dimensions=SIFT_DIMENSIONS,
+            learnt=False,
+            sift_step=step,
+            sift_size=size,
+        )
+    layer, checkpoint = _learnt_layer(config, sources), Path(sources.source_checkpoint)
+    stamp = (checkpoint / "model.pt").stat().st_mtime_ns
+    return DescriptorSetting(
+        key=f"{sources.data_key}|learnt|{checkpoint}@{stamp}|{layer}",
+        side=int(sources.source_image_size),
+        per_image=sources.source_patches,
+        dimensions=sources.source_widths[sources.source_layers.index(layer)],
+        learnt=True,
+        checkpoint=str(checkpoint),
+        layer=layer,
+    )
 
 
 def _counts_key(config: dict[str, Any], descriptor_key: str, fit_on: str) -> str:
@@ -156,53 +189,32 @@ class CodebookFitWork:
     train_images: int
 
     def work(self, config: dict[str, Any]) -> float | None:
-        codebook_key = _counts_key(config, _descriptor_key(config, self.sources), "train")
+        setting = descriptor_setting(config, self.sources)
+        codebook_key = _counts_key(config, setting.key, "train")
         cache = Path(self.sources.cache_dir)
         if any(cache_file(cache / kind, codebook_key).is_file() for kind in ("codebooks", "word_counts")):
             return 0.0
-        if config.get("descriptor", "sift") == "sift":
-            grid = len(
-                sift_grid(int(config["image_size"]), int(config["sift_step"]), int(config["sift_size"]))
-            )
-            per_image, dimensions = grid**2, SIFT_DIMENSIONS
-        else:
-            layer = self.sources.source_layers.index(_learnt_layer(config, self.sources))
-            per_image, dimensions = self.sources.source_patches, self.sources.source_widths[layer]
-        return codebook_fit_work(per_image * self.train_images, dimensions, int(config["codebook_size"]))
+        descriptors = setting.per_image * self.train_images
+        return codebook_fit_work(descriptors, setting.dimensions, int(config["codebook_size"]))
 
     def seconds(self, result: dict[str, Any]) -> float | None:
         return result.get("codebook_fit_seconds")  # reported only by a trial that fitted its codebook
 
 
-def _descriptor_setting(config: dict[str, Any], sources: DescriptorSources) -> DescriptorSetting:
-    """A key naming the descriptors, the function computing them, and the image size they need."""
-    from trainables.descriptors import dense_sift, learnt_descriptors
-
-    key = _descriptor_key(config, sources)
-    if config.get("descriptor", "sift") == "sift":
-        step, size, side = int(config["sift_step"]), int(config["sift_size"]), int(config["image_size"])
-        return key, lambda images: dense_sift(images, step, size), side
-    layer, checkpoint = _learnt_layer(config, sources), Path(sources.source_checkpoint)
-    return key, lambda images: learnt_descriptors(checkpoint, images, layer), int(sources.source_image_size)
-
-
-def _split_descriptors(
-    setting: DescriptorSetting, inputs: BovwInputs, key: str
-) -> tuple[dict[str, Descriptors], bool]:
-    """Every split's descriptors under `key`, computed by the first trial that needs them."""
+def _split_descriptors(setting: DescriptorSetting, inputs: BovwInputs) -> tuple[dict[str, Descriptors], bool]:
+    """Every split's descriptors, computed by the first trial that needs them."""
     from trainables.descriptors import Descriptors
 
-    _, compute, side = setting
-    splits = inputs.data.at_size(side)
+    splits = inputs.data.at_size(setting.side)
 
     def compute_all() -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
         for name in SPLITS:
-            described = compute(splits[name].x)
+            described = setting.compute(splits[name].x)
             arrays[f"{name}_values"], arrays[f"{name}_index"] = described.values, described.image_index
         return arrays
 
-    arrays, cached = cached_arrays(Path(inputs.sources.cache_dir) / "descriptors", key, compute_all)
+    arrays, cached = cached_arrays(Path(inputs.sources.cache_dir) / "descriptors", setting.key, compute_all)
     descriptors = {
         name: Descriptors(arrays[f"{name}_values"], arrays[f"{name}_index"], len(splits[name]))
         for name in SPLITS
@@ -244,7 +256,7 @@ def _visual_words(
     """
     from trainables.descriptors import fit_codebook_by, word_histograms
 
-    descriptors, descriptors_cached = _split_descriptors(setting, inputs, setting[0])
+    descriptors, descriptors_cached = _split_descriptors(setting, inputs)
     if codebook.fit_on == TRAIN_AND_VAL:
         descriptors = _with_validation_in_train(descriptors)
     available = len(descriptors["train"].values)
@@ -288,17 +300,13 @@ def _codebook_too_slow_report(k: int, limit: float, started: float) -> dict[str,
     }
 
 
-def cross_validates(config: dict[str, Any], fit_on: str) -> bool:
+def cross_validates(config: dict[str, Any], setting: DescriptorSetting, fit_on: str) -> bool:
     """Whether a trial is scored by cross-validation on train + validation (trainables/svm.py): a
     search trial, where the sweep allows it, on dense SIFT descriptors. Learnt descriptors come from a
     patch MLP trained on the train images' labels, so folds of train images score them on images that
     network has fitted. On MIT_split deep features scored 0.71 by such folds, 0.56 on validation and
     0.59 on test. Those trials are scored on the validation split, which the network has not seen."""
-    return (
-        bool(config.get(SELECT_BY_CROSS_VALIDATION))
-        and fit_on == "train"
-        and config.get("descriptor", "sift") == "sift"
-    )
+    return bool(config.get(SELECT_BY_CROSS_VALIDATION)) and fit_on == "train" and not setting.learnt
 
 
 def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
@@ -310,12 +318,12 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
 
     started = time.perf_counter()
     limit = config.get("max_trial_seconds")
-    setting = _descriptor_setting(config, inputs.sources)
+    setting = descriptor_setting(config, inputs.sources)
     k, seed = int(config["codebook_size"]), int(config.get("seed", 0))
     fit_on = TRAIN_AND_VAL if trains_on_validation(config) else "train"
     # A trial that finds its counts cached loads n_images x k integers, not the descriptors: it costs
     # its SVM fit (benchmarks/run_benchmarks.py, measurement 3).
-    counts_key = _counts_key(config, setting[0], fit_on)
+    counts_key = _counts_key(config, setting.key, fit_on)
     codebook = Codebook(counts_key, k, seed, fit_on, started + float(limit) if limit else None)
     try:
         words, counts_cached = cached_arrays(
@@ -353,7 +361,7 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
         features,
         labels,
         features_key,
-        cross_validate_selection=cross_validates(config, fit_on),
+        cross_validate_selection=cross_validates(config, setting, fit_on),
     )
     fitted = not counts_cached and not bool(words["codebook_cached"])
     report = svm_report(

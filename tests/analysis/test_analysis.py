@@ -294,6 +294,9 @@ def test_quick_study_end_to_end_and_resume(
         comparison.BOVW_SIFT: 2,
         comparison.CNN_REFERENCE: 2,
     }
+    # Dense SIFT's trials were chosen by cross-validation, and study.md says so; the others on validation.
+    assert f"The `val_acc` of {comparison.BOVW_SIFT} (5 folds) is a cross-validated accuracy" in report
+    assert comparison.PATCH_MLP not in report.split("The `val_acc` of ")[1].split(" is a cross")[0]
     refit_bovw = load_trials(study / "bovw_sift" / "refit")
     assert {t.config["refit_train_on"] for t in refit_bovw} == {"train+val"}
     assert len({t.config["seed"] for t in refit_bovw}) == 2  # two codebooks
