@@ -8,12 +8,43 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from scenetune.atomic import replaced_when_written
+
+LOCK_POLL_S = 0.2
+
+
+class PastDeadline(Exception):
+    """Work that could not end before its trial's deadline; `what` says which, for the trial's report."""
+
+    what = "its work"
+
+
+class WaitPastDeadline(PastDeadline):
+    """Another trial was still computing the same key when this trial's deadline passed."""
+
+    what = "its wait for another trial computing the same arrays"
+
+
+def _lock(lock: IO, deadline: float | None) -> None:
+    """Take the key's lock; under a deadline (a time.perf_counter() value), give up when it passes."""
+    if deadline is None:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.perf_counter() >= deadline:
+                raise WaitPastDeadline from None
+            time.sleep(LOCK_POLL_S)
 
 
 def cache_file(directory: Path, key: str) -> Path:
@@ -22,16 +53,21 @@ def cache_file(directory: Path, key: str) -> Path:
 
 
 def cached_arrays(
-    directory: Path, key: str, compute: Callable[[], dict[str, np.ndarray]]
+    directory: Path,
+    key: str,
+    compute: Callable[[], dict[str, np.ndarray]],
+    deadline: float | None = None,
 ) -> tuple[dict[str, np.ndarray], bool]:
     """Arrays stored under `key`, computed by `compute` only if no trial has stored them yet.
 
     Returns the arrays and whether they came from the cache. If `compute` raises, nothing is stored.
+    While another trial computes the same key this one waits, until `deadline` if there is one
+    (then WaitPastDeadline).
     """
     directory.mkdir(parents=True, exist_ok=True)
     path = cache_file(directory, key)
     with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        _lock(lock, deadline)  # released when the file closes
         if path.is_file():
             with np.load(path) as saved:
                 return {name: saved[name] for name in saved.files}, True

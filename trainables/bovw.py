@@ -14,7 +14,7 @@ import numpy as np
 from scenetune.data import TrialData, default_cache_dir
 from scenetune.experiment import SELECT_BY_CROSS_VALIDATION, TRAIN_AND_VAL, trains_on_validation
 from search_spaces import bovw as bovw_space
-from trainables.array_cache import cache_file, cached_arrays
+from trainables.array_cache import PastDeadline, cache_file, cached_arrays
 from trainables.specs import MLPSpec, check_svm_config
 from trainables.task import Task
 
@@ -274,6 +274,7 @@ def _visual_words(
         lambda: {
             "centres": fit_codebook_by(descriptors["train"], codebook.k, codebook.seed, codebook.deadline)
         },
+        codebook.deadline,
     )
     fit_seconds = time.perf_counter() - fit_started
     counts = {name: word_histograms(descriptors[name], arrays["centres"]).astype(np.int32) for name in SPLITS}
@@ -285,9 +286,10 @@ def _visual_words(
     }
 
 
-def _codebook_too_slow_report(k: int, limit: float, started: float) -> dict[str, Any]:
-    """A trial whose codebook fit its time limit cut: stopped, not an error. The searcher sees the
-    worst score for it, as for a network whose epoch the limit cut; the tables show `too_slow`."""
+def _codebook_too_slow_report(cut: PastDeadline, k: int, limit: float, started: float) -> dict[str, Any]:
+    """A trial whose codebook its time limit cut (its fit, or its wait for another trial fitting the
+    same codebook): stopped, not an error. The searcher sees the worst score for it, as for a network
+    whose epoch the limit cut; the tables show `too_slow`."""
     return {
         "epoch": 1,
         "too_slow": True,
@@ -295,7 +297,7 @@ def _codebook_too_slow_report(k: int, limit: float, started: float) -> dict[str,
         "val_acc": 0.0,
         "best_val_acc": float("nan"),
         "test_acc": float("nan"),
-        "error_message": f"the fit of its {k}-word codebook could not finish within --max-trial-seconds {limit:g}",
+        "error_message": f"{cut.what} could not finish within --max-trial-seconds {limit:g} ({k}-word codebook)",
         "trial_seconds": time.perf_counter() - started,
     }
 
@@ -312,7 +314,7 @@ def cross_validates(config: dict[str, Any], setting: DescriptorSetting, fit_on: 
 def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
     from ray import tune
 
-    from trainables.descriptors import FitPastDeadline, inverse_document_frequency, normalize_histograms
+    from trainables.descriptors import inverse_document_frequency, normalize_histograms
     from trainables.predictions import report_with_test_predictions
     from trainables.svm import fit_and_score_svm, svm_report, with_validation_in_train
 
@@ -330,9 +332,10 @@ def train_bovw(config: dict[str, Any], inputs: BovwInputs) -> None:
             Path(inputs.sources.cache_dir) / "word_counts",
             counts_key,
             lambda: _visual_words(setting, inputs, codebook),
+            codebook.deadline,
         )
-    except FitPastDeadline:
-        tune.report(_codebook_too_slow_report(k, float(limit), started))
+    except PastDeadline as cut:
+        tune.report(_codebook_too_slow_report(cut, k, float(limit), started))
         return
     available = int(words["available"])
     if k > available:

@@ -21,13 +21,16 @@ from sklearn.metrics import pairwise_distances_argmin
 from sklearn.preprocessing import normalize
 from threadpoolctl import threadpool_limits
 
+from trainables.array_cache import PastDeadline
 from trainables.bovw import KMEANS_N_INIT, MAX_KMEANS_SAMPLES, kmeans_batch_size, sift_grid
 from trainables.checkpoints import load_model
 from trainables.models import layer_output
 
 
-class FitPastDeadline(Exception):
+class FitPastDeadline(PastDeadline):
     """A codebook fit that could not end before its trial's deadline."""
+
+    what = "the fit of its codebook"
 
 
 @dataclass

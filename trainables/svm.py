@@ -56,13 +56,13 @@ def histogram_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return kernel
 
 
-# A search trial of an SVM task is scored by stratified k-fold cross-validation on train + validation,
-# not on the validation split alone. The fit costs a second or two, and on MIT_split's 282 validation
-# images one standard error of an accuracy is ~3 points. Searches picked among trials that were 1-6
-# images apart there, and the pick tested up to 8 points below the one passed over
-# (benchmarks/search_quality.py, dense SIFT and learnt BoVW, seed 2). Cross-validation scores each
-# configuration on every train + validation image. The same folds for every trial make the
-# comparison between trials paired.
+# A search trial on features learnt from no labels (bovw on dense SIFT) is scored by stratified k-fold
+# cross-validation on train + validation, not on the validation split alone. The fit costs a second
+# or two, and on MIT_split's 282 validation images one standard error of an accuracy is ~3 points.
+# Searches picked among trials 1-6 images apart there, and the pick tested up to 8 points below the
+# one passed over (benchmarks/search_quality.py, seed 2). The same folds for every trial make the
+# comparison between trials paired. Features of a network trained on train are not cross-validated:
+# folds of the images it fitted flatter them (trainables/bovw.py, cross_validates).
 SELECTION_FOLDS = 5
 SELECTION_FOLD_SEED = 0
 # Above this many train + validation samples a trial is scored on the validation split. Its pooled

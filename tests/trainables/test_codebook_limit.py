@@ -3,6 +3,7 @@ even the fastest rate measured puts it past the limit), and cut by the deadline 
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import math
 import time
@@ -17,7 +18,7 @@ from scenetune.cli import main
 from scenetune.cost import CostAwareSearch
 from scenetune.experiment import PRUNED_FILE, load_trials, pruned_configs
 from search_spaces import bovw
-from trainables.array_cache import cache_file
+from trainables.array_cache import WaitPastDeadline, cache_file, cached_arrays
 from trainables.bovw import (
     MAX_KMEANS_SAMPLES,
     CodebookFitWork,
@@ -138,5 +139,28 @@ def test_a_bovw_trial_whose_codebook_fit_passes_its_limit_is_too_slow(tmp_path: 
     assert main(arguments) == 0
     (trial,) = load_trials(tmp_path / "cut")
     assert trial.last["too_slow"] is True and math.isnan(trial.last["test_acc"])
-    assert "4000-word codebook could not finish within --max-trial-seconds 1" in trial.last["error_message"]
+    assert (
+        "the fit of its codebook could not finish within --max-trial-seconds 1 (4000-word codebook)"
+        in trial.last["error_message"]
+    )
     assert "codebook_fit_seconds" not in trial.last
+
+
+def test_a_wait_for_another_trials_codebook_gives_up_at_the_deadline(tmp_path: Path):
+    computed: list[str] = []
+
+    def compute() -> dict[str, np.ndarray]:
+        computed.append("centres")
+        return {"centres": np.ones(3)}
+
+    lock_path = cache_file(tmp_path, "codebook").with_suffix(".lock")
+    with open(lock_path, "w") as other_trial:  # another trial holds the key's lock while it fits
+        fcntl.flock(other_trial, fcntl.LOCK_EX)
+        with pytest.raises(WaitPastDeadline):
+            cached_arrays(tmp_path, "codebook", compute, deadline=time.perf_counter() + 0.5)
+        assert not computed and not cache_file(tmp_path, "codebook").is_file()
+    arrays, cached = cached_arrays(tmp_path, "codebook", compute, deadline=time.perf_counter() + 5)
+    assert not cached and computed == ["centres"] and list(arrays["centres"]) == [1.0, 1.0, 1.0]
+    assert cached_arrays(tmp_path, "codebook", compute)[1] and computed == [
+        "centres"
+    ]  # no deadline: as before
