@@ -3,6 +3,7 @@ even the fastest rate measured puts it past the limit), and cut by the deadline 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
 import math
@@ -16,14 +17,20 @@ from ray.tune.search.optuna import OptunaSearch
 
 from scenetune.cli import main
 from scenetune.cost import CostAwareSearch
+from scenetune.data import load_dataset, make_trial_data
 from scenetune.experiment import PRUNED_FILE, load_trials, pruned_configs
 from search_spaces import bovw
 from trainables.array_cache import WaitPastDeadline, cache_file, cached_arrays
 from trainables.bovw import (
     MAX_KMEANS_SAMPLES,
+    BovwInputs,
+    Codebook,
     CodebookFitWork,
+    DescriptorSetting,
     DescriptorSources,
+    _visual_words,
     codebook_fit_work,
+    descriptor_setting,
     kmeans_batch_size,
 )
 from trainables.descriptors import Descriptors, FitPastDeadline, fit_codebook, fit_codebook_by
@@ -164,3 +171,33 @@ def test_a_wait_for_another_trials_codebook_gives_up_at_the_deadline(tmp_path: P
     assert cached_arrays(tmp_path, "codebook", compute)[1] and computed == [
         "centres"
     ]  # no deadline: as before
+
+
+@dataclasses.dataclass(frozen=True)
+class _SlowToDescribe(DescriptorSetting):
+    """Dense SIFT that takes DESCRIBE_S longer, as a fine grid on large images does the first time."""
+
+    def compute(self, images: np.ndarray) -> Descriptors:
+        time.sleep(DESCRIBE_S)
+        return super().compute(images)
+
+
+DESCRIBE_S = 5.0
+
+
+def test_the_first_computation_of_a_settings_descriptors_does_not_count_against_the_limit(
+    tmp_path: Path, ray_session
+):
+    digits = make_trial_data(load_dataset("digits", [16]), 0.15, False, seed=0)
+    inputs = BovwInputs(digits, _sources(tmp_path))
+    config = {**bovw.DEFAULTS, "image_size": 16, "sift_step": 8, "sift_size": 8, "codebook_size": 8}
+    setting = _SlowToDescribe(**dataclasses.asdict(descriptor_setting(config, inputs.sources)))
+    # The limit is shorter than the descriptors take; the fit (8 words) is well within it on its own.
+    codebook = Codebook("digits|k=8", 8, 0, "train", deadline=time.perf_counter() + DESCRIBE_S - 1)
+    words = _visual_words(setting, inputs, codebook)
+    assert not words["descriptors_cached"] and not words["codebook_cached"]
+    assert words["train"].shape == (len(digits.at_size(16)["train"]), 8)
+    # Once the descriptors are cached, a passed deadline cuts the next codebook's fit at once.
+    passed = Codebook("digits|k=9", 9, 0, "train", deadline=time.perf_counter() - 1)
+    with pytest.raises(FitPastDeadline):
+        _visual_words(setting, inputs, passed)
