@@ -20,6 +20,7 @@ from scenetune.cost import CostAwareSearch
 from scenetune.data import load_dataset, make_trial_data
 from scenetune.experiment import PRUNED_FILE, load_trials, pruned_configs
 from search_spaces import bovw
+from trainables import descriptors
 from trainables.array_cache import WaitPastDeadline, cache_file, cached_arrays
 from trainables.bovw import (
     MAX_KMEANS_SAMPLES,
@@ -182,22 +183,30 @@ class _SlowToDescribe(DescriptorSetting):
         return super().compute(images)
 
 
-DESCRIBE_S = 5.0
+DESCRIBE_S = 2.0
 
 
 def test_the_first_computation_of_a_settings_descriptors_does_not_count_against_the_limit(
-    tmp_path: Path, ray_session
+    tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch
 ):
+    deadlines: list[float] = []  # the deadline each codebook fit was given, then the real fit under it
+    real_fit = descriptors.fit_codebook_by
+    monkeypatch.setattr(
+        descriptors,
+        "fit_codebook_by",
+        lambda train, k, seed, deadline: deadlines.append(deadline) or real_fit(train, k, seed, deadline),
+    )
     digits = make_trial_data(load_dataset("digits", [16]), 0.15, False, seed=0)
     inputs = BovwInputs(digits, _sources(tmp_path))
     config = {**bovw.DEFAULTS, "image_size": 16, "sift_step": 8, "sift_size": 8, "codebook_size": 8}
     setting = _SlowToDescribe(**dataclasses.asdict(descriptor_setting(config, inputs.sources)))
-    # The limit is shorter than the descriptors take; the fit (8 words) is well within it on its own.
-    codebook = Codebook("digits|k=8", 8, 0, "train", deadline=time.perf_counter() + DESCRIBE_S - 1)
-    words = _visual_words(setting, inputs, codebook)
+    limit_ends = time.perf_counter() + 600
+    words = _visual_words(setting, inputs, Codebook("digits|k=8", 8, 0, "train", limit_ends))
     assert not words["descriptors_cached"] and not words["codebook_cached"]
     assert words["train"].shape == (len(digits.at_size(16)["train"]), 8)
-    # Once the descriptors are cached, a passed deadline cuts the next codebook's fit at once.
-    passed = Codebook("digits|k=9", 9, 0, "train", deadline=time.perf_counter() - 1)
+    assert deadlines[0] >= limit_ends + DESCRIBE_S  # moved by the time the descriptors took
+    # Once the descriptors are cached, the fit has the trial's own deadline, and a passed one cuts it.
+    _visual_words(setting, inputs, Codebook("digits|k=9", 9, 0, "train", limit_ends))
+    assert deadlines[1] == limit_ends
     with pytest.raises(FitPastDeadline):
-        _visual_words(setting, inputs, passed)
+        _visual_words(setting, inputs, Codebook("digits|k=10", 10, 0, "train", time.perf_counter() - 1))
