@@ -50,14 +50,14 @@ PROCESS_START_SLACK_S = 1.0  # create_time is rounded to clock ticks
 # Configurations a sweep pruned before they started (estimated first epoch past --max-trial-seconds).
 PRUNED_FILE = "pruned.jsonl"
 CONFIG_PREFIX = "config/"  # how tables name a trial's configuration columns
-# Config keys that every trial carries but that are no hyperparameter of the task.
-RUN_KEYS = frozenset({"seed", "epochs", "max_trial_seconds", "run_to_limit", "select_by_cross_validation"})
 # Set by the sweep for tasks that score a search trial by cross-validation on train + validation
 # (Task.cross_validates_selection) when validation was carved from train; absent in experiments
 # made before it, which keep scoring on the validation split when resumed.
 SELECT_BY_CROSS_VALIDATION = "select_by_cross_validation"
 # Set in a prior's configuration: it runs to its time limit even when its epochs project it far past.
 RUN_TO_LIMIT = "run_to_limit"
+# Config keys that every trial carries but that are no hyperparameter of the task.
+RUN_KEYS = frozenset({"seed", "epochs", "max_trial_seconds", RUN_TO_LIMIT, SELECT_BY_CROSS_VALIDATION})
 
 
 # ---------- the objective ----------

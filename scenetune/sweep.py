@@ -676,9 +676,8 @@ class SweepOutcome:
     refits: list = field(default_factory=list)  # the refit trials (--refit), TrialRecords
     pruned: list = field(default_factory=list)  # configurations pruned before they started (cost.py)
     val_scores: list[float] = field(default_factory=list)  # each finished trial's best_val_acc
-    val_images: int | None = (
-        None  # what the best trial's val_acc was scored on, when not the validation split
-    )
+    # how many images the best trial's val_acc was scored on, when not the validation split
+    val_images: int | None = None
 
 
 def run(plan: SweepPlan) -> SweepOutcome:

@@ -202,7 +202,7 @@ def fit_and_score_svm(
     """
     kernel = config.get("kernel", "rbf")
     folds = selection_folds(y["train"], y["val"]) if cross_validate_selection else 0
-    if folds and (kernel == "intersection" or len(x["train"]) <= PRECOMPUTED_KERNEL_MAX_TRAIN):
+    if folds:  # at most SELECTION_CV_MAX_SAMPLES: always within PRECOMPUTED_KERNEL_MAX_TRAIN
         return _fit_with_cross_validation(config, x, y, features_key, folds)
     gamma = config.get("gamma", "scale")
     gamma_factor = float(config.get("gamma_factor", 1.0))
