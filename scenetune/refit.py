@@ -106,10 +106,6 @@ def refit_configs(
 def run_refit(plan, trainable) -> list[TrialRecord]:
     """Run (or resume) the refit trials of a finished search; returns them."""
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator
-
-    from scenetune.progress import ProgressLine
-    from scenetune.sweep import run_config, trial_dirname
 
     request = plan.request
     directory = plan.experiment_dir / REFIT_DIR
@@ -135,27 +131,39 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
             f"scenetune: refitting trial {best.trial_id} {seeds} for {epochs} epochs"
             f"{noisy_best_epoch_note(best, epochs, objective)} on {configs[0]['refit_train_on']}"
         )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=dict(configs[0]),
-            tune_config=tune.TuneConfig(
-                search_alg=BasicVariantGenerator(
-                    points_to_evaluate=[dict(c) for c in configs], random_state=request.seed
-                ),
-                num_samples=len(configs),
-                reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=run_config(
-                request,
-                REFIT_DIR,
-                os.fspath(plan.experiment_dir),
-                ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults, refit=True),
-            ),
-        )
+        tuner = configs_tuner(plan, trainable, configs, REFIT_DIR)
     with (
         driver_heartbeat(directory),
         refusing_a_fresh_start(location) if restoring else contextlib.nullcontext(),
     ):
         tuner.fit()
     return load_trials(directory)
+
+
+def configs_tuner(plan, trainable, configs: list[dict[str, Any]], name: str):
+    """A Tuner that trains exactly `configs`, each once, as the experiment `name` inside the sweep's
+    folder, stored and reported as the search's trials are."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from scenetune.progress import ProgressLine
+    from scenetune.sweep import run_config, trial_dirname
+
+    return tune.Tuner(
+        trainable,
+        param_space=dict(configs[0]),
+        tune_config=tune.TuneConfig(
+            search_alg=BasicVariantGenerator(
+                points_to_evaluate=[dict(c) for c in configs], random_state=plan.request.seed
+            ),
+            num_samples=len(configs),
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=run_config(
+            plan.request,
+            name,
+            os.fspath(plan.experiment_dir),
+            ProgressLine(len(configs), int(configs[0]["epochs"]), plan.task.space.defaults, refit=True),
+        ),
+    )

@@ -25,6 +25,7 @@ from scenetune.replication_steps import (
     QUICK_PINS,
     STATE_FILE,
     STEPS,
+    STUDY_LR_SCHEDULE,
     Chosen,
     ReplicationStep,
 )
@@ -113,6 +114,8 @@ def step_request(
     from scenetune.registry import get_task
 
     pins = step.pins(chosen, request.carry)
+    if "lr_schedule" in get_task(step.task).space.defaults:
+        pins = {**STUDY_LR_SCHEDULE, **pins}
     if request.quick:
         pins = {**pins, **QUICK_PINS.get(step.task, {})}
     swept = set(get_task(step.task).space.presets[step.preset].factors)

@@ -18,6 +18,9 @@ STATE_FILE = "replication-state.json"  # in a replication's folder: its request 
 CARRY_MODES = ("study", "best")
 PROTOCOLS = ("study", "honest")
 
+# The study trained its networks at a constant learning rate; the tasks' defaults anneal it.
+STUDY_LR_SCHEDULE = {"lr_schedule": "constant"}
+
 # What an MLP step hands on: how it trained, and its architecture.
 TRAINING_KEYS = ("lr", "batch_size")
 ARCHITECTURE_KEYS = ("depth", "width", "width_schedule", "batch_norm", "dropout", "initializer")

@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
     "optimizer": "adam",
     "lr": 1e-3,
+    "lr_schedule": "cosine",  # see search_spaces.mlp
     "weight_decay": 0.0,
     "batch_size": 32,
     "epochs": 20,

@@ -27,6 +27,7 @@ WIDTH_SCHEDULES = ("halve", "constant")
 AGGREGATIONS = ("mean", "max", "min", "mean_logits", "vote")
 TRAIN_ON = ("image", "patch")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 SVM_KERNELS = ("rbf", "linear", "poly", "intersection")
 SCALINGS = ("standard", "l2", "none")
 
@@ -119,6 +120,9 @@ def check_training_config(config: dict[str, Any]) -> None:
     optimizer = config.get("optimizer", "adam")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    schedule = config.get("lr_schedule", "constant")
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     for key in ("lr", "batch_size", "epochs"):
         if key in config and not float(config[key]) > 0:
             raise ValueError(f"{key} must be positive, got {config[key]}")

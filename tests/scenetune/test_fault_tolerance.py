@@ -32,6 +32,7 @@ from scenetune.heartbeat import RESUME_LOCK_FILE
 from scenetune.recovery import RecordedCheckpoint, recorded_checkpoints
 from tests.processes import kill_and_wait_for_ray
 from trainables.checkpoints import load_training_state
+from trainables.training import scheduled_lr
 
 pytestmark = pytest.mark.integration  # real sweeps, servers and browsers
 
@@ -268,6 +269,9 @@ def test_a_checkpoint_replaced_after_the_last_saved_state_is_resumed_from_with_t
     continued = load_training_state(newer)
     continued_from, lost = continued["epoch"], continued["reports"]
     assert [r["epoch"] for r in lost][-1] == continued_from
+    # The loop trained that epoch at the annealed rate the defaults ask for (from 0.01 towards 0).
+    annealed = scheduled_lr({"lr": 0.01, "epochs": 10, "lr_schedule": "cosine"}, continued_from)
+    assert continued["optimizer"]["param_groups"][0]["lr"] == pytest.approx(annealed)
     result_file = newer.parent / RESULT_FILE
     kept = [
         line for line in result_file.read_text().splitlines() if json.loads(line)["epoch"] < lost[0]["epoch"]

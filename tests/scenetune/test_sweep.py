@@ -347,6 +347,10 @@ def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path)
             ["--early-stopping", "median"],
             "scenetune: error: --early-stopping must be one of asha, none, got 'median'",
         ),
+        (
+            ["--set", "lr_schedule=step"],
+            "scenetune: error: invalid configuration for mlp: lr_schedule must be one of ('constant', 'cosine'), got 'step'",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_before_ray_starts(
