@@ -207,12 +207,28 @@ def _resolve_source(request: SweepRequest, task: Task):
 
 
 def _with_source_data(request: SweepRequest, source) -> SweepRequest:
-    """Feature tasks default to the data and split their source network was trained on."""
+    """Feature tasks default to the data and split their source network was trained on. `--val test`
+    is honoured (the network never saw the test folder); another carved split is refused, since its
+    validation images would include some the network trained on."""
     if request.data is not None:
         return request
     recorded = (source.record or {}).get("request") if source is not None else None
     if recorded is None:
         return dataclasses.replace(request, data=BUILTIN_DIGITS)
+    if request.val_from_test:
+        return dataclasses.replace(request, data=recorded["data"])
+    default_fraction = SweepRequest.__dataclass_fields__["val_fraction"].default
+    if request.val_fraction != default_fraction and (
+        recorded["val_from_test"] or request.val_fraction != recorded["val_fraction"]
+    ):
+        trained_with = (
+            "--val test" if recorded["val_from_test"] else f"--val-fraction {recorded['val_fraction']:g}"
+        )
+        raise UserError(
+            f"--val-fraction {request.val_fraction:g} differs from the split the --from network was "
+            f"trained with ({trained_with}), so validation would hold images the network trained on; "
+            "leave it out to use the network's split, or give --val test"
+        )
     keys = ("data", "val_fraction", "val_from_test")
     return dataclasses.replace(request, **{key: recorded[key] for key in keys})
 

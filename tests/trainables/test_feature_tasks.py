@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import trainables.features as features
 from scenetune.cli import main
 from scenetune.data import load_dataset
 from scenetune.experiment import load_trials, read_experiment_record
+from scenetune.request import SweepRequest
+from scenetune.sweep import prepare
 from trainables.descriptors import dense_sift
 
 SMALL_MLP = ["--set", "image_size=8", "--set", "width=64", "--set", "depth=3"]
@@ -168,6 +171,29 @@ def test_bovw_learnt_descriptors_and_codebook_are_computed_once(
     assert all("codebook_fit_seconds" not in t.last for t in trials if t is not fitted)
     assert sum(not t.last["word_counts_cached"] for t in trials) == 1  # later trials load only the counts
     assert all(t.last["cv_folds"] == 0 for t in trials)  # learnt descriptors: scored on validation
+
+
+def test_a_feature_task_takes_its_networks_split_or_the_test_folder_and_refuses_another_fraction(
+    mlp_experiment: Path, tmp_path: Path, capsys
+) -> None:
+    network = read_experiment_record(mlp_experiment)["data"]["sizes"]
+    request = SweepRequest(task="feature_svm", source=str(mlp_experiment), storage=str(tmp_path), name="x")
+    assert prepare(request).trial_data.split_sizes() == network  # the network's carved split
+    on_test = prepare(dataclasses.replace(request, val_from_test=True))
+    assert on_test.request.val_from_test and on_test.trial_data.split_sizes() == {
+        "train": network["train"] + network["val"],
+        "val": network["test"],
+        "test": network["test"],
+    }
+    # Another carved share would put images the network trained on into validation.
+    arguments = ["sweep", "feature_svm", "--from", str(mlp_experiment), "--val-fraction", "0.3"]
+    assert main([*arguments, "--storage", str(tmp_path), "--name", "x"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        "--val-fraction 0.3 differs from the split the --from network was trained with (--val-fraction 0.15)"
+        in error
+    )
+    assert not (tmp_path / "x").exists()
 
 
 def test_bovw_sift_codebook_preset_and_infeasible_codebook(tmp_path: Path, ray_session) -> None:
