@@ -255,8 +255,9 @@ def _visual_words(
     `deadline` raises FitPastDeadline, and nothing is cached.
 
     The first trial of a descriptor setting computes its descriptors for every later trial (a dense
-    SIFT grid of 4 pixels took 37-41 s on MIT_split). That time does not count against the trial's
-    limit: the deadline moves by it. Counted, it cut such trials as too_slow before their fit, and the
+    SIFT grid of 4 pixels took 37-41 s on MIT_split), and a trial started meanwhile waits for them.
+    Neither counts against the trial's limit, nor does loading them: the deadline moves by the time
+    the descriptors took to get. Counted, they cut such trials as too_slow before their fit, and the
     searcher learnt to avoid a setting whose next trial would have run normally.
     """
     from trainables.descriptors import fit_codebook_by, word_histograms
@@ -264,7 +265,7 @@ def _visual_words(
     described = time.perf_counter()
     descriptors, descriptors_cached = _split_descriptors(setting, inputs)
     deadline = codebook.deadline
-    if deadline is not None and not descriptors_cached:
+    if deadline is not None:
         deadline += time.perf_counter() - described
     if codebook.fit_on == TRAIN_AND_VAL:
         descriptors = _with_validation_in_train(descriptors)

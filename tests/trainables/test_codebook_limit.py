@@ -7,6 +7,7 @@ import dataclasses
 import fcntl
 import functools
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -205,8 +206,47 @@ def test_the_first_computation_of_a_settings_descriptors_does_not_count_against_
     assert not words["descriptors_cached"] and not words["codebook_cached"]
     assert words["train"].shape == (len(digits.at_size(16)["train"]), 8)
     assert deadlines[0] >= limit_ends + DESCRIBE_S  # moved by the time the descriptors took
-    # Once the descriptors are cached, the fit has the trial's own deadline, and a passed one cuts it.
+    # Once the descriptors are cached, the fit has about the trial's own deadline (moved by their
+    # load), and a passed one cuts it.
     _visual_words(setting, inputs, Codebook("digits|k=9", 9, 0, "train", limit_ends))
-    assert deadlines[1] == limit_ends
+    assert limit_ends <= deadlines[1] < limit_ends + DESCRIBE_S
     with pytest.raises(FitPastDeadline):
         _visual_words(setting, inputs, Codebook("digits|k=10", 10, 0, "train", time.perf_counter() - 1))
+
+
+DESCRIBING = threading.Event()
+
+
+@dataclasses.dataclass(frozen=True)
+class _SignalsItsComputation(_SlowToDescribe):
+    def compute(self, images: np.ndarray) -> Descriptors:
+        DESCRIBING.set()
+        return super().compute(images)
+
+
+def test_a_wait_for_another_trial_computing_the_descriptors_does_not_count_against_the_limit(
+    tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch
+):
+    deadlines: list[float | None] = []
+    real_fit = descriptors.fit_codebook_by
+    monkeypatch.setattr(
+        descriptors,
+        "fit_codebook_by",
+        lambda train, k, seed, deadline: deadlines.append(deadline) or real_fit(train, k, seed, deadline),
+    )
+    digits = make_trial_data(load_dataset("digits", [16]), 0.15, False, seed=0)
+    inputs = BovwInputs(digits, _sources(tmp_path))
+    config = {**bovw.DEFAULTS, "image_size": 16, "sift_step": 8, "sift_size": 8, "codebook_size": 8}
+    setting = _SignalsItsComputation(**dataclasses.asdict(descriptor_setting(config, inputs.sources)))
+    DESCRIBING.clear()
+    computing = threading.Thread(
+        target=_visual_words, args=(setting, inputs, Codebook("digits|k=8", 8, 0, "train", None))
+    )
+    computing.start()  # another trial computes the setting's descriptors: DESCRIBE_S for each split
+    DESCRIBING.wait()
+    limit_ends = time.perf_counter() + 600
+    words = _visual_words(setting, inputs, Codebook("digits|k=9", 9, 0, "train", limit_ends))
+    computing.join()
+    assert words["descriptors_cached"]  # it waited for them, then loaded them
+    (waited,) = [deadline for deadline in deadlines if deadline is not None]
+    assert waited >= limit_ends + DESCRIBE_S  # moved by the wait: the other trial had two splits left
