@@ -4,7 +4,8 @@
 For each network task of a finished study, the configuration the study chose is trained again, as
 its refits are (train + validation, the study's refit epoch count, seeds 1000, 1001, ...), once at a
 constant learning rate and once with `lr_schedule=cosine`; both arms in one run. Every refit reports
-its test accuracy after each epoch, so the run measures, per arm:
+its test accuracy after each epoch, so the run measures, per arm (a trial's torch seed derives from its
+seed and whole configuration, so the arms' seeds are independent draws, not shared ones):
 
 - the final test accuracy over seeds (mean ± std), and the spread between the best and worst seed,
   with a paired bootstrap interval of the difference in spread over the same test images;
@@ -175,8 +176,9 @@ def section(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
         "",
         f"On `MIT_split`, {settings['machine']}, commit {settings['commit']}: each network task's configuration "
         f"chosen by the study `{Path(settings['study']).name}`, trained as its refits are (train + validation, the "
-        "study's refit epoch count), with the same seeds at a constant learning rate and with `lr_schedule=cosine`, "
-        "in one run. Test accuracy after the last epoch: mean ± std over the seeds [95% bootstrap interval over the "
+        "study's refit epoch count), with seeds 1000-1002 at a constant learning rate and with `lr_schedule=cosine`, "
+        "in one run (a trial's torch seed derives from its seed and its whole configuration, so the two arms start "
+        "from different initial weights and batch orders: three draws each). Test accuracy after the last epoch: mean ± std over the seeds [95% bootstrap interval over the "
         "807 test images] (each seed). Swing: the mean absolute change in test accuracy between consecutive "
         "epochs over the last quarter of training, in points. Differences are cosine minus constant, paired over "
         "the test images; ~ marks one the data cannot tell from zero.",
