@@ -40,14 +40,14 @@ import numpy as np  # noqa: E402
 from analysis.uncertainty import (  # noqa: E402
     accuracy_interval,
     paired_comparison,
-    predictions_on_test,
+    refit_predictions,
     spread_difference,
 )
 from benchmarks.sections import write_section  # noqa: E402
 from scenetune.experiment import (  # noqa: E402
+    REFIT_DIR,
     TrialRecord,
     best_trial,
-    load_trials,
     objective_of,
     read_experiment_record,
 )
@@ -70,40 +70,35 @@ def arm_configs(study_task: Path, seeds: int) -> tuple[list[dict[str, Any]], int
     return [{**config, "lr_schedule": schedule} for schedule in SCHEDULES for config in configs], epochs
 
 
-def train(study_task: Path, storage: Path, task: str, configs: list[dict[str, Any]]) -> list[TrialRecord]:
-    """Train the configurations as Ray Tune trials (kept in --storage: a finished task is not rerun)."""
+def train(
+    study_task: Path, storage: Path, task: str, configs: list[dict[str, Any]]
+) -> list[tuple[TrialRecord, np.ndarray]]:
+    """Train the configurations as refit trials (kept in --storage: a finished task is not rerun);
+    each finished one with its correctness on every test image."""
     from scenetune.request import SweepRequest
     from scenetune.sweep import _trainable, prepare, start_ray
 
-    folder = storage / task / "arms"
-    if folder.is_dir() and len(finished(load_trials(folder))) == len(configs):
-        return finished(load_trials(folder))
-    shutil.rmtree(storage / task, ignore_errors=True)
-    record = read_experiment_record(study_task)
-    request = SweepRequest(
-        task=task,
-        data=record["request"]["data"],
-        pinned={"image_size": configs[0]["image_size"]},  # decode the one size the arms train on
-        storage=str(storage),
-        name=task,
-    )
-    plan = prepare(request)
-    start_ray()
-    configs_tuner(plan, _trainable(plan), configs, "arms").fit()
-    return finished(load_trials(folder))
-
-
-def finished(trials: list[TrialRecord]) -> list[TrialRecord]:
-    return [t for t in trials if t.last and int(t.last.get("epoch", 0)) >= int(t.config["epochs"])]
+    experiment = storage / task
+    runs = refit_predictions(experiment) if (experiment / REFIT_DIR).is_dir() else []
+    if len(runs) < len(configs):
+        shutil.rmtree(experiment, ignore_errors=True)
+        record = read_experiment_record(study_task)
+        request = SweepRequest(
+            task=task,
+            data=record["request"]["data"],
+            pinned={"image_size": configs[0]["image_size"]},  # decode the one size the arms train on
+            storage=str(storage),
+            name=task,
+        )
+        plan = prepare(request)
+        start_ray()
+        configs_tuner(plan, _trainable(plan), configs, REFIT_DIR).fit()
+        runs = refit_predictions(experiment)
+    return [(trial, predicted == labels) for trial, predicted, labels in runs]
 
 
 def test_curve(trial: TrialRecord) -> list[float]:
     return [float(report["test_acc"]) for report in trial.history]
-
-
-def correct_on_test(trial: TrialRecord) -> np.ndarray:
-    predicted, labels = predictions_on_test(trial.checkpoint)
-    return predicted == labels
 
 
 def swing(curve: list[float]) -> float:
@@ -113,15 +108,16 @@ def swing(curve: list[float]) -> float:
 
 def measure_task(study: Path, storage: Path, task: str, seeds: int) -> dict[str, Any]:
     configs, epochs = arm_configs(study / task, seeds)
-    trials = train(study / task, storage, task, configs)
+    trained = train(study / task, storage, task, configs)
     arms: dict[str, Any] = {}
     correct: dict[str, list[np.ndarray]] = {}
     for schedule in SCHEDULES:
         runs = sorted(
-            (t for t in trials if t.config["lr_schedule"] == schedule), key=lambda t: t.config["seed"]
+            ((t, c) for t, c in trained if t.config["lr_schedule"] == schedule),
+            key=lambda run: run[0].config["seed"],
         )
-        curves = [test_curve(t) for t in runs]
-        correct[schedule] = [correct_on_test(t) for t in runs]
+        curves = [test_curve(t) for t, _ in runs]
+        correct[schedule] = [c for _, c in runs]
         finals = [curve[-1] for curve in curves]
         low, high = accuracy_interval(np.mean([c.astype(float) for c in correct[schedule]], axis=0))
         arms[schedule] = {

@@ -113,12 +113,13 @@ def step_request(
     """The sweep of one step; KeyError when a step it starts from has no result."""
     from scenetune.registry import get_task
 
+    task = get_task(step.task)
     pins = step.pins(chosen, request.carry)
-    if "lr_schedule" in get_task(step.task).space.defaults:
+    if "lr_schedule" in task.space.defaults:
         pins = {**STUDY_LR_SCHEDULE, **pins}
     if request.quick:
         pins = {**pins, **QUICK_PINS.get(step.task, {})}
-    swept = set(get_task(step.task).space.presets[step.preset].factors)
+    swept = set(task.space.presets[step.preset].factors)
     pins = {key: value for key, value in pins.items() if key not in swept}  # the step's own factor varies
     source = str(source_checkpoint(step, directory, request.carry)) if step.source_steps else None
     epochs = QUICK_EPOCHS if request.quick else request.epochs
@@ -127,7 +128,7 @@ def step_request(
         data=request.data,
         source=source,
         space=step.preset,
-        epochs=epochs if get_task(step.task).model_kind is not None else None,
+        epochs=epochs if task.model_kind is not None else None,
         seed=request.seed,
         pinned=pins,
         val_from_test=request.protocol == "study",

@@ -28,6 +28,8 @@ AGGREGATIONS = ("mean", "max", "min", "mean_logits", "vote")
 TRAIN_ON = ("image", "patch")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
+# What a configuration without the key trains at: trials of experiments made before it existed.
+UNSET_LR_SCHEDULE = "constant"
 SVM_KERNELS = ("rbf", "linear", "poly", "intersection")
 SCALINGS = ("standard", "l2", "none")
 
@@ -120,7 +122,7 @@ def check_training_config(config: dict[str, Any]) -> None:
     optimizer = config.get("optimizer", "adam")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    schedule = config.get("lr_schedule", "constant")
+    schedule = config.get("lr_schedule", UNSET_LR_SCHEDULE)
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     for key in ("lr", "batch_size", "epochs"):

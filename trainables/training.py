@@ -26,7 +26,7 @@ from scenetune.experiment import RUN_TO_LIMIT, trains_on_validation
 from trainables.checkpoints import load_model, load_training_state, save_checkpoint
 from trainables.models import count_parameters
 from trainables.predictions import save_test_predictions
-from trainables.specs import LR_SCHEDULES, OPTIMIZERS
+from trainables.specs import LR_SCHEDULES, OPTIMIZERS, UNSET_LR_SCHEDULE
 from trainables.staging import checkpoint_staging
 
 EVAL_BATCH_SIZE = 2048
@@ -93,7 +93,7 @@ def scheduled_lr(config: dict[str, Any], epoch: int) -> float:
     configuration), and the number a refit quotes is whichever epoch it stopped on. Trials without
     the key (experiments made before it) train at a constant rate, as they did."""
     lr = float(config.get("lr", 1e-3))
-    schedule = config.get("lr_schedule", "constant")
+    schedule = config.get("lr_schedule", UNSET_LR_SCHEDULE)
     if schedule == "constant":
         return lr
     if schedule == "cosine":

@@ -187,20 +187,35 @@ class _SlowToDescribe(DescriptorSetting):
 DESCRIBE_S = 2.0
 
 
-def test_the_first_computation_of_a_settings_descriptors_does_not_count_against_the_limit(
-    tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch
-):
-    deadlines: list[float] = []  # the deadline each codebook fit was given, then the real fit under it
+def _spy_on_fit_deadlines(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
+    """The deadline each codebook fit is given, in order; the real fit then runs under it."""
+    deadlines: list[float | None] = []
     real_fit = descriptors.fit_codebook_by
     monkeypatch.setattr(
         descriptors,
         "fit_codebook_by",
         lambda train, k, seed, deadline: deadlines.append(deadline) or real_fit(train, k, seed, deadline),
     )
-    digits = make_trial_data(load_dataset("digits", [16]), 0.15, False, seed=0)
-    inputs = BovwInputs(digits, _sources(tmp_path))
+    return deadlines
+
+
+def _slow_sift_on_digits(
+    setting_class: type[DescriptorSetting], tmp_path: Path
+) -> tuple[DescriptorSetting, BovwInputs]:
+    """A 16-pixel dense-SIFT setting of `setting_class` (slow to describe) on digits."""
+    inputs = BovwInputs(
+        make_trial_data(load_dataset("digits", [16]), 0.15, False, seed=0), _sources(tmp_path)
+    )
     config = {**bovw.DEFAULTS, "image_size": 16, "sift_step": 8, "sift_size": 8, "codebook_size": 8}
-    setting = _SlowToDescribe(**dataclasses.asdict(descriptor_setting(config, inputs.sources)))
+    return setting_class(**dataclasses.asdict(descriptor_setting(config, inputs.sources))), inputs
+
+
+def test_the_first_computation_of_a_settings_descriptors_does_not_count_against_the_limit(
+    tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch
+):
+    deadlines = _spy_on_fit_deadlines(monkeypatch)
+    setting, inputs = _slow_sift_on_digits(_SlowToDescribe, tmp_path)
+    digits = inputs.data
     limit_ends = time.perf_counter() + 600
     words = _visual_words(setting, inputs, Codebook("digits|k=8", 8, 0, "train", limit_ends))
     assert not words["descriptors_cached"] and not words["codebook_cached"]
@@ -227,17 +242,8 @@ class _SignalsItsComputation(_SlowToDescribe):
 def test_a_wait_for_another_trial_computing_the_descriptors_does_not_count_against_the_limit(
     tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch
 ):
-    deadlines: list[float | None] = []
-    real_fit = descriptors.fit_codebook_by
-    monkeypatch.setattr(
-        descriptors,
-        "fit_codebook_by",
-        lambda train, k, seed, deadline: deadlines.append(deadline) or real_fit(train, k, seed, deadline),
-    )
-    digits = make_trial_data(load_dataset("digits", [16]), 0.15, False, seed=0)
-    inputs = BovwInputs(digits, _sources(tmp_path))
-    config = {**bovw.DEFAULTS, "image_size": 16, "sift_step": 8, "sift_size": 8, "codebook_size": 8}
-    setting = _SignalsItsComputation(**dataclasses.asdict(descriptor_setting(config, inputs.sources)))
+    deadlines = _spy_on_fit_deadlines(monkeypatch)
+    setting, inputs = _slow_sift_on_digits(_SignalsItsComputation, tmp_path)
     DESCRIBING.clear()
     computing = threading.Thread(
         target=_visual_words, args=(setting, inputs, Codebook("digits|k=8", 8, 0, "train", None))
