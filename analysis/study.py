@@ -67,6 +67,7 @@ def approach_row(approach: str, experiment: Experiment, refits: RefitSummary | N
         "test_acc": _float(best["test_acc"]),
         "test_acc_low": low,
         "test_acc_high": high,
+        "cv_folds": int(best["cv_folds"]),  # for the report's note, not a table column
         **_refit_columns(refits),
     }
 

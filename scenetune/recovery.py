@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scenetune import atomic
 from scenetune.errors import UserError
@@ -33,7 +34,6 @@ from scenetune.experiment import (
     ray_trial_entries,
     saved_state_files,
     session_of,
-    trial_entries,
 )
 from scenetune.kept_save import unpack_kept_save
 
@@ -127,8 +127,9 @@ def mend_state_a_kill_left(experiment_dir: Path) -> list[str]:
         return []
     session = session_of(newest)
     saved = saved_state_files(experiment_dir, session)
-    cut = sorted(name for name, path in saved.items() if not _readable(path))
-    split = "" if cut else _split_between(saved, session)
+    contents = _read_saved(saved)
+    cut = sorted(name for name, content in contents.items() if content is _CUT_SHORT)
+    split = "" if cut else _split_between(contents, session)
     if not cut and not split:
         return []
     with tempfile.TemporaryDirectory(prefix="scenetune-kept-save-") as unpacked:
@@ -161,21 +162,22 @@ def _whole_save(
     if staged is not None:
         return f"Ray's complete save of {session} from {next(iter(staged.values())).parent}", staged
     kept = unpack_kept_save(experiment_dir, session, unpack_into)
-    if kept and _whole(kept, session, needed):
+    if kept and _whole(_read_saved(kept), session, needed):
         return f"the last whole save of {session}, which the sweep kept in {KEPT_SAVE_FILE}", kept
     return None
 
 
-def _whole(save: dict[str, Path], session: str, needed: set[str]) -> bool:
-    """Whether a save holds every file in `needed`, each reads whole, and they agree with each other."""
+def _whole(contents: dict[str, Any], session: str, needed: set[str]) -> bool:
+    """Whether a save (its files decoded) holds every file in `needed`, each reads whole, and they agree
+    with each other."""
     return (
-        needed <= set(save)
-        and all(_readable(path) for path in save.values())
-        and not _split_between(save, session)
+        needed <= set(contents)
+        and _CUT_SHORT not in contents.values()
+        and not _split_between(contents, session)
     )
 
 
-def _split_between(saved: dict[str, Path], session: str) -> str:
+def _split_between(contents: dict[str, Any], session: str) -> str:
     """How the saved search and the saved experiment state, copied at different moments, disagree;
     empty when they agree.
 
@@ -188,13 +190,10 @@ def _split_between(saved: dict[str, Path], session: str) -> str:
     (A trial the experiment state holds as running and the search as ended is no sign of a split:
     so stands every errored trial a resume runs again.)
     """
-    import ray.cloudpickle
-
-    search = saved.get(f"search_gen_state-{session}.json")
-    state = saved.get(f"{EXPERIMENT_STATE_PREFIX}{session}.json")
-    if search is None or state is None:  # a refit's grid keeps no such state
+    generator = contents.get(f"search_gen_state-{session}.json")
+    state = contents.get(f"{EXPERIMENT_STATE_PREFIX}{session}.json")
+    if generator is None or state is None:  # a refit's grid keeps no such state
         return ""
-    generator = ray.cloudpickle.loads(search.read_bytes())
     statuses = _trial_statuses(state)
     if "counter" in generator and generator["counter"] < len(statuses):
         return f"the experiment state holds {len(statuses)} trials, the search made {generator['counter']}"
@@ -206,25 +205,31 @@ def _split_between(saved: dict[str, Path], session: str) -> str:
     return f"the search waits for trial {', '.join(sorted(waited_for))}" if waited_for else ""
 
 
-def _trial_statuses(experiment_state: Path) -> dict[str, str]:
-    entries = (json.loads(trial) for trial, _ in trial_entries(experiment_state))
+def _trial_statuses(experiment_state: dict[str, Any]) -> dict[str, str]:
+    entries = (json.loads(trial) for trial, _ in experiment_state.get("trial_data", []))
     return {entry["trial_id"]: entry.get("status", "") for entry in entries}
 
 
-def _readable(state_file: Path) -> bool:
-    """Whether a saved state file reads whole: Ray writes JSON, and pickles under both .pkl and .json
-    names (this experiment's own files, written by Ray: safe to unpickle)."""
+_CUT_SHORT = object()  # what a saved state file that does not read whole reads as
+
+
+def _read_saved(save: dict[str, Path]) -> dict[str, Any]:
+    """Each file of a save decoded, or _CUT_SHORT where it does not read whole; read once, since the
+    search's pickle can hold every trial Optuna has seen. Ray writes JSON, and pickles under both .pkl
+    and .json names (this experiment's own files, written by Ray: safe to unpickle)."""
     import ray.cloudpickle
 
-    data = state_file.read_bytes()
-    try:
-        json.loads(data)
-    except ValueError:
+    contents: dict[str, Any] = {}
+    for name, state_file in save.items():
+        data = state_file.read_bytes()
         try:
-            ray.cloudpickle.loads(data)
-        except Exception:  # whatever a cut pickle raises: EOFError, UnpicklingError, ...
-            return False
-    return True
+            contents[name] = json.loads(data)
+        except ValueError:
+            try:
+                contents[name] = ray.cloudpickle.loads(data)
+            except Exception:  # whatever a cut pickle raises: EOFError, UnpicklingError, ...
+                contents[name] = _CUT_SHORT
+    return contents
 
 
 def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) -> dict[str, Path] | None:
@@ -239,8 +244,9 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
     complete = []
     for state in sessions.glob(pattern):
         save = saved_state_files(state.parent, session)
+        contents = _read_saved(save)
         # Another experiment of that name may have started the same second: its trials are not here.
-        if _whole(save, session, needed) and _trial_statuses(state).keys() & trial_folders:
+        if _whole(contents, session, needed) and _trial_statuses(contents[state.name]).keys() & trial_folders:
             complete.append(save)
     if not complete:
         return None

@@ -80,6 +80,34 @@ def noisy_best_epoch_note(best: TrialRecord, epochs: int, objective: Objective) 
     return f" (its best epoch was {best_epoch}; epoch {epochs} scored within the validation split's noise)"
 
 
+def refit_seconds_each(best: TrialRecord, epochs: int, growth: float) -> float | None:
+    """One refit's time at the best trial's measured pace: its seconds per epoch (start-up included) for
+    the refit's epochs, times `growth`, how many more images the refit trains on; None where the trial
+    reported no time."""
+    timed = [r for r in best.history if is_finite_number(r.get("trial_seconds")) and r.get("epoch")]
+    if not timed:
+        return None
+    last = max(timed, key=lambda report: int(report["epoch"]))
+    # A trial resumed from its checkpoint counts its seconds from the resume: its pace is that attempt's.
+    attempt = [r for r in timed if r.get("attempt") == last.get("attempt")]
+    trained = int(last["epoch"]) - min(int(r["epoch"]) for r in attempt) + 1
+    return float(last["trial_seconds"]) / trained * epochs * growth
+
+
+def _in_words(seconds: float) -> str:
+    if seconds < 1:
+        return "a second"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def training_growth(sizes: dict[str, int], on_validation: bool) -> float:
+    """How many times the best trial's training images a refit trains on (train + validation, or train)."""
+    train = sizes.get("train")
+    if not on_validation or not train:
+        return 1.0
+    return (train + sizes.get("val", 0)) / train
+
+
 def is_accuracy(objective: Objective) -> bool:
     return objective.mode == "max" and objective.metric.endswith("acc")
 
@@ -123,13 +151,17 @@ def run_refit(plan, trainable) -> list[TrialRecord]:
             )
         record = read_experiment_record(plan.experiment_dir)
         objective = objective_of(record)
-        epochs = refit_epochs(best, objective, record.get("data", {}).get("sizes", {}).get("val"))
+        sizes = record.get("data", {}).get("sizes", {})
+        epochs = refit_epochs(best, objective, sizes.get("val"))
         count = request.refit if plan.task.seeded else 1
-        configs = refit_configs(best, count, request.seed, not request.val_from_test, epochs)
+        on_validation = not request.val_from_test
+        configs = refit_configs(best, count, request.seed, on_validation, epochs)
         seeds = f"{count} seeds" if plan.task.seeded else "once (a seed does not change its fit)"
+        each = refit_seconds_each(best, epochs, training_growth(sizes, on_validation))
+        pace = f"; about {_in_words(each)} each at the best trial's pace" if each is not None else ""
         print(
             f"scenetune: refitting trial {best.trial_id} {seeds} for {epochs} epochs"
-            f"{noisy_best_epoch_note(best, epochs, objective)} on {configs[0]['refit_train_on']}"
+            f"{noisy_best_epoch_note(best, epochs, objective)} on {configs[0]['refit_train_on']}{pace}"
         )
         tuner = configs_tuner(plan, trainable, configs, REFIT_DIR)
     with (

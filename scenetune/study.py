@@ -21,6 +21,7 @@ from scenetune.chain import check_directory, claim_directory, read_state, write_
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
 from scenetune.heartbeat import driver_heartbeat
+from scenetune.registry import get_task
 from scenetune.study_steps import STEPS, StudyStep
 from scenetune.sweep import SweepRequest, check_name, prepare, run
 
@@ -55,6 +56,20 @@ def _read_state(directory: Path) -> dict[str, Any]:
 
 def _write_state(directory: Path, state: dict[str, Any]) -> None:
     write_state(directory / STATE_FILE, state)
+
+
+def _step_plan(step_request: SweepRequest) -> str:
+    """What a step will spend, in words: its search, then its refits, which come after the search's
+    share of the budget."""
+    search = (
+        f"a search of {step_request.samples} trials"
+        if step_request.time_budget_s is None
+        else f"a search of {step_request.time_budget_s:.0f} s"
+    )
+    if not step_request.refit:
+        return search
+    count = step_request.refit if get_task(step_request.task).seeded else 1
+    return f"{search}, then {count} refit{'s' if count > 1 else ''} of its best configuration"
 
 
 def _step_request(step: StudyStep, request: StudyRequest, directory: Path, resume: bool) -> SweepRequest:
@@ -118,11 +133,12 @@ def run_study(request: StudyRequest) -> Path:
                 state["steps"][step.name] = "skipped"
                 _write_state(directory, state)
                 continue
-            print(f"\n== study step {step.name}: {step.approach} ==")
             resume = status == "running" and is_experiment_dir(directory / step.name)
+            step_request = _step_request(step, request, directory, resume)
+            print(f"\n== study step {step.name}: {step.approach} ({_step_plan(step_request)}) ==")
             state["steps"][step.name] = "running"
             _write_state(directory, state)
-            outcome = run(prepare(_step_request(step, request, directory, resume)))
+            outcome = run(prepare(step_request))
             state["steps"][step.name] = "done" if outcome.best_config is not None else "failed"
             _write_state(directory, state)
         table = write_report(directory, request)
@@ -149,10 +165,10 @@ def write_report(directory: Path, request: StudyRequest) -> str:
             continue
         experiment = load_experiment(path)
         refits = refit_summary(path)  # loads every refit's predictions and bootstraps: once per step
-        rows.append(comparison.approach_row(step.approach, experiment, refits))
-        best = experiment.best_row()
-        if best is not None and best["cv_folds"]:
-            cross_validated.append(f"{step.approach} ({best['cv_folds']} folds)")
+        row = comparison.approach_row(step.approach, experiment, refits)
+        rows.append(row)
+        if row.get("cv_folds"):
+            cross_validated.append(f"{step.approach} ({row['cv_folds']} folds)")
         correct = comparison.approach_correctness(experiment, refits)
         if correct is not None:
             correctness[step.approach] = correct

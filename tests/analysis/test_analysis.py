@@ -261,6 +261,13 @@ def test_quick_study_end_to_end_and_resume(
     study = tmp_path / "quick"
     output = capsys.readouterr().out
     assert f"study report: {study / 'study.md'}" in output
+    # Each step says what it will run, and each refit how long it takes at the best trial's pace.
+    assert (
+        "== study step mlp: end-to-end MLP (a search of 6 trials, then 2 refits of its best configuration) =="
+        in output
+    )
+    assert "then 1 refit of its best configuration) ==" in output.split("== study step feature_svm")[1]
+    assert output.count("s each at the best trial's pace") == 6
     report = (study / "study.md").read_text()
     approaches = pd.read_csv(study / "study.csv")
     assert list(approaches["approach"]) == [

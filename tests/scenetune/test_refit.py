@@ -19,7 +19,13 @@ from scenetune.experiment import (
     load_trials,
     read_experiment_record,
 )
-from scenetune.refit import noisy_best_epoch_note, refit_configs, refit_epochs
+from scenetune.refit import (
+    noisy_best_epoch_note,
+    refit_configs,
+    refit_epochs,
+    refit_seconds_each,
+    training_growth,
+)
 from tests.processes import kill_once
 
 TINY = ["--set", "image_size=8", "--set", "width=32"]
@@ -213,3 +219,21 @@ def test_the_refit_line_says_why_it_trains_past_the_best_epoch(tmp_path: Path) -
         == " (the best trial was cut short after epoch 2 while still at its best; 5 were planned)"
     )
     assert noisy_best_epoch_note(cut, 2, DEFAULT_OBJECTIVE) == ""
+
+
+def test_a_refit_is_timed_at_the_best_trials_pace_on_its_larger_training_set(tmp_path: Path) -> None:
+    # 3 epochs in 30 s (start-up included): 10 s an epoch; a refit of 5 epochs on 1.25x the images.
+    history = [{"epoch": e, "val_acc": 0.5, "trial_seconds": 12.0 + 9 * (e - 1)} for e in (1, 2, 3)]
+    best = TrialRecord(tmp_path / "t", {"epochs": 5}, history)
+    assert refit_seconds_each(best, 5, 1.25) == pytest.approx(30.0 / 3 * 5 * 1.25)
+    assert refit_seconds_each(trained([0.5, 0.6]), 5, 1.0) is None  # a trial that reported no time
+    # Resumed after epoch 2: the second attempt's clock starts at the resume, 2 epochs in 16 s.
+    resumed = [{**r, "attempt": 1} for r in history[:2]] + [
+        {"epoch": e, "val_acc": 0.5, "trial_seconds": 8.0 * (e - 2), "attempt": 2} for e in (3, 4)
+    ]
+    assert refit_seconds_each(TrialRecord(tmp_path / "t", {"epochs": 5}, resumed), 5, 1.0) == pytest.approx(
+        40.0
+    )
+    assert training_growth({"train": 1599, "val": 282}, on_validation=True) == pytest.approx(1881 / 1599)
+    assert training_growth({"train": 1599, "val": 807}, on_validation=False) == 1.0  # --val test
+    assert training_growth({}, on_validation=True) == 1.0  # an experiment recorded without its sizes
