@@ -167,6 +167,15 @@ def test_priors_replay_to_exactly_their_configurations() -> None:
             )  # plus derived choices (use_dropout...)
     pinned = prior_points(TASKS["mlp"].space, {"image_size": 16}, {})
     assert [p.get("image_size") for p in pinned] == [None, None] and [p["depth"] for p in pinned] == [1, 4]
+    # A learnt-descriptor BoVW sweep drops the dense-SIFT prior whose patch size its branch has no
+    # place for (the defaults become the learnt prior); a dense-SIFT sweep keeps both SIFT priors.
+    learnt = prior_points(TASKS["bovw"].space, {"descriptor": "learnt"}, context)
+    assert [(p["layer"], p["codebook_size"], p["kernel"]) for p in learnt] == [("last", 256, "rbf")]
+    sift = prior_points(TASKS["bovw"].space, {"descriptor": "sift"}, context)
+    assert [(p.get("sift_size"), p.get("codebook_size"), p.get("kernel")) for p in sift] == [
+        (16, 256, "rbf"),
+        (8, 512, "intersection"),
+    ]
 
 
 def test_pins_override_a_presets_base_model_but_not_its_points():
