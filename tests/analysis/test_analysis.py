@@ -267,7 +267,7 @@ def test_quick_study_end_to_end_and_resume(
         in output
     )
     assert "then 1 refit of its best configuration) ==" in output.split("== study step feature_svm")[1]
-    assert output.count("s each at the best trial's pace") == 6
+    assert output.count(" each at the best trial's pace") == 6
     report = (study / "study.md").read_text()
     approaches = pd.read_csv(study / "study.csv")
     assert list(approaches["approach"]) == [
