@@ -210,8 +210,10 @@ def conclusions(
     scored = studied.assign(headline=studied.apply(_headline, axis=1))
     scored = scored[scored["headline"].map(is_present)].sort_values(["headline", "val_acc"], ascending=False)
     sentences = []
+    stated_pair: set[str] = set()
     if len(scored) >= 2:
         first, second = scored.iloc[0], scored.iloc[1]
+        stated_pair = {first["approach"], second["approach"]}
         paired = _paired(correctness, first["approach"], second["approach"])
         if paired is not None and not paired.distinguishable:
             sentences.append(
@@ -235,6 +237,8 @@ def conclusions(
         (BOVW_LEARNT, PATCH_MLP, "beat", "fell behind"),
     ]
     for first, second, better, worse in comparisons:
+        if {first, second} == stated_pair:  # the winner's sentence already compares these two
+            continue
         sentence = _compare(approaches, first, second, better, worse, correctness)
         if sentence:
             sentences.append(sentence)
