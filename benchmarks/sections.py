@@ -3,7 +3,11 @@ the hand-written notes around it stay."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_section(out: Path, start: str, end: str, section: str) -> None:
@@ -15,3 +19,20 @@ def write_section(out: Path, start: str, end: str, section: str) -> None:
     else:
         current = current.rstrip("\n") + "\n\n" + section + "\n"
     out.write_text(current)
+
+
+def search_reader_parser(description: str, name: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that reads the searches `search_quality.py` kept: where they are,
+    and where its figures go (benchmarks/<name>.json and BENCHMARKS.md)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--storage", type=Path, default=Path("/tmp/scenetune-search-quality"))
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / f"{name}.json")
+    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    return parser
+
+
+def publish(args: argparse.Namespace, result: dict, start: str, end: str, section: str) -> None:
+    """Write the figures to --json and the section to --out, and show the section."""
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_section(args.out, start, end, section)
+    print(section)

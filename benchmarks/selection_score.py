@@ -18,8 +18,6 @@ The figures go to benchmarks/selection_score.json and into BENCHMARKS.md between
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -31,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from benchmarks.sections import write_section  # noqa: E402
+from benchmarks.sections import publish, search_reader_parser  # noqa: E402
 from scenetune.experiment import load_trials  # noqa: E402
 
 START, END = "<!-- selection_score:start -->", "<!-- selection_score:end -->"
@@ -139,10 +137,7 @@ def section(result: dict, storage: Path) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--storage", type=Path, default=Path("/tmp/scenetune-search-quality"))
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "selection_score.json")
-    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    parser = search_reader_parser(__doc__.split("\n\n")[0], "selection_score")
     args = parser.parse_args()
     trials = scored_trials(args.storage)
     if len(trials) < 3:
@@ -150,10 +145,7 @@ def main() -> int:
             f"{args.storage} holds {len(trials)} dense-SIFT trials scored both ways; run search_quality.py first"
         )
     result = figures(trials)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    text = section(result, args.storage)
-    write_section(args.out, START, END, text)
-    print(text)
+    publish(args, result, START, END, section(result, args.storage))
     return 0
 
 
