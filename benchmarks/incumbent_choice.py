@@ -35,7 +35,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.gaussian_process import GaussianProcessRegressor  # noqa: E402
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel  # noqa: E402
 
-from benchmarks.sections import publish, search_reader_parser  # noqa: E402
+from benchmarks.sections import publish, search_folders, search_reader_parser  # noqa: E402
 from scenetune.experiment import RUN_KEYS, load_trials  # noqa: E402
 
 START, END = "<!-- incumbent_choice:start -->", "<!-- incumbent_choice:end -->"
@@ -168,14 +168,7 @@ def section(result: dict, storage: Path) -> str:
 def main() -> int:
     parser = search_reader_parser(__doc__.split("\n\n")[0], "incumbent_choice")
     args = parser.parse_args()
-    searches = sorted(
-        {
-            p
-            for pattern in SEARCHES
-            for p in args.storage.glob(pattern)
-            if p.is_dir() and not p.name.endswith(".cache")
-        }
-    )
+    searches = search_folders(args.storage, *SEARCHES)
     picks = [p for p in map(pick, searches) if p is not None]
     if not picks:
         parser.error(

@@ -31,6 +31,19 @@ def search_reader_parser(description: str, name: str) -> argparse.ArgumentParser
     return parser
 
 
+def search_folders(storage: Path, *patterns: str) -> list[Path]:
+    """The run folders of `search_quality.py` in `storage` that match any of `patterns`, in name order
+    (not the descriptor caches beside them)."""
+    return sorted(
+        {
+            p
+            for pattern in patterns
+            for p in storage.glob(pattern)
+            if p.is_dir() and not p.name.endswith(".cache")
+        }
+    )
+
+
 def publish(args: argparse.Namespace, result: dict, start: str, end: str, section: str) -> None:
     """Write the figures to --json and the section to --out, and show the section."""
     args.json.write_text(json.dumps(result, indent=1) + "\n")

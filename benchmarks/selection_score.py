@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from benchmarks.sections import publish, search_reader_parser  # noqa: E402
+from benchmarks.sections import publish, search_folders, search_reader_parser  # noqa: E402
 from scenetune.experiment import load_trials  # noqa: E402
 
 START, END = "<!-- selection_score:start -->", "<!-- selection_score:end -->"
@@ -56,7 +56,7 @@ class Pick:
 def scored_trials(storage: Path) -> list[ScoredTrial]:
     """The trials that were scored both ways and tested (too_slow and unconverged trials are not)."""
     trials = []
-    for search in sorted(p for p in storage.glob(SEARCHES) if p.is_dir() and not p.name.endswith(".cache")):
+    for search in search_folders(storage, SEARCHES):
         for trial in load_trials(search):
             report = trial.last
             if (
