@@ -67,7 +67,14 @@ def test_conclusions_say_when_the_data_cannot_tell() -> None:
     close = patch.copy()
     close[np.flatnonzero(close)[:5]] = False  # one point lower, on the same images otherwise
     mlp = _correct(0.55, n, 2)
-    correctness = {comparison.PATCH_MLP: patch, comparison.BOVW_LEARNT: close, comparison.MLP: mlp}
+    svm = mlp.copy()
+    svm[np.flatnonzero(~svm)[:3]] = True  # three images more than the MLP, the same otherwise
+    correctness = {
+        comparison.PATCH_MLP: patch,
+        comparison.BOVW_LEARNT: close,
+        comparison.MLP: mlp,
+        comparison.FEATURE_SVM: svm,
+    }
     accuracies = {name: float(correct.mean()) for name, correct in correctness.items()}
     sentences = comparison.conclusions(_approaches(accuracies), None, correctness)
     assert (
@@ -75,6 +82,9 @@ def test_conclusions_say_when_the_data_cannot_tell() -> None:
         and "cannot tell it apart from BoVW, learnt" in sentences[0]
     )
     assert any(s.startswith("Patch MLP beat end-to-end MLP by") and "McNemar p = " in s for s in sentences)
+    assert any(
+        s.startswith("Deep features + SVM and end-to-end MLP are not distinguishable") for s in sentences
+    )
     # The winner's sentence already compares the two; the study's own comparison of them is not repeated.
     assert not any(s.startswith("BoVW, learnt descriptors and patch MLP") for s in sentences)
     far = dict(correctness)
