@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from sklearn.cluster import MiniBatchKMeans  # noqa: E402
 
+from benchmarks.sections import current_commit  # noqa: E402
 from benchmarks.sections import write_section as write_marked_section  # noqa: E402
 from scenetune.data import load_dataset  # noqa: E402
 from scenetune.sources import resolve_source  # noqa: E402
@@ -96,13 +96,6 @@ def measure(train: Descriptors, k: int, seed: int) -> dict[str, Any]:
         "work": work,
         "seconds_per_work": seconds / work,
     }
-
-
-def current_commit() -> str:
-    """HEAD's short hash, marked `-dirty` when the working tree differs from it."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    changes = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO)
-    return (head.stdout.strip() or "unknown") + ("-dirty" if changes.stdout.strip() else "")
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from analysis.uncertainty import (  # noqa: E402
     refit_predictions,
     spread_difference,
 )
-from benchmarks.sections import write_section  # noqa: E402
+from benchmarks.sections import current_commit, write_section  # noqa: E402
 from scenetune.experiment import (  # noqa: E402
     REFIT_DIR,
     TrialRecord,
@@ -152,12 +151,6 @@ def measure_task(study: Path, storage: Path, task: str, seeds: int) -> dict[str,
             "high": 100 * spread.high,
         },
     }
-
-
-def current_commit() -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def arm_cell(arm: dict[str, Any]) -> str:

@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from analysis.uncertainty import RefitSummary, paired_comparison, refit_summary  # noqa: E402
+from benchmarks.sections import current_commit  # noqa: E402
 from benchmarks.sections import write_section as write_marked_section  # noqa: E402
 from scenetune.experiment import best_trial, describe_config, load_trials  # noqa: E402
 from scenetune.registry import get_task  # noqa: E402
@@ -200,11 +201,6 @@ def run_tag(budget: float, sampler: str) -> str:
 def section_markers(args: argparse.Namespace) -> tuple[str, str]:
     name = "search_quality" + run_tag(args.budget, args.sampler)
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-
-
-def current_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:

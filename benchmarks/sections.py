@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +20,13 @@ def write_section(out: Path, start: str, end: str, section: str) -> None:
     else:
         current = current.rstrip("\n") + "\n\n" + section + "\n"
     out.write_text(current)
+
+
+def current_commit() -> str:
+    """HEAD's short hash, marked `-dirty` when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    changes = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO)
+    return (head.stdout.strip() or "unknown") + ("-dirty" if changes.stdout.strip() else "")
 
 
 def search_reader_parser(description: str, name: str) -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from typing import Any
 
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, class_count, load_dataset, make_trial_data
+from scenetune.environment import arithmetic_differences, current_environment
 from scenetune.errors import UserError
 from scenetune.experiment import (
     EXPERIMENT_FILE,
@@ -400,6 +401,7 @@ def experiment_record(plan: SweepPlan) -> dict[str, Any]:
             "sizes": {name: len(split) for name, split in splits.items()},
         },
         "request": dataclasses.asdict(plan.request),
+        "environment": current_environment(),
     }
 
 
@@ -727,6 +729,20 @@ def run(plan: SweepPlan) -> SweepOutcome:
         return outcome
 
 
+def _warn_of_other_arithmetic(experiment_dir: Path) -> None:
+    """A resume on other library versions or another instruction set continues correctly, but its new
+    trials do not repeat what a run in the recorded environment would have computed: say so."""
+    recorded = _recorded(experiment_dir).get("environment", {})
+    changes = arithmetic_differences(recorded, current_environment())
+    if changes:
+        print(
+            f"scenetune: resuming in another environment than {experiment_dir.name} started in "
+            f"({'; '.join(changes)}): the trials trained from here on will not repeat that "
+            "environment's results bit for bit",
+            file=sys.stderr,
+        )
+
+
 def _start_tuner(plan: SweepPlan, beating: contextlib.ExitStack):
     """Ray started, the Tuner restored or built; a new experiment's record written and its heartbeat
     entered into `beating`."""
@@ -739,6 +755,7 @@ def _start_tuner(plan: SweepPlan, beating: contextlib.ExitStack):
         if plan.experiment_dir is not None:  # remote storage is left to Ray
             for line in mend_for_resume(plan.experiment_dir):
                 print(f"scenetune: {line}", file=sys.stderr)
+            _warn_of_other_arithmetic(plan.experiment_dir)
         return tune.Tuner.restore(
             location, trainable=_trainable(plan), resume_unfinished=True, resume_errored=True
         )

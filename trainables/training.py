@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from scenetune.data import Split
+from scenetune.environment import torch_cpu_capability
 from scenetune.experiment import RUN_TO_LIMIT, trains_on_validation
 from trainables.checkpoints import load_model, load_training_state, save_checkpoint
 from trainables.models import count_parameters
@@ -368,6 +369,8 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
         "node_id": ray.get_runtime_context().get_node_id(),
         "device": str(device),
         "threads": threads,
+        # which instruction set rounded this trial's sums: nodes of a cluster may differ
+        "cpu_capability": torch_cpu_capability(),
         "pid": os.getpid(),
         "attempt": progress.attempt,
     }

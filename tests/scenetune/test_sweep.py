@@ -16,6 +16,7 @@ import pytest
 from analysis.results import load_experiment
 from analysis.uncertainty import near_best
 from scenetune.cli import main
+from scenetune.environment import current_environment, torch_cpu_capability
 from scenetune.experiment import (
     TRAINING_STATE_FILE,
     is_finite_number,
@@ -68,8 +69,10 @@ def test_optuna_sweep_writes_an_experiment_with_the_core_metrics(optuna_experime
     record = read_experiment_record(optuna_experiment)
     assert record["task"] == "mlp" and record["space"] == "optuna" and record["seed"] == 7
     assert record["data"]["source"] == "digits" and len(record["data"]["classes"]) == 10
+    assert record["environment"] == current_environment()
     trials = load_trials(optuna_experiment)
     assert len(trials) == 6
+    assert {r["cpu_capability"] for t in trials for r in t.history} == {torch_cpu_capability()}
     for trial in trials:
         assert trial.history, f"{trial.directory} reported nothing"
         assert CORE_METRICS <= set(trial.last)
@@ -250,6 +253,27 @@ def test_mit_split_lr_preset(mit_split: Path, tmp_path: Path, ray_session) -> No
 
 def _scenetune(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "scenetune", *arguments]
+
+
+def test_a_resume_in_another_environment_says_its_trials_will_not_repeat_bit_for_bit(
+    tmp_path: Path, ray_session, capsys: pytest.CaptureFixture
+) -> None:
+    assert sweep(tmp_path, "moved", "--samples", "1", "--epochs", "1", *TINY) == 0
+    resume = ["sweep", "mlp", "--storage", str(tmp_path), "--name", "moved", "--resume"]
+    capsys.readouterr()
+    assert main(resume) == 0
+    assert "another environment" not in capsys.readouterr().err  # the same machine and versions
+    record_file = tmp_path / "moved" / "scenetune.json"
+    record = json.loads(record_file.read_text())
+    record["environment"]["packages"]["torch"] = "2.5.0"
+    record["environment"]["torch_cpu_capability"] = "FOREIGN"
+    record_file.write_text(json.dumps(record))
+    assert main(resume) == 0
+    warning = capsys.readouterr().err
+    now = current_environment()
+    assert f"torch 2.5.0 -> {now['packages']['torch']}" in warning
+    assert f"torch's CPU instruction set FOREIGN -> {now['torch_cpu_capability']}" in warning
+    assert "will not repeat that environment's results bit for bit" in warning
 
 
 def test_killed_sweep_resumes_with_all_trials_and_none_run_twice(tmp_path: Path) -> None:

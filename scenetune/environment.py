@@ -1,0 +1,110 @@
+"""What an experiment ran on: the library versions and the arithmetic of the machine.
+
+A seeded trial repeats exactly only where its floating-point arithmetic does: the same versions of
+the libraries that compute, and the same instruction set that torch's CPU kernels dispatch to (AVX2
+and AVX-512 round a network's sums differently; benchmarks/reproducibility.py measures how much that
+moves a result). The record keeps both, so that a number can be traced to what produced it and a
+resume on another machine says that its new trials will not repeat the old ones bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# The libraries whose versions change what a trial computes or which trials a search proposes.
+COMPUTING_PACKAGES = (
+    "scenetune",
+    "torch",
+    "numpy",
+    "scikit-learn",
+    "scipy",
+    "opencv-python-headless",
+    "pillow",
+    "optuna",
+    "ray",
+)
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """The processor's marketing name where the system tells it, else its architecture."""
+    if CPUINFO.is_file():
+        for line in CPUINFO.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def torch_cpu_capability() -> str:
+    """The instruction set torch's CPU kernels use here (e.g. AVX512, AVX2, DEFAULT)."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def gpu_names() -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+
+
+def current_environment() -> dict[str, Any]:
+    """This process's environment, as scenetune.json records it under `environment`."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch_cpu_capability": torch_cpu_capability(),
+        "gpus": gpu_names(),
+        "packages": {name: _package_version(name) for name in COMPUTING_PACKAGES},
+    }
+
+
+def arithmetic_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """How `current` computes differently from `recorded`, one phrase per difference ('torch 2.13.0
+    -> 2.14.1'); empty where a trial would repeat exactly. An experiment recorded before environments
+    were kept has nothing to compare."""
+    if not recorded:
+        return []
+    changes = []
+    old_packages, new_packages = recorded.get("packages", {}), current.get("packages", {})
+    for name in sorted(set(old_packages) | set(new_packages)):
+        if old_packages.get(name) != new_packages.get(name):
+            changes.append(f"{name} {old_packages.get(name)} -> {new_packages.get(name)}")
+    for key, label in (("torch_cpu_capability", "torch's CPU instruction set"), ("gpus", "GPUs")):
+        if recorded.get(key) != current.get(key):
+            changes.append(f"{label} {_shown(recorded.get(key))} -> {_shown(current.get(key))}")
+    return changes
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(value) if value else "none"
+    return str(value)
+
+
+def describe(environment: dict[str, Any]) -> str:
+    """One line for a report: 'torch 2.13.0 (CPU kernels: AVX512), ... on 2 x AMD EPYC, no GPU'."""
+    packages = environment.get("packages", {})
+    versions = ", ".join(f"{name} {version}" for name, version in packages.items() if version)
+    gpus = environment.get("gpus") or []
+    machine = f"{environment.get('cpus')} x {environment.get('cpu')}"
+    return (
+        f"Python {environment.get('python')}, {versions}; torch's CPU kernels: "
+        f"{environment.get('torch_cpu_capability')}; on {machine}, "
+        + (f"GPUs: {', '.join(gpus)}" if gpus else "no GPU")
+    )
