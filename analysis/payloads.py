@@ -13,6 +13,7 @@ import pandas as pd
 
 from analysis.results import LOG_SCALE_RATIO, STATUSES, Experiment, load_experiment, loss_ceiling
 from analysis.uncertainty import checkpoint_interval
+from scenetune.environment import describe as describe_environment
 from scenetune.experiment import (
     DRIVER_FILE,
     driver_is_alive,
@@ -255,6 +256,9 @@ def experiment_payload(root: Path, path: Path, with_importance: bool = True) -> 
             "test_95ci": summary["best_test_95ci"],  # the summary's bootstrap of the same checkpoint
             "config": config,
             "command": rerun_command(experiment.record, config),
+            "environment": describe_environment(environment)
+            if (environment := experiment.record.get("environment"))
+            else None,
             "checkpoint": row.get("checkpoint"),
         }
     return json_safe(

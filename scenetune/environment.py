@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,23 @@ def describe(environment: dict[str, Any]) -> str:
         f"{environment.get('torch_cpu_capability')}; on {machine}, "
         + (f"GPUs: {', '.join(gpus)}" if gpus else "no GPU")
     )
+
+
+def environment_section(environments: Mapping[str, dict[str, Any] | None]) -> list[str]:
+    """A report's account of what computed its experiments (by name): one line where they share an
+    environment, one per experiment where they do not; nothing where none was recorded."""
+    described = {name: describe(environment) for name, environment in environments.items() if environment}
+    if not described:
+        return []
+    lines = set(described.values())
+    body = list(lines) if len(lines) == 1 else [f"- `{name}`: {line}" for name, line in described.items()]
+    return ["## Environment", "", *body, "", REPEATS, ""]
+
+
+REPEATS = (
+    "A trial repeats exactly where it ran: the same configuration with the same seed trains to the same "
+    "numbers with these library versions, this instruction set of torch's CPU kernels and the same CPUs "
+    "per trial. Which configurations a time-budgeted search reaches also depends on the machine's speed. "
+    "On another instruction set a network's sums round differently and its results move (BENCHMARKS.md, "
+    "reproducibility)."
+)

@@ -18,6 +18,7 @@ from analysis.results import load_experiment
 from analysis.tables import render, summary_table
 from analysis.uncertainty import refit_summary
 from scenetune.chain import check_directory, claim_directory, read_state, write_state
+from scenetune.environment import environment_section
 from scenetune.errors import UserError
 from scenetune.experiment import is_experiment_dir
 from scenetune.heartbeat import driver_heartbeat
@@ -159,11 +160,13 @@ def _cross_validated_note(approaches: list[str]) -> str:
 def write_report(directory: Path, request: StudyRequest) -> str:
     """study.md and study.csv beside the step experiments, and each step's figures; returns the table."""
     rows, sections, mlp_trials, correctness, cross_validated = [], [], None, {}, []
+    environments = {}
     for step in STEPS:
         path = directory / step.name
         if not is_experiment_dir(path):
             continue
         experiment = load_experiment(path)
+        environments[step.name] = experiment.record.get("environment")
         refits = refit_summary(path)  # loads every refit's predictions and bootstraps: once per step
         row = comparison.approach_row(step.approach, experiment, refits)
         rows.append(row)
@@ -218,6 +221,7 @@ def write_report(directory: Path, request: StudyRequest) -> str:
             "## Per-task results",
             "",
             *sections,
+            *environment_section(environments),
         ]
     )
     (directory / "study.md").write_text(report)

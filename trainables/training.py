@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from scenetune.data import Split
 from scenetune.environment import torch_cpu_capability
-from scenetune.experiment import RUN_TO_LIMIT, trains_on_validation
+from scenetune.experiment import RUN_KEYS, RUN_TO_LIMIT, trains_on_validation
 from trainables.checkpoints import load_model, load_training_state, save_checkpoint
 from trainables.models import count_parameters
 from trainables.predictions import save_test_predictions
@@ -39,8 +39,10 @@ PROJECTED_PAST_LIMIT = 1.5
 
 
 def trial_seed(config: dict[str, Any]) -> int:
-    """One seed per (sweep seed, configuration): the same config in a re-run trains identically."""
-    described = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
+    """One seed per (sweep seed, hyperparameters): the same configuration starts from the same weights
+    and batch order in a re-run, whatever the run lets it do (its epochs, its time limit)."""
+    hyperparameters = {k: v for k, v in config.items() if k not in RUN_KEYS}
+    described = json.dumps(hyperparameters, sort_keys=True, default=str)
     return (int(config.get("seed", 0)) * 1_000_003 + zlib.crc32(described.encode())) % (2**31)
 
 

@@ -241,6 +241,7 @@ function renderBest(root, payload) {
       (best.test_95ci ? ` (95% CI ${format(best.test_95ci[0])}–${format(best.test_95ci[1])} over the test images)` : "") }),
     element("p", { text: "Run it again:" }),
     element("pre", { "data-role": "rerun", text: best.command }),
+    ...(best.environment ? [element("p", { "data-role": "environment", text: `It repeats exactly where it ran: ${best.environment}, with the same CPUs per trial.` })] : []),
     element("p", { text: best.checkpoint ? `Checkpoint: ${best.checkpoint}` : "This task keeps no checkpoint (its fitted SVMs are summarised in the table)." }),
   ]));
 }

@@ -15,6 +15,7 @@ from analysis import study as comparison
 from analysis.results import load_experiment
 from analysis.tables import render, summary_table
 from scenetune.cli import main
+from scenetune.environment import current_environment, describe
 from scenetune.experiment import load_trials
 
 TINY = ["--set", "image_size=8", "--set", "width=64"]
@@ -317,6 +318,8 @@ def test_quick_study_end_to_end_and_resume(
     for approach in approaches["approach"]:
         assert f"| {approach}" in report
     assert "## Conclusions" in report
+    # What computed it: every step ran here, so one line names the versions and the instruction set.
+    assert f"## Environment\n\n{describe(current_environment())}\n\nA trial repeats exactly" in report
     # A winner is named only where the paired test can tell it from the runner-up.
     assert " wins with test accuracy " in report or " has the highest test accuracy " in report
     assert (study / "figures" / "mlp" / "learning_curves.png").is_file()

@@ -18,6 +18,7 @@ from analysis import dashboard
 from analysis.dashboard import ImportanceCache, importance_signature
 from analysis.payloads import PayloadCache, experiment_payload, home_payload
 from scenetune.cli import main
+from scenetune.environment import torch_cpu_capability
 from scenetune.experiment import DRIVER_FILE
 from scenetune.replication_steps import STATE_FILE
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, make_image_folder, needs_chromium
@@ -191,6 +192,8 @@ def test_experiment_page_charts_sorting_and_escaping(server: str, page) -> None:
     assert page.evaluate(column) == sorted(descending)
     assert "scenetune sweep mlp" in page.inner_text("[data-role=rerun]")
     assert "--val-fraction 0.15" in page.inner_text("[data-role=rerun]")  # the same split as the sweep
+    environment = page.inner_text("[data-role=environment]")
+    assert f"torch's CPU kernels: {torch_cpu_capability()}" in environment and "Python " in environment
     assert page.evaluate("() => document.querySelector('[data-role=chart-loss]').layout.yaxis.type") == "log"
     assert page.console_errors == []
     page.goto(server + "/experiment/hostile")

@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from scenetune.environment import arithmetic_differences, current_environment, describe
+from scenetune.environment import arithmetic_differences, current_environment, describe, environment_section
 
 
 def test_the_environment_names_the_versions_and_the_instruction_set_that_compute() -> None:
@@ -47,3 +47,13 @@ def test_a_machine_with_gpus_is_described_with_them() -> None:
     line = describe({**current_environment(), "gpus": ["NVIDIA H100", "NVIDIA H100"]})
     assert line.endswith("GPUs: NVIDIA H100, NVIDIA H100")
     assert describe({**current_environment(), "gpus": []}).endswith("no GPU")
+
+
+def test_a_report_names_each_experiments_environment_where_they_differ() -> None:
+    here = current_environment()
+    elsewhere = {**here, "torch_cpu_capability": "AVX2"}
+    shared = environment_section({"mlp": here, "bovw_sift": here, "old": None})
+    assert shared[:4] == ["## Environment", "", describe(here), ""]
+    differing = environment_section({"mlp": here, "bovw_sift": elsewhere})
+    assert differing[2:4] == [f"- `mlp`: {describe(here)}", f"- `bovw_sift`: {describe(elsewhere)}"]
+    assert environment_section({"old": None}) == []  # recorded before environments were kept

@@ -189,6 +189,22 @@ def test_a_configuration_trains_the_same_in_a_worker_that_ran_another_trial_befo
     assert [[r[k] for k in learnt] for r in first.history] == [[r[k] for k in learnt] for r in second.history]
 
 
+def test_a_configuration_trains_the_same_whatever_time_limit_the_sweep_gives_it(
+    tmp_path: Path, ray_session
+) -> None:
+    """A run setting is no hyperparameter: the trial's seed, and so its training, does not depend on it."""
+    pinned = {**get_task("mlp").space.defaults, "image_size": 8, "width": 32, "epochs": 2}
+    pins = [argument for key, value in pinned.items() for argument in ("--set", f"{key}={value}")]
+    assert sweep(tmp_path, "unlimited", "--samples", "1", *pins) == 0
+    assert sweep(tmp_path, "limited", "--samples", "1", "--max-trial-seconds", "3600", *pins) == 0
+    (unlimited,), (limited,) = load_trials(tmp_path / "unlimited"), load_trials(tmp_path / "limited")
+    assert limited.config["max_trial_seconds"] == 3600 and "max_trial_seconds" not in unlimited.config
+    learnt = ("train_loss", "train_acc", "val_acc", "test_acc")
+    assert [[r[k] for k in learnt] for r in unlimited.history] == [
+        [r[k] for k in learnt] for r in limited.history
+    ]
+
+
 def test_preset_runs_one_trial_per_grid_value_and_a_diverged_trial_ends_cleanly(
     tmp_path: Path, ray_session, capsys
 ) -> None:
