@@ -26,6 +26,7 @@ from analysis.uncertainty import (
     paired_comparison,
     spread_difference,
 )
+from scenetune.environment import environment_section
 from scenetune.experiment import TrialRecord, is_experiment_dir, is_present, load_trials
 from scenetune.replication_steps import QUICK_EPOCHS, STATE_FILE, STEPS
 
@@ -370,9 +371,11 @@ def write_replication(directory: Path, state: dict[str, Any]) -> str:
     verdicts = conclusions(table, correct=correct)
     table.to_csv(directory / "replication.csv", index=False)
     figures: dict[str, list[str]] = {}
+    environments = {}
     for step in STEPS:
         if is_experiment_dir(directory / step.name):
             experiment, out = load_experiment(directory / step.name), directory / "figures" / step.name
+            environments[step.name] = experiment.record.get("environment")
             # The study's own figures: per-epoch curves, one line per value, and accuracy against the factor.
             paths = learning_curves(experiment, out) + accuracy_vs_factor(experiment, out)
             figures[step.name] = [str(p.relative_to(directory)) for p in paths if p.suffix == ".png"]
@@ -430,5 +433,6 @@ def write_replication(directory: Path, state: dict[str, Any]) -> str:
         lines += [f"## Table: {name}", "", _table_markdown(rows), ""]
         step = rows.iloc[0]["step"]
         lines += [f"![{Path(p).stem}]({p})" for p in figures.get(step, [])] + [""]
+    lines += environment_section(environments)
     (directory / "replication.md").write_text("\n".join(lines))
     return "\n".join(f"{v.mark:>12}: {v.claim}" for v in verdicts)

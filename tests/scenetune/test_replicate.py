@@ -15,6 +15,7 @@ from analysis.dashboard import build_report
 from analysis.payloads import home_payload
 from analysis.replication import published_table
 from scenetune.cli import main
+from scenetune.environment import current_environment, describe
 from scenetune.experiment import best_trial, load_trials
 from scenetune.replication_steps import STATE_FILE, STEPS
 from tests.processes import kill_once
@@ -85,6 +86,7 @@ def test_the_chain_runs_every_step_resumes_after_a_kill_and_reports_every_table(
     assert sum("McNemar p = " in c["evidence"] for c in saved["conclusions"]) >= 5
     markdown = (directory / "replication.md").read_text()
     assert "## The study's conclusions" in markdown and "## Table: codebook" in markdown
+    assert f"## Environment\n\n{describe(current_environment())}\n" in markdown  # every step ran here
     assert (directory / "figures" / "depth" / "learning_curves.png").is_file()
     assert (directory / "figures" / "depth" / "accuracy_vs_depth.png").is_file()
     # The dashboard and the report show it.
