@@ -281,9 +281,16 @@ def _load_experiments(paths: Sequence[str]):
 
 def command_table(args: argparse.Namespace) -> int:
     from analysis.tables import combined_table, render, summary_table
+    from scenetune.environment import differing_environments
     from scenetune.experiment import PRUNED_FILE, pruned_configs
 
     experiments = _load_experiments(args.experiments)
+    unique_names = len({e.name for e in experiments}) == len(experiments)
+    environments = differing_environments(
+        {(e.name if unique_names else str(e.path)): e.record.get("environment") for e in experiments}
+    )
+    if environments:  # on stderr: the table itself stays what --format asks for
+        print(f"scenetune: {environments}", file=sys.stderr)
     if args.by or args.format == "csv" or len(experiments) == 1 and args.format != "md":
         print(render(combined_table(experiments, args.by, args.top), args.format))
         return 0

@@ -92,6 +92,23 @@ def arithmetic_differences(recorded: dict[str, Any], current: dict[str, Any]) ->
     return changes
 
 
+def differing_environments(environments: Mapping[str, dict[str, Any] | None]) -> str | None:
+    """One sentence where experiments (by name) were computed with different arithmetic, naming what
+    differs from the first one's; None where they share it or where fewer than two recorded one."""
+    recorded = [(name, environment) for name, environment in environments.items() if environment]
+    if len(recorded) < 2:
+        return None
+    (first_name, first), others = recorded[0], recorded[1:]
+    differing = [(name, arithmetic_differences(first, environment)) for name, environment in others]
+    described = [f"{name} ({'; '.join(changes)})" for name, changes in differing if changes]
+    if not described:
+        return None
+    return (
+        f"computed in other environments than {first_name}: {', '.join(described)}; a difference between "
+        "them comes from the arithmetic as well as from the configurations"
+    )
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(value) if value else "none"
@@ -99,7 +116,8 @@ def _shown(value: Any) -> str:
 
 
 def describe(environment: dict[str, Any]) -> str:
-    """One line for a report: 'torch 2.13.0 (CPU kernels: AVX512), ... on 2 x AMD EPYC, no GPU'."""
+    """One line for a report: 'Python 3.11.7, scenetune 0.1.0, torch 2.13.0+cpu, ...; torch's CPU
+    kernels: AVX512; on 2 x AMD EPYC, no GPU'."""
     packages = environment.get("packages", {})
     versions = ", ".join(f"{name} {version}" for name, version in packages.items() if version)
     gpus = environment.get("gpus") or []

@@ -108,6 +108,23 @@ def test_summary_tables_in_every_format(experiments: Path, capsys: pytest.Captur
     assert latex.count("\\\\\n") == 4 and "\\toprule" in latex  # header and three rows
 
 
+def test_a_table_of_experiments_computed_differently_says_so(
+    experiments: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["table", str(experiments / "search"), str(experiments / "preset")]) == 0
+    assert "environments" not in capsys.readouterr().err  # both ran here
+    moved = tmp_path / "moved"
+    shutil.copytree(experiments / "preset", moved)
+    record = json.loads((moved / "scenetune.json").read_text())
+    record["environment"]["packages"]["torch"] = "2.5.0"
+    (moved / "scenetune.json").write_text(json.dumps(record))
+    assert main(["table", str(experiments / "search"), str(moved), "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "computed in other environments than search: moved (torch " in captured.err
+    assert "-> 2.5.0)" in captured.err
+    assert len(pd.read_csv(io.StringIO(captured.out))) > 0  # the table itself is untouched
+
+
 def test_a_half_written_result_line_is_tolerated(experiments: Path, tmp_path: Path) -> None:
     running = shutil.copytree(experiments / "search", tmp_path / "running")
     result = sorted(running.glob("*/result.json"))[0]

@@ -6,7 +6,13 @@ import platform
 
 import torch
 
-from scenetune.environment import arithmetic_differences, current_environment, describe, environment_section
+from scenetune.environment import (
+    arithmetic_differences,
+    current_environment,
+    describe,
+    differing_environments,
+    environment_section,
+)
 
 
 def test_the_environment_names_the_versions_and_the_instruction_set_that_compute() -> None:
@@ -57,3 +63,14 @@ def test_a_report_names_each_experiments_environment_where_they_differ() -> None
     differing = environment_section({"mlp": here, "bovw_sift": elsewhere})
     assert differing[2:4] == [f"- `mlp`: {describe(here)}", f"- `bovw_sift`: {describe(elsewhere)}"]
     assert environment_section({"old": None}) == []  # recorded before environments were kept
+
+
+def test_experiments_computed_differently_are_named_with_what_differs() -> None:
+    here = current_environment()
+    elsewhere = {**here, "torch_cpu_capability": "AVX2"}
+    assert differing_environments({"a": here, "b": {**here, "cpus": 96}, "old": None}) is None
+    assert differing_environments({"a": here}) is None
+    sentence = differing_environments({"a": here, "b": here, "c": elsewhere})
+    assert sentence is not None and sentence.startswith("computed in other environments than a: c (")
+    assert f"torch's CPU instruction set {here['torch_cpu_capability']} -> AVX2" in sentence
+    assert "b (" not in sentence
