@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
+
+from scenetune.environment import source_commit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,9 +25,7 @@ def write_section(out: Path, start: str, end: str, section: str) -> None:
 
 def current_commit() -> str:
     """HEAD's short hash, marked `-dirty` when the working tree differs from it."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    changes = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO)
-    return (head.stdout.strip() or "unknown") + ("-dirty" if changes.stdout.strip() else "")
+    return source_commit(REPO) or "unknown"
 
 
 def search_reader_parser(description: str, name: str) -> argparse.ArgumentParser:

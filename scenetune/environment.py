@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +30,7 @@ COMPUTING_PACKAGES = (
     "ray",
 )
 CPUINFO = Path("/proc/cpuinfo")
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _package_version(name: str) -> str | None:
@@ -36,6 +38,23 @@ def _package_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def source_commit(root: Path = SOURCE_ROOT) -> str | None:
+    """The short hash of the git checkout that `root` is, marked `-dirty` when its files differ from
+    that commit; None for an installed package (its version says what it is) or without git."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
+        )
+        changes = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=root)
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if changes.stdout.strip() else "")
 
 
 def cpu_model() -> str:
@@ -72,6 +91,8 @@ def current_environment() -> dict[str, Any]:
         "torch_cpu_capability": torch_cpu_capability(),
         "gpus": gpu_names(),
         "packages": {name: _package_version(name) for name in COMPUTING_PACKAGES},
+        # Kept to trace a number to its code, not compared on resume: a checkout's commits move on.
+        "scenetune_commit": source_commit(),
     }
 
 
@@ -120,6 +141,11 @@ def describe(environment: dict[str, Any]) -> str:
     kernels: AVX512; on 2 x AMD EPYC, no GPU'."""
     packages = environment.get("packages", {})
     versions = ", ".join(f"{name} {version}" for name, version in packages.items() if version)
+    if environment.get("scenetune_commit"):
+        versions = versions.replace(
+            f"scenetune {packages.get('scenetune')}",
+            f"scenetune {packages.get('scenetune')} (commit {environment['scenetune_commit']})",
+        )
     gpus = environment.get("gpus") or []
     machine = f"{environment.get('cpus')} x {environment.get('cpu')}"
     return (

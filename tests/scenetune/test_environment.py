@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import subprocess
+from pathlib import Path
 
 import torch
 
@@ -12,6 +14,7 @@ from scenetune.environment import (
     describe,
     differing_environments,
     environment_section,
+    source_commit,
 )
 
 
@@ -74,3 +77,27 @@ def test_experiments_computed_differently_are_named_with_what_differs() -> None:
     assert sentence is not None and sentence.startswith("computed in other environments than a: c (")
     assert f"torch's CPU instruction set {here['torch_cpu_capability']} -> AVX2" in sentence
     assert "b (" not in sentence
+
+
+def _git(root: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=scenetune", "-c", "user.email=scenetune@localhost", *args]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_checkout_records_its_commit_and_whether_its_files_differ_from_it(tmp_path: Path) -> None:
+    assert source_commit(tmp_path) is None  # an installed package: its version says what it is
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "train.py").write_text("lr = 1e-3\n")
+    _git(tmp_path, "add", "train.py")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    head = _git(tmp_path, "rev-parse", "--short", "HEAD")
+    assert source_commit(tmp_path) == head
+    (tmp_path / "train.py").write_text("lr = 1e-4\n")
+    assert source_commit(tmp_path) == f"{head}-dirty"
+
+
+def test_a_report_names_the_commit_that_computed_it() -> None:
+    environment = {**current_environment(), "scenetune_commit": "abc1234"}
+    version = environment["packages"]["scenetune"]
+    assert f"scenetune {version} (commit abc1234)" in describe(environment)
+    assert "commit" not in describe({**environment, "scenetune_commit": None})
