@@ -537,6 +537,10 @@ def _rows(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _reached(trial_epochs: int | None, budget: int) -> str:
+    return f"matched it after {trial_epochs}" if trial_epochs else f"did not match it within {budget}"
+
+
 def _search_row(search: dict[str, Any]) -> str:
     """Measurement 4, one clause per seed: when Optuna + ASHA first matched the presets' best, and each search's best at the budget."""
     clauses, fractions = [], []
@@ -545,8 +549,8 @@ def _search_row(search: dict[str, Any]) -> str:
         fractions.append(r["optuna_fraction_of_presets_compute"])
         clauses.append(
             f"seed {r['seed']}: presets' best val {r['presets_best_val_acc']:.3f} (test {at['presets']['test_acc']:.3f}) over {budget} trial-epochs; "
-            f"Optuna + ASHA matched it after {reach['optuna_asha'] or 'never within ' + str(budget)}, ended at val {at['optuna_asha']['best_val_acc']:.3f} "
-            f"(test {at['optuna_asha']['test_acc']:.3f}); random search {'matched it after ' + str(reach['random']) if reach['random'] else 'never matched it'}, "
+            f"Optuna + ASHA {_reached(reach['optuna_asha'], budget)}, ended at val {at['optuna_asha']['best_val_acc']:.3f} "
+            f"(test {at['optuna_asha']['test_acc']:.3f}); random search {_reached(reach['random'], budget)}, "
             f"ended at val {at['random']['best_val_acc']:.3f} (test {at['random']['test_acc']:.3f})"
         )
     shown = ", ".join("never" if f is None else f"{f:.2f}" for f in fractions)
