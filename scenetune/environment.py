@@ -140,12 +140,12 @@ def describe(environment: dict[str, Any]) -> str:
     """One line for a report: 'Python 3.11.7, scenetune 0.1.0, torch 2.13.0+cpu, ...; torch's CPU
     kernels: AVX512; on 2 x AMD EPYC, no GPU'."""
     packages = environment.get("packages", {})
-    versions = ", ".join(f"{name} {version}" for name, version in packages.items() if version)
-    if environment.get("scenetune_commit"):
-        versions = versions.replace(
-            f"scenetune {packages.get('scenetune')}",
-            f"scenetune {packages.get('scenetune')} (commit {environment['scenetune_commit']})",
-        )
+    commit = environment.get("scenetune_commit")
+    versions = ", ".join(
+        f"{name} {version}" + (f" (commit {commit})" if name == "scenetune" and commit else "")
+        for name, version in packages.items()
+        if version
+    )
     gpus = environment.get("gpus") or []
     machine = f"{environment.get('cpus')} x {environment.get('cpu')}"
     return (
