@@ -20,7 +20,7 @@ from typing import Any
 
 from scenetune import __version__
 from scenetune.data import BUILTIN_DIGITS, TrialData, class_count, load_dataset, make_trial_data
-from scenetune.environment import arithmetic_differences, current_environment
+from scenetune.environment import arithmetic_differences, current_environment, start_probing_torch
 from scenetune.errors import UserError
 from scenetune.experiment import (
     EXPERIMENT_FILE,
@@ -748,6 +748,8 @@ def _start_tuner(plan: SweepPlan, beating: contextlib.ExitStack):
     entered into `beating`."""
     from ray import tune
 
+    if plan.experiment_dir is not None:  # its record and a resume's check name torch's arithmetic
+        start_probing_torch()
     start_ray(plan.request.address, plan.request.verbose)
     _check_resources(plan.request)
     location = os.path.join(plan.storage_path, plan.name)

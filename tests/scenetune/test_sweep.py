@@ -271,6 +271,35 @@ def _scenetune(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "scenetune", *arguments]
 
 
+# Runs a command as `python -m scenetune` does, then says whether the driver imported torch.
+DRIVER_IMPORTS = """
+import runpy, sys
+sys.argv = ["scenetune", *sys.argv[1:]]
+try:
+    runpy.run_module("scenetune", run_name="__main__")
+finally:
+    print("driver imported torch:", "torch" in sys.modules)
+"""
+
+
+def test_a_sweeps_driver_leaves_torch_to_its_trials(tmp_path: Path) -> None:
+    """Importing torch costs a driver seconds and memory that only its trials need: the record's
+    account of torch's arithmetic comes from a child process."""
+    command = ["sweep", "mlp", "--samples", "1", "--epochs", "1", "--refit", "1", *TINY]
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER_IMPORTS, *command, "--storage", str(tmp_path), "--name", "lean"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "driver imported torch: False" in result.stdout
+    environment = read_experiment_record(tmp_path / "lean")["environment"]
+    assert environment["torch_cpu_capability"] == torch_cpu_capability()
+    import torch
+
+    assert environment["gpus"] == [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
 def test_a_resume_in_another_environment_says_its_trials_will_not_repeat_bit_for_bit(
     tmp_path: Path, ray_session, capsys: pytest.CaptureFixture
 ) -> None:
