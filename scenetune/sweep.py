@@ -544,6 +544,15 @@ def make_sampler(kind: str, seed: int, priors: int = 0, stopped_early: bool = Tr
         )
 
 
+def _validation_images(plan: SweepPlan) -> int | None:
+    """How many images a trial's val_acc is scored on (ASHA's floor under the priors is one standard
+    error of such a score); None where selection cross-validates, scoring other images."""
+    if plan.constants.get(SELECT_BY_CROSS_VALIDATION):
+        return None
+    any_size = next(iter(plan.trial_data.splits))
+    return len(plan.trial_data.splits[any_size]["val"])
+
+
 def build_tuner(plan: SweepPlan):
     """The Tuner for a plan: OptunaSearch + ASHA for the optuna space, the preset grid otherwise."""
     from ray import tune
@@ -589,6 +598,7 @@ def build_tuner(plan: SweepPlan):
                 max_t=plan.epochs,
                 grace_period=1,
                 reduction_factor=3,
+                scored_images=_validation_images(plan),
             )
             if asha
             else FIFOScheduler()

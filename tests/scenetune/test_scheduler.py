@@ -11,10 +11,13 @@ DEFAULTS = {"lr": 1e-3, "depth": 1}
 MODEL_1_4 = {"lr": 1e-3, "depth": 4}
 
 
-def scheduler(priors: list[dict] | None = None, bootstrap: int | None = None) -> PriorAwareASHA:
+def scheduler(
+    priors: list[dict] | None = None, bootstrap: int | None = None, scored_images: int | None = None
+) -> PriorAwareASHA:
     return PriorAwareASHA(
         priors=priors or [],
         bootstrap=bootstrap,
+        scored_images=scored_images,
         time_attr="epoch",
         metric="val_acc",
         mode="max",
@@ -60,6 +63,44 @@ def test_priors_run_to_the_end_and_do_not_set_the_cut_offs() -> None:
     assert report(asha, defaults, 9, 0.10) == TrialScheduler.STOP  # its last epoch ends it, as any trial
     weak = added(asha, {"lr": 0.5, "depth": 2})
     assert report(asha, weak, 1, 0.21) == TrialScheduler.STOP  # judged against the slow starters only
+
+
+def test_before_a_rung_can_judge_it_stops_only_trials_clearly_below_every_prior() -> None:
+    asha = scheduler(priors=[DEFAULTS, MODEL_1_4], scored_images=282)
+    defaults, model_1_4 = added(asha, DEFAULTS), added(asha, MODEL_1_4)
+    early = added(asha, {"lr": 0.3, "depth": 8})
+    assert report(asha, early, 1, 0.05) == TrialScheduler.CONTINUE  # no prior has reached epoch 1 yet
+    assert report(asha, defaults, 1, 0.48) == TrialScheduler.CONTINUE
+    assert report(asha, model_1_4, 1, 0.46) == TrialScheduler.CONTINUE
+    # The floor at epoch 1: the worse prior less one standard error on 282 images, 0.46 - 0.030.
+    broken, just_under, slow = (added(asha, {"lr": 10.0**-k, "depth": 3}) for k in (1, 5, 6))
+    assert report(asha, broken, 1, 0.20) == TrialScheduler.STOP
+    assert report(asha, just_under, 1, 0.42) == TrialScheduler.STOP
+    # Epoch 3's rung holds no prior result yet: the priors' epoch-1 results do not judge there.
+    assert report(asha, early, 3, 0.06) == TrialScheduler.CONTINUE
+    # The rung at epoch 1 holds three results now (0.05, 0.20, 0.42; stopped trials count, as in Ray's
+    # ASHA), so from here its top third judges, as in the first test: 0.44 clears the 67th percentile.
+    assert report(asha, slow, 1, 0.44) == TrialScheduler.CONTINUE
+    late = added(asha, {"lr": 1e-2, "depth": 2})
+    assert report(asha, late, 1, 0.41) == TrialScheduler.STOP  # above the floor, below the top third
+    without_floor = scheduler(priors=[DEFAULTS])
+    prior, other = added(without_floor, DEFAULTS), added(without_floor, {"lr": 0.3, "depth": 8})
+    report(without_floor, prior, 1, 0.48)
+    assert report(without_floor, other, 1, 0.05) == TrialScheduler.CONTINUE  # no image count, no floor
+
+
+def test_a_slow_starter_within_one_standard_error_of_the_priors_goes_on() -> None:
+    asha = scheduler(priors=[DEFAULTS, MODEL_1_4], scored_images=282)
+    for prior, accuracy in ((added(asha, DEFAULTS), 0.48), (added(asha, MODEL_1_4), 0.46)):
+        report(asha, prior, 1, accuracy)
+        report(asha, prior, 3, accuracy + 0.08)
+    slow = added(asha, {"lr": 1e-5, "depth": 3})
+    assert report(asha, slow, 1, 0.44) == TrialScheduler.CONTINUE
+    # At epoch 3 the floor is 0.54 - 0.030, from the priors' epoch-3 results.
+    assert report(asha, slow, 3, 0.52) == TrialScheduler.CONTINUE
+    lagging = added(asha, {"lr": 1e-6, "depth": 3})
+    assert report(asha, lagging, 1, 0.45) == TrialScheduler.CONTINUE
+    assert report(asha, lagging, 3, 0.50) == TrialScheduler.STOP
 
 
 def test_a_prior_is_recognised_by_its_parameters_whatever_the_trial_adds() -> None:
