@@ -11,13 +11,13 @@ results recorded so far. Two things make that harsh when a search holds a handfu
   larger inputs) that end better. Priors are the bar the search has to clear at its end, not its
   judges at epoch 1: they run to the end and their results are not recorded in the rungs.
 
-Left at that, a rung still short of `bootstrap` results stops nothing, and the first few trials a
-search draws at random ran to the last epoch however bad they were (measurement 4: 12 of its first
-30 trial-epochs went on three trials at 18-27% validation accuracy while the priors stood at 46-48%
-after one epoch). So until a rung can judge by quantile, it stops a trial that lies more than one
-standard error of a validation score below every prior's result at that rung: a floor that a slow
-starter clears (the trials that ended within 3 points of a search's best started at most 0.03
-below the worse prior) and a broken configuration does not.
+Left at that, a rung still short of `bootstrap` results stops nothing, and one holding only broken
+trials keeps the next broken one: the first trials a search draws at random ran to the last epoch
+however bad (measurement 4: 12 of its first 30 trial-epochs went on three trials at 18-27%
+validation accuracy while the priors stood at 46-48% after one epoch). So a rung also stops a trial
+that lies more than one standard error of a validation score below every prior's result there: a
+floor that a slow starter clears (the trials that ended within 3 points of a search's best started
+at most 0.03 below the worse prior) and a broken configuration does not.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from scenetune.experiment import accuracy_standard_error
 
 
 class _BootstrappedBracket(_Bracket):
-    """A bracket whose rungs judge by quantile once they hold `bootstrap` results and, before that,
-    stop only trials more than one standard error below every prior's result at the rung."""
+    """A bracket whose rungs judge by quantile once they hold `bootstrap` results, and stop at any
+    time a trial more than one standard error below every prior's result at the rung."""
 
     def __init__(self, *args: Any, bootstrap: int, scored_images: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,9 +50,9 @@ class _BootstrappedBracket(_Bracket):
                 return
 
     def cutoff(self, recorded: dict) -> Any:
-        if len(recorded) >= self.bootstrap:
-            return super().cutoff(recorded)
-        return self._prior_floor(recorded)
+        quantile = super().cutoff(recorded) if len(recorded) >= self.bootstrap else None
+        cutoffs = [c for c in (quantile, self._prior_floor(recorded)) if c is not None]
+        return max(cutoffs) if cutoffs else None
 
     def _prior_floor(self, recorded: dict) -> float | None:
         if not getattr(self, "scored_images", None):  # none given, or a bracket pickled before the floor

@@ -89,6 +89,19 @@ def test_before_a_rung_can_judge_it_stops_only_trials_clearly_below_every_prior(
     assert report(without_floor, other, 1, 0.05) == TrialScheduler.CONTINUE  # no image count, no floor
 
 
+def test_a_rung_full_of_broken_trials_does_not_lower_the_floor() -> None:
+    asha = scheduler(priors=[DEFAULTS, MODEL_1_4], scored_images=282)
+    report(asha, added(asha, DEFAULTS), 1, 0.48)
+    report(asha, added(asha, MODEL_1_4), 1, 0.46)
+    broken = [added(asha, {"lr": 10.0**-k, "depth": 8}) for k in (1, 2, 3)]
+    assert [report(asha, trial, 1, acc) for trial, acc in zip(broken, (0.10, 0.12, 0.15))] == [
+        TrialScheduler.STOP
+    ] * 3
+    # Their top third starts at 0.13; the floor under the priors, at 0.43, still judges.
+    assert report(asha, added(asha, {"lr": 0.5, "depth": 8}), 1, 0.30) == TrialScheduler.STOP
+    assert report(asha, added(asha, {"lr": 1e-4, "depth": 2}), 1, 0.45) == TrialScheduler.CONTINUE
+
+
 def test_a_slow_starter_within_one_standard_error_of_the_priors_goes_on() -> None:
     asha = scheduler(priors=[DEFAULTS, MODEL_1_4], scored_images=282)
     for prior, accuracy in ((added(asha, DEFAULTS), 0.48), (added(asha, MODEL_1_4), 0.46)):
