@@ -547,8 +547,15 @@ def _search_row(search: dict[str, Any]) -> str:
     for r in search["replicates"]:
         reach, budget, at = r["reach_presets_best"], r["budget_trial_epochs"], r["at_budget"]
         fractions.append(r["optuna_fraction_of_presets_compute"])
+        shuffled = r.get("presets_in_random_orders")
+        own_order = (
+            f" (their own trials in a random order match it after a median {shuffled['median_fraction']:.2f} of it, "
+            f"within 0.2 in {shuffled['share_within_target']:.0%} of {shuffled['orders']} orders)"
+            if shuffled
+            else ""
+        )
         clauses.append(
-            f"seed {r['seed']}: presets' best val {r['presets_best_val_acc']:.3f} (test {at['presets']['test_acc']:.3f}) over {budget} trial-epochs; "
+            f"seed {r['seed']}: presets' best val {r['presets_best_val_acc']:.3f} (test {at['presets']['test_acc']:.3f}) over {budget} trial-epochs{own_order}; "
             f"Optuna + ASHA {_reached(reach['optuna_asha'], budget)}, ended at val {at['optuna_asha']['best_val_acc']:.3f} "
             f"(test {at['optuna_asha']['test_acc']:.3f}); random search {_reached(reach['random'], budget)}, "
             f"ended at val {at['random']['best_val_acc']:.3f} (test {at['random']['test_acc']:.3f})"
