@@ -43,16 +43,26 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+# What a checkout computes with: a changed README, or a benchmark's own figures, leave it clean.
+CODE_PATHS = ("*.py", "pyproject.toml")
+
+
 def source_commit(root: Path = SOURCE_ROOT) -> str | None:
-    """The short hash of the git checkout that `root` is, marked `-dirty` when its files differ from
-    that commit; None for an installed package (its version says what it is) or without git."""
+    """The short hash of the git checkout that `root` is, marked `-dirty` when its tracked code
+    differs from that commit; None for an installed package (its version says what it is) or
+    without git."""
     if not (root / ".git").exists():
         return None
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
         )
-        changes = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=root)
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            capture_output=True,
+            text=True,
+            cwd=root,
+        )
     except OSError:
         return None
     if head.returncode != 0:

@@ -92,6 +92,14 @@ def test_a_checkout_records_its_commit_and_whether_its_files_differ_from_it(tmp_
     _git(tmp_path, "commit", "-q", "-m", "first")
     head = _git(tmp_path, "rev-parse", "--short", "HEAD")
     assert source_commit(tmp_path) == head
+    # Figures a benchmark writes, notes and files the checkout does not track change no result.
+    (tmp_path / "figures.json").write_text("{}\n")
+    _git(tmp_path, "add", "figures.json")
+    _git(tmp_path, "commit", "-q", "-m", "figures")
+    head = _git(tmp_path, "rev-parse", "--short", "HEAD")
+    (tmp_path / "figures.json").write_text('{"accuracy": 0.6}\n')
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert source_commit(tmp_path) == head
     (tmp_path / "train.py").write_text("lr = 1e-4\n")
     assert source_commit(tmp_path) == f"{head}-dirty"
 
