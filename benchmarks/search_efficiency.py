@@ -123,12 +123,8 @@ def reach_in_random_orders(trials: list[list[dict[str, Any]]], target: float, se
     """After what fraction of their compute the presets' own trials, run in a random order, match
     their best: what a search no better than the presets, trial for trial, would show."""
     total = sum(len(trial) for trial in trials)
-    reached_after = []
-    for trial in trials:  # epochs a trial spends before it matches the target (None: never)
-        values = [row["best_val_acc"] for row in trial]
-        reached_after.append(
-            next((epoch for epoch, v in enumerate(values, 1) if v is not None and v >= target - 1e-12), None)
-        )
+    # the epochs each trial spends before it matches the target (None: never)
+    reached_after = [first_reaching(best_so_far(trial), target) for trial in trials]
     rng, order, fractions = random.Random(seed), list(range(len(trials))), []
     for _ in range(SHUFFLED_ORDERS):
         rng.shuffle(order)
