@@ -45,9 +45,9 @@ DEFAULT_PINS = ["image_size=16", "width_schedule=halve"]
 # The issue's target: the presets' best matched within this fraction of their compute.
 TARGET_FRACTION = 0.2
 SHUFFLED_ORDERS = 20_000
-# ASHA with grace 1 and reduction 3 runs a trial ~1.9 epochs on average at 5 epochs; asking for
-# budget / 1.6 trials makes the search spend at least the budget, and the curve is cut there.
-ASHA_EPOCHS_PER_TRIAL_LOW = 1.6
+# Asking ASHA for budget / (this share of its expected epochs per trial) trials makes the search
+# spend at least the budget (its floor stops some trials sooner), and the curve is cut there.
+ASHA_EPOCHS_SHARE = 0.85
 
 
 def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
@@ -142,6 +142,15 @@ def reach_in_random_orders(trials: list[list[dict[str, Any]]], target: float, se
     }
 
 
+def asha_expected_epochs(max_epochs: int, reduction: int = 3) -> float:
+    """Epochs a trial runs on average under ASHA with grace 1: a 1/reduction share goes past each rung."""
+    rungs = [1]
+    while rungs[-1] * reduction < max_epochs:
+        rungs.append(rungs[-1] * reduction)
+    stops = [*rungs[1:], max_epochs]
+    return 1 + sum((stop - rung) / reduction ** (i + 1) for i, (rung, stop) in enumerate(zip(rungs, stops)))
+
+
 def presets_to_run(pins: list[str]) -> list[str]:
     pinned = {pin.split("=", 1)[0] for pin in pins}
     return [name for name, preset in PRESETS.items() if not pinned & set(preset.factors)]
@@ -202,7 +211,7 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
         print(f"seed {seed}, preset {name}: {len(preset_rows)} trial-epochs so far", flush=True)
     budget = len(preset_rows)
     seconds = {"presets": None if None in preset_seconds else sum(preset_seconds)}
-    optuna_samples = math.ceil(budget / ASHA_EPOCHS_PER_TRIAL_LOW)
+    optuna_samples = math.ceil(budget / (ASHA_EPOCHS_SHARE * asha_expected_epochs(args.epochs)))
     optuna_name = "optuna" + ("" if args.sampler == "tpe" else f"-{args.sampler}")
     optuna_name += "-noprior-asha" if args.no_prior else "-asha"
     optuna_arguments = [

@@ -43,10 +43,11 @@ class _BootstrappedBracket(_Bracket):
 
     def record_prior(self, trial_id: str, cur_iter: float, reward: float) -> None:
         """A prior's result at the highest rung it has reached, kept apart from the rung's own results."""
-        for milestone, priors in self._prior_rungs():
-            if cur_iter >= milestone and trial_id not in priors:
+        results = self._prior_results()
+        for milestone, _ in self._rungs:  # highest rung first
+            if cur_iter >= milestone and trial_id not in results[milestone]:
                 if math.isfinite(reward):
-                    priors[trial_id] = reward
+                    results[milestone][trial_id] = reward
                 return
 
     def cutoff(self, recorded: dict) -> Any:
@@ -58,20 +59,20 @@ class _BootstrappedBracket(_Bracket):
         if not getattr(self, "scored_images", None):  # none given, or a bracket pickled before the floor
             return None
         milestone = next(milestone for milestone, rung in self._rungs if rung is recorded)
-        priors = dict(self._prior_rungs()).get(milestone, {})
+        priors = self._prior_results()[milestone]
         if not priors:
             return None
         worst = min(priors.values())
         return worst - accuracy_standard_error(min(max(worst, 0.0), 1.0), self.scored_images)
 
-    def _prior_rungs(self) -> list[tuple[float, dict[str, float]]]:
-        """Each rung's milestone and the priors' results there, highest rung first. Made on first use:
-        a bracket pickled with a sweep from before the floor has none."""
+    def _prior_results(self) -> dict[float, dict[str, float]]:
+        """The priors' results by rung milestone. Made on first use: a bracket pickled with a sweep
+        from before the floor has none."""
         if not hasattr(self, "prior_results"):
             self.prior_results: dict[float, dict[str, float]] = {
                 milestone: {} for milestone, _ in self._rungs
             }
-        return [(milestone, self.prior_results[milestone]) for milestone, _ in self._rungs]
+        return self.prior_results
 
 
 def is_prior(config: Mapping[str, Any], priors: Sequence[Mapping[str, Any]]) -> bool:
