@@ -473,7 +473,7 @@ def machine() -> str:
 
 
 NOTES_MARKER = "<!-- Notes below are written by hand and kept when this script rewrites the file. -->"
-# Measurement 4 at 5 epochs per trial (the CPU shortcut) and at the study's 20: row label, figures.
+# Measurement 4 at 5 epochs per trial (the CPU shortcut) and at the mlp task's default 20: row label, figures.
 SEARCH_RESULTS = {
     "4": REPO / "benchmarks" / "search_efficiency.json",
     "4 (20 epochs)": REPO / "benchmarks" / "search_efficiency_20_epochs.json",
