@@ -481,7 +481,16 @@ SEARCH_RESULTS = {
 RAW_RESULTS = REPO / "benchmarks" / "run_benchmarks.json"
 
 
-def _rows(results: dict[str, Any]) -> list[str]:
+def _recorded_searches() -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Measurement 4's recorded runs by row label: each one's JSON file and its figures."""
+    return {
+        label: (path, json.loads(path.read_text()))
+        for label, path in SEARCH_RESULTS.items()
+        if path.is_file()
+    }
+
+
+def _rows(results: dict[str, Any], searches: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
     rows = []
     if "overhead" in results:
         o = results["overhead"]
@@ -517,9 +526,7 @@ def _rows(results: dict[str, Any]) -> list[str]:
             f"{f['bovw_cached_trial_s']:.2f} s (its SVM fit alone: {f['bovw_fit_s']:.2f} s) | the first trial, which computes descriptors, "
             f"codebook and counts: {f['bovw_first_trial_s']:.2f} s | **{f['bovw_speedup']:.1f}x** faster | >= 10x |"
         )
-    for label, path in SEARCH_RESULTS.items():
-        if path.is_file():
-            rows.append(_search_row(label, json.loads(path.read_text())))
+    rows += [_search_row(label, search) for label, (_, search) in searches.items()]
     if "first_epoch" in results:
         e = results["first_epoch"]
         rows.append(
@@ -584,9 +591,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     if out.is_file() and NOTES_MARKER in out.read_text():
         notes = out.read_text().split(NOTES_MARKER, 1)[1]
     dates = sorted({r["measured"] for r in results.values() if "measured" in r})
-    searches = {path: json.loads(path.read_text()) for path in SEARCH_RESULTS.values() if path.is_file()}
+    searches = _recorded_searches()
     search_runs = "; ".join(
-        f"`{search['command']}` ({search['date']}) on {search['machine']}" for search in searches.values()
+        f"`{search['command']}` ({search['date']}) on {search['machine']}" for _, search in searches.values()
     )
     lines = [
         "# Benchmarks",
@@ -597,15 +604,18 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         "| # | measurement | scenetune | baseline | ratio / result | target |",
         "|---|---|---|---|---|---|",
-        *_rows(results),
+        *_rows(results, searches),
         "",
         *[
             f"![measurement {label}: best-so-far accuracy against compute](benchmarks/{path.with_suffix('.png').name})"
-            for label, path in SEARCH_RESULTS.items()
-            if path in searches
+            for label, (path, _) in searches.items()
         ],
         "",
-        "Raw figures: " + ", ".join(f"`benchmarks/{path.name}`" for path in [RAW_RESULTS, *searches]) + ".",
+        "Raw figures: "
+        + ", ".join(
+            f"`benchmarks/{path.name}`" for path in [RAW_RESULTS, *(path for path, _ in searches.values())]
+        )
+        + ".",
         "",
         NOTES_MARKER,
     ]
