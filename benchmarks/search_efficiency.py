@@ -52,13 +52,16 @@ ASHA_EPOCHS_SHARE = 0.85
 
 
 def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
-    """Seconds the sweep took; an experiment already complete in storage is reused (None: a rerun continues)."""
+    """Seconds the sweep took; an experiment already complete in storage is reused with the seconds
+    recorded when it ran (None: unknown, or the sweep was resumed and its first part not timed)."""
     experiment = storage / name
+    seconds_file = storage / f"{name}.wall_seconds"
     if (experiment / EXPERIMENT_FILE).is_file() and not unfinished_trials(
         experiment, read_experiment_record(experiment)["samples"]
     ):
-        return None
-    if experiment.exists():
+        return float(seconds_file.read_text()) if seconds_file.is_file() else None
+    resumed = experiment.exists()
+    if resumed:
         arguments = ["--resume"]
     started = time.perf_counter()
     subprocess.run(
@@ -77,7 +80,19 @@ def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return time.perf_counter() - started
+    if resumed:
+        return None
+    seconds = time.perf_counter() - started
+    seconds_file.write_text(f"{seconds:.1f}")
+    return seconds
+
+
+def recorded_total(seconds_file: Path, parts: list[float | None]) -> float | None:
+    """The sum of parts when each was timed (and recorded in seconds_file), else what it recorded."""
+    if None not in parts:
+        seconds_file.write_text(f"{sum(parts):.1f}")
+        return sum(parts)
+    return float(seconds_file.read_text()) if seconds_file.is_file() else None
 
 
 def epoch_results(experiment: Path) -> list[dict[str, Any]]:
@@ -212,7 +227,7 @@ def replicate(args: argparse.Namespace, pins: list[str], storage: Path, seed: in
         preset_trials += trials_in(rows)
         print(f"seed {seed}, preset {name}: {len(preset_rows)} trial-epochs so far", flush=True)
     budget = len(preset_rows)
-    seconds = {"presets": None if None in preset_seconds else sum(preset_seconds)}
+    seconds = {"presets": recorded_total(storage / "presets.wall_seconds", preset_seconds)}
     optuna_samples = math.ceil(budget / (ASHA_EPOCHS_SHARE * asha_expected_epochs(args.epochs)))
     optuna_name = "optuna" + ("" if args.sampler == "tpe" else f"-{args.sampler}")
     optuna_name += "-noprior-asha" if args.no_prior else "-asha"
