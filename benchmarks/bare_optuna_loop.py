@@ -22,14 +22,13 @@ import torch  # noqa: E402
 from scenetune.data import load_dataset, make_trial_data  # noqa: E402
 from scenetune.sweep import make_sampler  # noqa: E402
 from search_spaces import mlp as space  # noqa: E402
-from trainables.mlp import build_mlp  # noqa: E402
+from trainables.mlp import MLPTask, build_mlp  # noqa: E402
 from trainables.training import (  # noqa: E402
     DeviceSplit,
     classification_loss,
     evaluate,
     make_optimizer,
     train_one_epoch,
-    trial_seed,
 )
 
 # The overhead benchmark's tiny trials: 1 epoch of a 32-unit MLP on 8x8 digits.
@@ -54,10 +53,11 @@ def bare_optuna_loop(n_trials: int, seed: int) -> float:
     def objective(trial: optuna.Trial) -> float:
         constants = define(trial)  # suggests first, so trial.params is complete below
         config = {**trial.params, **constants}
-        torch.manual_seed(trial_seed(config))
+        seed = MLPTask().trial_seed(config)  # the trainable's own seed
+        torch.manual_seed(seed)
         model, _ = build_mlp(config, data)
         optimizer = make_optimizer(config, model.parameters())
-        generator = torch.Generator().manual_seed(trial_seed(config))
+        generator = torch.Generator().manual_seed(seed)
         train_one_epoch(
             model, splits["train"], optimizer, int(config["batch_size"]), generator, classification_loss
         )

@@ -161,9 +161,12 @@ class CNNTask(Task):
     def train(self, config: dict[str, Any], data: TrialData) -> None:
         from trainables.training import TrainingPlan, fit_and_report, seed_torch_for_trial
 
-        seed_torch_for_trial(config)
+        seed = self.trial_seed(config)
+        seed_torch_for_trial(seed)
         model, description = build_cnn(config, data)
-        fit_and_report(TrainingPlan(model, description), data.at_size(int(config["image_size"])), config)
+        fit_and_report(
+            TrainingPlan(model, description), data.at_size(int(config["image_size"])), config, seed
+        )
 
     def build_model(self, description: dict[str, Any]) -> nn.Module:
         return network_class()(CNNSpec(**description["spec"]))

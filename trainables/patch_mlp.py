@@ -54,13 +54,14 @@ class PatchMLPTask(Task):
     def train(self, config: dict[str, Any], data: TrialData) -> None:
         from trainables.training import TrainingPlan, fit_and_report, seed_torch_for_trial
 
-        seed_torch_for_trial(config)
+        seed = self.trial_seed(config)
+        seed_torch_for_trial(seed)
         model, description = build_patch_mlp(config, data)
         if config.get("train_on", "image") == "patch":
             plan = patch_training_plan(model, description)
         else:
             plan = TrainingPlan(model, description)
-        fit_and_report(plan, data.at_size(int(config["image_size"])), config)
+        fit_and_report(plan, data.at_size(int(config["image_size"])), config, seed)
 
     def build_model(self, description: dict[str, Any]) -> nn.Module:
         from trainables.models import MLPSpec, PatchMLP, PatchSpec

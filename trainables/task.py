@@ -9,10 +9,13 @@ trial runs (`train`, `build_model`) import what they need there.
 
 from __future__ import annotations
 
+import json
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from scenetune.experiment import RUN_KEYS
 from search_spaces.base import TaskSpace
 from trainables.specs import hidden_layer_name
 from trainables.staging import remove_orphaned_staging
@@ -55,6 +58,17 @@ class Task(ABC):
     @property
     def name(self) -> str:
         return self.space.task
+
+    def trial_seed(self, config: dict[str, Any]) -> int:
+        """One seed per (sweep seed, hyperparameters): the same configuration starts from the same
+        weights and batch order in a re-run, whatever the run lets it do (its epochs, its time limit).
+        The hyperparameters are the keys the task's defaults name: a search's derived choices
+        (use_dropout=False beside dropout=0.0) describe no other network, so the defaults, as a search's
+        first trial, train exactly as the defaults in a preset or a sweep of their own."""
+        named = [key for key in self.space.defaults if key in config and key not in RUN_KEYS]
+        hyperparameters = {key: config[key] for key in named}
+        described = json.dumps(hyperparameters, sort_keys=True, default=str)
+        return (int(config.get("seed", 0)) * 1_000_003 + zlib.crc32(described.encode())) % (2**31)
 
     @abstractmethod
     def check_config(self, config: dict[str, Any], n_classes: int, context: dict[str, Any]) -> None:

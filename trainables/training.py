@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from torch.nn import functional as F
 
 from scenetune.data import Split
 from scenetune.environment import torch_cpu_capability
-from scenetune.experiment import RUN_KEYS, RUN_TO_LIMIT, trains_on_validation
+from scenetune.experiment import RUN_TO_LIMIT, trains_on_validation
 from trainables.checkpoints import load_model, load_training_state, save_checkpoint
 from trainables.models import count_parameters
 from trainables.predictions import save_test_predictions
@@ -38,18 +36,10 @@ FUSED_DEVICES = ("cpu", "cuda")
 PROJECTED_PAST_LIMIT = 1.5
 
 
-def trial_seed(config: dict[str, Any]) -> int:
-    """One seed per (sweep seed, hyperparameters): the same configuration starts from the same weights
-    and batch order in a re-run, whatever the run lets it do (its epochs, its time limit)."""
-    hyperparameters = {k: v for k, v in config.items() if k not in RUN_KEYS}
-    described = json.dumps(hyperparameters, sort_keys=True, default=str)
-    return (int(config.get("seed", 0)) * 1_000_003 + zlib.crc32(described.encode())) % (2**31)
-
-
-def seed_torch_for_trial(config: dict[str, Any]) -> None:
+def seed_torch_for_trial(seed: int) -> None:
     """Seed torch's generator before the trial builds its network: the initial weights are drawn from
     it, and a worker Ray reuses for a later trial carries whatever state the earlier ones left."""
-    torch.manual_seed(trial_seed(config))
+    torch.manual_seed(seed)
 
 
 def trial_device() -> torch.device:
@@ -339,8 +329,9 @@ def _too_slow_report(
     }
 
 
-def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[str, Any]) -> None:
-    """Train for config['epochs'], reporting the core metrics after every epoch.
+def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[str, Any], seed: int) -> None:
+    """Train for config['epochs'], reporting the core metrics after every epoch; `seed` (the task's
+    `trial_seed`) sets the initialisation and the batch order.
 
     The checkpoint holds the weights of the best validation epoch; `test_acc` is measured on those
     weights whenever they change, so every report (also the last one of a trial ASHA stops) carries
@@ -349,7 +340,6 @@ def fit_and_report(plan: TrainingPlan, splits: dict[str, Split], config: dict[st
     started = time.perf_counter()
     threads = match_threads_to_cpu_share()
     device = trial_device()
-    seed = trial_seed(config)
     torch.manual_seed(seed)
     model = plan.model.to(device)
     optimizer = make_optimizer(config, model.parameters())

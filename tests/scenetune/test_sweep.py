@@ -149,6 +149,24 @@ def test_the_search_starts_from_the_priors_then_same_seed_same_suggestions(
     assert cold != first and cold["lr"] != 1e-3  # sampled, not the defaults
 
 
+def test_the_defaults_as_the_searchs_first_trial_train_exactly_as_in_a_preset(
+    optuna_experiment: Path, tmp_path: Path
+) -> None:
+    # The search's trial also names its derived choice (use_dropout=False); the network, its seed and
+    # so its every epoch are the defaults' own, as the initializer preset's first point trains them.
+    assert (
+        sweep(tmp_path, "initializer", "--space", "initializer", "--seed", "7", "--set", "epochs=3", *TINY)
+        == 0
+    )
+    (preset,) = [
+        t for t in load_trials(tmp_path / "initializer") if t.config["initializer"] == "glorot_normal"
+    ]
+    prior = sorted(load_trials(optuna_experiment), key=lambda t: t.directory.name)[0]
+    assert "use_dropout" in prior.config and "use_dropout" not in preset.config
+    for key in ("train_loss", "val_acc", "test_acc"):
+        assert [r[key] for r in prior.history] == [r[key] for r in preset.history], key
+
+
 def test_random_search_without_early_stopping_runs_every_trial_to_the_end(
     tmp_path: Path, ray_session
 ) -> None:

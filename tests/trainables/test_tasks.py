@@ -66,6 +66,27 @@ def test_every_task_keeps_the_contract(name: str) -> None:
         assert task.model_kind is not None
 
 
+NETWORK_TASKS = sorted(name for name, task in TASKS.items() if task.model_kind is not None)
+
+
+@pytest.mark.parametrize("name", NETWORK_TASKS)
+def test_a_trials_seed_follows_its_hyperparameters_not_the_searchs_derived_choices(name: str) -> None:
+    """A search's derived choices (use_dropout, patches_per_side...) describe no other network: a
+    network gets the same seed from a search as from a preset, so a prior reproduces the defaults'
+    own result (end to end in test_sweep)."""
+    task = TASKS[name]
+    with_derived_choices = 0
+    for config in _suggestions(task, SUGGESTIONS):
+        network = {k: v for k, v in config.items() if k in task.space.defaults or k in ("seed", "epochs")}
+        with_derived_choices += len(config) > len(network)
+        assert task.trial_seed(config) == task.trial_seed(network)
+        assert task.trial_seed({**config, "epochs": 99}) == task.trial_seed(config)  # what a run lets it do
+        assert task.trial_seed({**config, "seed": 1}) != task.trial_seed(config)
+    assert with_derived_choices == SUGGESTIONS
+    defaults = {**task.space.defaults, "seed": 0}
+    assert task.trial_seed({**defaults, "lr": defaults["lr"] / 10}) != task.trial_seed(defaults)
+
+
 def test_a_bad_config_is_refused_by_every_task() -> None:
     for task in TASKS.values():
         with pytest.raises((ValueError, TypeError, KeyError)):
