@@ -51,6 +51,11 @@ SHUFFLED_ORDERS = 20_000
 ASHA_EPOCHS_SHARE = 0.85
 
 
+def recorded_seconds(seconds_file: Path) -> float | None:
+    """The wall seconds an earlier run wrote to seconds_file (None: none recorded)."""
+    return float(seconds_file.read_text()) if seconds_file.is_file() else None
+
+
 def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
     """Seconds the sweep took; an experiment already complete in storage is reused with the seconds
     recorded when it ran (None: unknown, or the sweep was resumed and its first part not timed)."""
@@ -59,7 +64,7 @@ def run_sweep(storage: Path, name: str, arguments: list[str]) -> float | None:
     if (experiment / EXPERIMENT_FILE).is_file() and not unfinished_trials(
         experiment, read_experiment_record(experiment)["samples"]
     ):
-        return float(seconds_file.read_text()) if seconds_file.is_file() else None
+        return recorded_seconds(seconds_file)
     resumed = experiment.exists()
     if resumed:
         arguments = ["--resume"]
@@ -92,7 +97,7 @@ def recorded_total(seconds_file: Path, parts: list[float | None]) -> float | Non
     if None not in parts:
         seconds_file.write_text(f"{sum(parts):.1f}")
         return sum(parts)
-    return float(seconds_file.read_text()) if seconds_file.is_file() else None
+    return recorded_seconds(seconds_file)
 
 
 def epoch_results(experiment: Path) -> list[dict[str, Any]]:
