@@ -5,6 +5,11 @@ folder; a kill during that copy leaves the folder's newest state file cut short.
 may stay behind in the staging folder; Ray writes that one in place, though, so a kill can cut it too,
 and the driver's own copy of the last whole save (`kept_save`) is the fallback.
 
+The same copy carries each trial's result.json and progress.csv from the staging folder, so a kill
+during it can leave an ended trial's reports cut short (seen: an ended trial's result.json empty, its
+20 epochs whole in the staging folder). Ray never copies an ended trial's files again, so the
+resume takes them back from the staged copy that continues them.
+
 Ray deletes a trial's previous checkpoint as soon as a newer one is on disk, but writes that change
 into the experiment state only when it next saves it. A sweep killed in between resumes a trial
 whose recorded checkpoint no longer exists, and Ray fails that trial. The newer checkpoint is the
@@ -30,6 +35,7 @@ from scenetune.experiment import (
     CHECKPOINT_PREFIX,
     EXPERIMENT_STATE_PREFIX,
     KEPT_SAVE_FILE,
+    RESULT_FILE,
     newest_experiment_state,
     ray_trial_entries,
     saved_state_files,
@@ -236,14 +242,13 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
     """The newest save of `session` in a driver staging folder of this machine's Ray sessions that is
     this experiment's (its trials have folders here), holds every file in `needed`, reads whole and
     is not split."""
-    from ray.train.constants import _get_ray_train_session_dir
-
-    sessions = Path(_get_ray_train_session_dir()).parent.parent  # <ray temp>/session_*/artifacts
-    pattern = f"session_*/artifacts/*/{experiment_dir.name}/driver_artifacts/{EXPERIMENT_STATE_PREFIX}{session}.json"
     trial_folders = {folder.name.rsplit("_", 1)[-1] for folder in experiment_dir.iterdir() if folder.is_dir()}
     complete = []
-    for state in sessions.glob(pattern):
-        save = saved_state_files(state.parent, session)
+    for staging in _staging_folders(experiment_dir):
+        state = staging / f"{EXPERIMENT_STATE_PREFIX}{session}.json"
+        if not state.is_file():
+            continue
+        save = saved_state_files(staging, session)
         contents = _read_saved(save)
         # Another experiment of that name may have started the same second: its trials are not here.
         if _whole(contents, session, needed) and _trial_statuses(contents[state.name]).keys() & trial_folders:
@@ -253,9 +258,53 @@ def _complete_staged_save(experiment_dir: Path, session: str, needed: set[str]) 
     return max(complete, key=lambda save: save[f"{EXPERIMENT_STATE_PREFIX}{session}.json"].stat().st_mtime)
 
 
+def _staging_folders(experiment_dir: Path) -> list[Path]:
+    """The driver staging folders of this machine's Ray sessions for an experiment of this name."""
+    from ray.train.constants import _get_ray_train_session_dir
+
+    sessions = Path(_get_ray_train_session_dir()).parent.parent  # <ray temp>/session_*/artifacts
+    return list(sessions.glob(f"session_*/artifacts/*/{experiment_dir.name}/driver_artifacts"))
+
+
+# What Ray's logger callbacks write per trial in the staging folder, and copy with the saved state.
+TRIAL_REPORT_FILES = (RESULT_FILE, "progress.csv")
+
+
+def restore_trial_reports_a_kill_cut(experiment_dir: Path) -> list[str]:
+    """Put back each trial report file that a kill cut short while Ray copied it: the longest staged
+    copy that begins with the experiment's copy and goes further. One line, or none."""
+    experiment_dir = Path(experiment_dir)
+    staging = _staging_folders(experiment_dir)
+    restored = []
+    for trial in sorted(folder for folder in experiment_dir.iterdir() if folder.is_dir()):
+        for name in TRIAL_REPORT_FILES:
+            here = trial / name
+            current = here.read_bytes() if here.is_file() else b""
+            longer = [
+                copy
+                for copy in (folder / trial.name / name for folder in staging)
+                if copy.is_file()
+                and copy.stat().st_size > len(current)
+                and copy.read_bytes().startswith(current)
+            ]
+            if not longer:
+                continue
+            with atomic.replaced_when_written(here) as partial:
+                shutil.copyfile(max(longer, key=lambda copy: copy.stat().st_size), partial)
+            restored.append(f"{trial.name}/{name}")
+    if not restored:
+        return []
+    return [f"{', '.join(restored)} cut short by the kill; put back Ray's staged copy"]
+
+
 def mend_for_resume(experiment_dir: Path) -> list[str]:
-    """What a kill can leave behind, mended before Ray resumes: cut state files, superseded checkpoints."""
-    return mend_state_a_kill_left(experiment_dir) + restore_superseded_checkpoints(experiment_dir)
+    """What a kill can leave behind, mended before Ray resumes: cut state files, cut trial reports,
+    superseded checkpoints."""
+    return (
+        mend_state_a_kill_left(experiment_dir)
+        + restore_trial_reports_a_kill_cut(experiment_dir)
+        + restore_superseded_checkpoints(experiment_dir)
+    )
 
 
 # What Ray's TuneController logs when it cannot restore an experiment's saved state. It then starts the

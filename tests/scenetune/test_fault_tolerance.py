@@ -390,6 +390,44 @@ def test_a_state_file_cut_by_a_kill_is_mended_from_a_whole_copy_and_without_one_
     assert _contents(experiment) == before
 
 
+def test_trial_reports_a_kill_cut_while_ray_copied_them_are_put_back_from_its_staged_copy(
+    tmp_path: Path, ray_session, capsys
+) -> None:
+    """Ray writes each trial's result.json and progress.csv in its driver staging folder and copies
+    them into the experiment folder with its saved state. A kill during that copy left an ended
+    trial's result.json empty while its 20 epochs stood whole in the staging folder (seen in a
+    kill-and-resume test). Ray never copies an ended trial's reports again, so its epochs would be
+    lost for good: the resume puts back the staged copy that continues the cut file."""
+    name = ["--storage", str(tmp_path), "--name", "reports"]
+    sweep = ["sweep", "mlp", "--samples", "2", "--epochs", "3", "--early-stopping", "none", "--seed", "5"]
+    assert main([*sweep, *TINY, *name]) == 0
+    experiment = tmp_path / "reports"
+    histories = {trial.trial_id: trial.history for trial in load_trials(experiment)}
+    assert [len(history) for history in histories.values()] == [3, 3]
+    first, second = sorted(folder for folder in experiment.iterdir() if folder.name.startswith("train_mlp_"))
+    whole_result = (first / RESULT_FILE).read_bytes()
+    whole_progress = (second / "progress.csv").read_bytes()
+    (first / RESULT_FILE).write_bytes(b"")  # as the kill left it
+    (second / "progress.csv").write_bytes(whole_progress[: len(whole_progress) // 2])  # cut mid-line
+    assert sorted(len(trial.history) for trial in load_trials(experiment)) == [0, 3]
+    capsys.readouterr()
+
+    assert main(["sweep", "mlp", "--resume", *name]) == 0
+    assert (
+        f"scenetune: {first.name}/{RESULT_FILE}, {second.name}/progress.csv cut short by the kill; "
+        "put back Ray's staged copy" in capsys.readouterr().err
+    )
+    assert (first / RESULT_FILE).read_bytes() == whole_result
+    assert (second / "progress.csv").read_bytes() == whole_progress
+    assert {trial.trial_id: trial.history for trial in load_trials(experiment)} == histories
+    assert set(ray_trial_states(experiment).values()) == {"TERMINATED"}  # nothing ran again
+
+    # Whole files are left as they are: a second resume finds nothing to put back.
+    assert main(["sweep", "mlp", "--resume", *name]) == 0
+    assert "cut short" not in capsys.readouterr().err
+    assert (first / RESULT_FILE).read_bytes() == whole_result
+
+
 def _statuses_in(experiment_state: Path) -> dict[str, str]:
     """trial id -> Ray's status in one saved experiment state file (raises if the file is not whole)."""
     trials = json.loads(experiment_state.read_text())["trial_data"]
