@@ -37,7 +37,6 @@ from ray.tune.schedulers import TrialScheduler  # noqa: E402
 from run_benchmarks import machine  # noqa: E402
 from search_efficiency import DEFAULT_PINS, TARGET_FRACTION, epoch_results, presets_to_run, trials_in  # noqa: E402
 
-from scenetune.experiment import load_trials  # noqa: E402
 from scenetune.scheduler import PriorAwareASHA  # noqa: E402
 
 # (grace period, reduction factor); None: no early stopping. The first is what sweeps use.
@@ -53,15 +52,14 @@ class ReplayTrial:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def validation_curve(trial_rows: list[dict[str, Any]]) -> list[float]:
-    """A trial's best validation accuracy so far, epoch by epoch."""
-    return [row["best_val_acc"] for row in trial_rows]
+def recorded_trials(experiment: Path) -> list[list[dict[str, Any]]]:
+    """Each trial's epoch reports, in epoch order, trials in the order they started."""
+    return sorted(trials_in(epoch_results(experiment)), key=lambda trial: trial[0]["order"])
 
 
-def recorded_val_acc(experiment: Path) -> list[list[float]]:
-    """Each trial's validation accuracy per epoch (what ASHA judges), in the order trials started."""
-    trials = sorted(load_trials(experiment), key=lambda t: t.directory.name)
-    return [[row["val_acc"] for row in sorted(t.history, key=lambda r: r["epoch"])] for t in trials]
+def val_acc_curve(trial: list[dict[str, Any]]) -> list[float]:
+    """A trial's validation accuracy per epoch: what ASHA judges."""
+    return [row["val_acc"] for row in trial]
 
 
 def images_scored(accuracies: list[float]) -> int:
@@ -122,13 +120,13 @@ def replay_seed(folder: Path, orders: int, seed: int) -> dict[str, Any]:
     """Every setting over the same random orders of one seed's presets and random draws."""
     import numpy as np
 
-    preset_curves, preset_rows = [], []
-    for name in presets_to_run(DEFAULT_PINS):
-        preset_curves += recorded_val_acc(folder / f"preset-{name}")
-        preset_rows += epoch_results(folder / f"preset-{name}")
-    target = max(max(validation_curve(trial)) for trial in trials_in(preset_rows))
-    budget = len(preset_rows)
-    drawn = recorded_val_acc(folder / "random")
+    preset_trials = [
+        trial for name in presets_to_run(DEFAULT_PINS) for trial in recorded_trials(folder / f"preset-{name}")
+    ]
+    target = max(row["best_val_acc"] for trial in preset_trials for row in trial)
+    budget = sum(len(trial) for trial in preset_trials)
+    preset_curves = [val_acc_curve(trial) for trial in preset_trials]
+    drawn = [val_acc_curve(trial) for trial in recorded_trials(folder / "random")]
     priors, random_draws = drawn[:PRIORS], drawn[PRIORS:]
     one_factor = [curve for curve in preset_curves if curve not in priors]
     images = images_scored([value for curve in drawn for value in curve])
@@ -169,11 +167,8 @@ def markdown(replays: dict[int, dict[str, Any]]) -> str:
             for s in seeds:
                 cell = replays[s][pool][setting_name(setting)]
                 median = cell["median_fraction"]
-                cells.append(
-                    f"{median:.2f} / {cell['share_within_target']:.0%}"
-                    if median != float("inf")
-                    else f"not / {cell['share_within_target']:.0%}"
-                )
+                reached = f"{median:.2f}" if median != float("inf") else "not"
+                cells.append(f"{reached} / {cell['share_within_target']:.0%}")
             lines.append(f"| {pool} | {setting_name(setting)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -110,6 +110,7 @@ def epoch_results(experiment: Path) -> list[dict[str, Any]]:
                     "timestamp": row.get("timestamp", 0),
                     "order": order,
                     "epoch": row["epoch"],
+                    "val_acc": row.get("val_acc"),
                     "best_val_acc": row.get("best_val_acc", row.get("val_acc")),
                     "test_acc": row.get("test_acc"),
                 }
