@@ -279,18 +279,20 @@ def restore_trial_reports_a_kill_cut(experiment_dir: Path) -> list[str]:
     for trial in sorted(folder for folder in experiment_dir.iterdir() if folder.is_dir()):
         for name in TRIAL_REPORT_FILES:
             here = trial / name
-            current = here.read_bytes() if here.is_file() else b""
+            size = here.stat().st_size if here.is_file() else 0
             longer = [
                 copy
                 for copy in (folder / trial.name / name for folder in staging)
-                if copy.is_file()
-                and copy.stat().st_size > len(current)
-                and copy.read_bytes().startswith(current)
+                if copy.is_file() and copy.stat().st_size > size
             ]
-            if not longer:
+            if not longer:  # as after every clean save: nothing of this file is read
+                continue
+            current = here.read_bytes() if size else b""
+            continuing = [copy for copy in longer if copy.read_bytes().startswith(current)]
+            if not continuing:
                 continue
             with atomic.replaced_when_written(here) as partial:
-                shutil.copyfile(max(longer, key=lambda copy: copy.stat().st_size), partial)
+                shutil.copyfile(max(continuing, key=lambda copy: copy.stat().st_size), partial)
             restored.append(f"{trial.name}/{name}")
     if not restored:
         return []
