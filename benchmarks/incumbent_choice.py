@@ -64,7 +64,9 @@ class Tested:
     config: dict[str, Any]
     val: float
     test: float
-    prior: bool  # search_quality's searches have a trial limit, so sweeps mark their priors run_to_limit
+    # marked run_to_limit by the sweep's cost estimate, which deep-feature + SVM trials skip, so
+    # their priors read False here (the guard then reads n/a for those searches)
+    prior: bool
 
 
 @dataclass(frozen=True)
@@ -125,14 +127,14 @@ def model_pick(trials: Sequence[Tested]) -> int:
     return int(np.argmax(fitted.predict(x)))
 
 
-def prior_guard_pick(trials: Sequence[Tested], validation_images: int) -> int | None:
-    """The best prior, unless the best trial scores more than one standard error of the prior's score
-    above it (ties go to the earlier, as in `best_trial`); None for a search without priors."""
+def prior_guard_pick(trials: Sequence[Tested], best: int, validation_images: int) -> int | None:
+    """The best prior, unless the best trial (`best`, the best score's pick) scores more than one
+    standard error of the prior's score above it (ties go to the earlier, as in `best_trial`); None
+    for a search without priors."""
     priors = [i for i, t in enumerate(trials) if t.prior]
     if not priors:
         return None
     best_prior = max(priors, key=lambda i: (trials[i].val, -i))
-    best = max(range(len(trials)), key=lambda i: (trials[i].val, -i))
     noise = accuracy_standard_error(trials[best_prior].val, validation_images)
     return best if trials[best].val - trials[best_prior].val > noise else best_prior
 
@@ -146,7 +148,7 @@ def pick(search: Path) -> Pick | None:
     test = np.array([t.test for t in trials])
     by_best_score = int(np.argmax(val))
     record = read_experiment_record(search)
-    guarded = prior_guard_pick(trials, record["data"]["sizes"]["val"])
+    guarded = prior_guard_pick(trials, by_best_score, record["data"]["sizes"]["val"])
     return Pick(
         search.name,
         len(trials),
